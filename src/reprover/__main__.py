@@ -1,0 +1,7 @@
+"""`python -m reprover`."""
+
+import sys
+
+from reprover.cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+"""`reprover verify [MANIFEST]`: rebuild from a pinned commit and compare with the release."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from reprover.cli.common import add_report_options, emit_report, err
+from reprover.verify import Options, verify
+
+
+def register(sub: Any) -> None:
+    """Add the `verify` subcommand."""
+    parser = sub.add_parser(
+        "verify",
+        help="rebuild a release from its pinned source and compare it byte for byte",
+        description=(
+            "Clone the manifest's repository at its full commit, rebuild it hermetically, and "
+            "compare every rebuilt artifact with the released one. Exit 0 only when every "
+            "artifact is identical (or allowed by the policy) and every check passed."
+        ),
+    )
+    parser.add_argument(
+        "manifest",
+        nargs="?",
+        type=Path,
+        default=Path("reprover.toml"),
+        help="the reprover.toml to verify (default: ./reprover.toml)",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="accept only byte-identical artifacts; an unexpected rebuilt file fails",
+    )
+    parser.add_argument(
+        "--allow-network",
+        action="store_true",
+        help="build with network when isolation is unavailable (recorded in the report)",
+    )
+    parser.add_argument(
+        "--build-path",
+        type=Path,
+        help="absolute path to build in (default: the manifest's [build] path, else "
+        "/tmp/reprover-build); others must use the same path to repeat the build",
+    )
+    parser.add_argument(
+        "--keep-build", action="store_true", help="keep the checkout and outputs after the run"
+    )
+    add_report_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the verification and emit its report.
+
+    Raises:
+        Error: any reprover error; the caller maps it to an exit code.
+    """
+    options = Options(
+        strict=args.strict,
+        allow_network=args.allow_network,
+        build_path=args.build_path.absolute() if args.build_path else None,
+        keep_build=args.keep_build,
+    )
+    progress = (lambda _msg: None) if args.quiet else (lambda msg: err(f"reprover: {msg}"))
+    report = verify(args.manifest, options, progress)
+    return emit_report(report, args)

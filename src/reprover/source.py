@@ -1,0 +1,167 @@
+"""Git: pin the source to a full commit, verify its signature, check it out cleanly.
+
+Owns: cloning with `--no-local` into a fresh folder (the user's work tree is never touched),
+checking out exactly one commit, verifying an SSH or GPG commit signature against keys the
+manifest pins, and recording repo, commit, tree id and committer time.
+Does not own: building (see `reprover.build`).
+
+Every git call runs with the user's and the system's git configuration switched off, so that
+local settings (line endings, filters, signing programs) cannot change what is checked out or
+which keys are trusted. Only full SHAs validated by the manifest are ever passed to git.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from reprover.errors import InputError, ToolMissingError, VerificationError
+from reprover.model import SourcePin, SourceSpec
+
+GIT_TIMEOUT = 600
+
+
+def git_env(**extra: str) -> dict[str, str]:
+    """An environment for git that ignores user and system configuration."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": tempfile.gettempdir(),
+        "LC_ALL": "C",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ADVICE": "0",
+    }
+    env.update(extra)
+    return env
+
+
+def _git(args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Run git; return stdout. Raises ToolMissingError or subprocess.CalledProcessError."""
+    if shutil.which("git") is None:
+        raise ToolMissingError("git is not installed", hint="install git (apt-get install git)")
+    done = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env=env or git_env(),
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT,
+        check=True,
+    )
+    return done.stdout
+
+
+def checkout(spec: SourceSpec, dest: Path) -> SourcePin:
+    """Clone `spec.repo` into the new folder `dest` and check out `spec.commit` detached.
+
+    Args:
+        spec: where the source lives and which commit (a full SHA) to pin.
+        dest: a folder that must not exist yet; it is created.
+
+    Returns:
+        The pinned source, with the signer when a signature was required and verified.
+
+    Raises:
+        InputError: the repository cannot be cloned or does not contain the commit.
+        VerificationError: a signature is required and is missing, bad, or by an unlisted key.
+        ToolMissingError: git (or gpg, for a GPG keyring) is not installed.
+    """
+    try:
+        _git(["clone", "--quiet", "--no-local", "--no-checkout", "--", spec.repo, str(dest)])
+    except subprocess.CalledProcessError as exc:
+        raise InputError(
+            f"cannot clone {spec.repo}: {_last_line(exc.stderr)}",
+            hint="check [source] repo: a local path (relative to the manifest) or a URL",
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise InputError(f"cloning {spec.repo} took longer than {GIT_TIMEOUT} s") from exc
+    try:
+        kind = _git(["cat-file", "-t", spec.commit], cwd=dest).strip()
+    except subprocess.CalledProcessError:
+        kind = ""
+    if kind != "commit":
+        raise InputError(
+            f"commit {spec.commit} does not exist in {spec.repo}"
+            + (f" (it is a {kind})" if kind else ""),
+            hint="the commit must be reachable from a branch or tag of the repository",
+        )
+    signer = _verify_signature(spec, dest)
+    try:
+        _git(
+            ["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", spec.commit],
+            cwd=dest,
+        )
+    except subprocess.CalledProcessError as exc:
+        raise InputError(f"cannot check out {spec.commit}: {_last_line(exc.stderr)}") from exc
+    tree, committer_time = _git(["show", "-s", "--format=%T %ct", spec.commit], cwd=dest).split()
+    return SourcePin(
+        repo=spec.repo,
+        commit=spec.commit,
+        tree=tree,
+        committer_time=int(committer_time),
+        signer=signer,
+    )
+
+
+def _verify_signature(spec: SourceSpec, repo: Path) -> str | None:
+    """Return a description of the verified signer, None when no signature is required."""
+    if spec.allowed_signers is not None:
+        signers = spec.allowed_signers.resolve()
+        if not signers.is_file():
+            raise InputError(f"allowed_signers file {signers} does not exist")
+        return _verify(repo, spec.commit, ["-c", f"gpg.ssh.allowedSignersFile={signers}"], None)
+    if spec.gpg_keyring is not None:
+        if shutil.which("gpg") is None:
+            raise ToolMissingError("gpg is not installed", hint="apt-get install gnupg")
+        keyring = spec.gpg_keyring.resolve()
+        if not keyring.is_file():
+            raise InputError(f"gpg_keyring file {keyring} does not exist")
+        with tempfile.TemporaryDirectory(prefix="reprover-gnupg-") as home:
+            Path(home).chmod(0o700)
+            env = git_env(GNUPGHOME=home)
+            imported = subprocess.run(
+                ["gpg", "--batch", "--quiet", "--import", str(keyring)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if imported.returncode != 0:
+                raise InputError(f"cannot import {keyring}: {_last_line(imported.stderr)}")
+            return _verify(repo, spec.commit, [], env)
+    return None
+
+
+def _verify(repo: Path, commit: str, config: list[str], env: dict[str, str] | None) -> str:
+    try:
+        _git([*config, "verify-commit", commit], cwd=repo, env=env)
+    except subprocess.CalledProcessError as exc:
+        status = _git([*config, "show", "-s", "--format=%G?", commit], cwd=repo, env=env).strip()
+        reason = {
+            "N": "the commit is not signed",
+            "B": "the signature is bad",
+            "U": "the signature is valid but by a key of unknown validity",
+            "E": "the signature cannot be checked: the key is not among the trusted keys",
+            "X": "the signature has expired",
+            "Y": "the signature was made by an expired key",
+            "R": "the signature was made by a revoked key",
+        }.get(status, f"verification failed ({_last_line(exc.stderr)})")
+        raise VerificationError(
+            f"commit {commit}: {reason}",
+            hint="a signed commit by one of the keys the manifest lists is required",
+        ) from exc
+    fields = _git([*config, "show", "-s", "--format=%G?%n%GS%n%GF", commit], cwd=repo, env=env)
+    status, signer, fingerprint = [*fields.splitlines(), "", "", ""][:3]
+    if status != "G":
+        raise VerificationError(f"commit {commit}: signature status {status!r}, not good")
+    return f"{signer} ({fingerprint})" if signer else fingerprint
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no message"

@@ -1,0 +1,229 @@
+"""The verification pipeline: the one orchestrator.
+
+`verify()` runs these steps, in this order, and its body reads like them:
+
+1. load and validate the manifest;
+2. list the released artifacts (bad input fails here, before any work);
+3. pin the source: clone, check out the exact commit, verify its signature if required;
+4. rebuild it hermetically at the fixed build path;
+5. hash every released and rebuilt artifact, in parallel;
+6. compare each pair and label every differing byte; apply the policy;
+7. collect the trust checks (commit signature, ...) into the report.
+
+It is the one place that turns a failed trust check into a finding in the report; errors that
+make a verdict impossible propagate to the caller (the CLI maps them to exit codes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from reprover import build, manifest, source
+from reprover.compare import compare_files
+from reprover.digest import hash_files
+from reprover.errors import InputError, VerificationError
+from reprover.fsutil import contained
+from reprover.model import (
+    ArtifactResult,
+    ArtifactVerdict,
+    BuildInfo,
+    CheckResult,
+    Manifest,
+    Policy,
+    Report,
+    SourcePin,
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run a verification, beyond what the manifest says."""
+
+    strict: bool = False
+    allow_network: bool = False
+    build_path: Path | None = None
+    keep_build: bool = False
+
+
+@dataclass(frozen=True)
+class Rebuild:
+    """A finished rebuild: the pinned source, how it ran, and where its outputs are."""
+
+    pin: SourcePin
+    info: BuildInfo
+    checkout: Path
+    output: Path
+
+
+def verify(manifest_path: Path, options: Options, progress: Progress = lambda _: None) -> Report:
+    """Verify the release a manifest describes; see the module docstring for the steps.
+
+    Raises:
+        InputError: the manifest or the release is malformed or unreadable.
+        BuildError: the source cannot be built as the recipe says.
+        ToolMissingError: git or an isolation tool is missing.
+    """
+    spec = manifest.load(manifest_path)
+    released = released_artifacts(spec)
+    checks: list[CheckResult] = []
+    with rebuilt_source(spec, options, progress, checks) as rebuild:
+        if rebuild is None:
+            return _report(spec, options=options, artifacts=(), checks=checks, pin=None, info=None)
+        progress(f"comparing {len(released)} artifact(s)")
+        results = compare_release(spec, released, rebuild.output)
+    return _report(
+        spec, options=options, artifacts=results, checks=checks, pin=rebuild.pin, info=rebuild.info
+    )
+
+
+@contextmanager
+def rebuilt_source(
+    spec: Manifest, options: Options, progress: Progress, checks: list[CheckResult]
+) -> Iterator[Rebuild | None]:
+    """Steps 3 and 4: pin the source and rebuild it; yields None when the source check failed.
+
+    The build path is reserved for the duration of the `with` block and removed afterwards
+    unless `options.keep_build`.
+
+    Raises:
+        InputError, BuildError, ToolMissingError: as `verify`.
+    """
+    path = options.build_path or Path(spec.recipe.path or build.DEFAULT_BUILD_PATH)
+    _refuse_release_inside(spec.release, path)
+    isolation = build.find_isolation(
+        network=spec.recipe.network, allow_network=options.allow_network
+    )
+    with build.build_path(path, keep=options.keep_build) as checkout:
+        progress(f"cloning {spec.source.repo} at {spec.source.commit[:12]}")
+        try:
+            pin = source.checkout(spec.source, checkout)
+        except VerificationError as exc:
+            checks.append(CheckResult("source-signature", False, exc.message))
+            yield None
+            return
+        if pin.signer is not None:
+            checks.append(CheckResult("source-signature", True, f"commit signed by {pin.signer}"))
+        progress(f"building in {checkout} ({isolation.name})")
+        info = build.run(
+            spec.recipe,
+            checkout,
+            log_path=path.with_name(path.name + ".log"),
+            source_date_epoch=pin.committer_time,
+            isolation=isolation,
+        )
+        yield Rebuild(pin, info, checkout, checkout / spec.recipe.output)
+
+
+def released_artifacts(spec: Manifest) -> dict[str, Path]:
+    """Step 2: map each artifact's relative path to its released file.
+
+    Raises:
+        InputError: the release path is missing or empty, or an artifact is missing, escapes
+            the release folder, or is not a regular file.
+    """
+    release = spec.release
+    if not release.exists():
+        raise InputError(
+            f"release path {release} does not exist",
+            hint="set [release] path to the folder (or file) of released artifacts",
+        )
+    if release.is_file():
+        if spec.artifacts:
+            raise InputError("[[artifact]] entries need [release] path to be a folder")
+        return {release.name: release}
+    if spec.artifacts:
+        names = list(spec.artifacts)
+    else:
+        names = sorted(
+            p.relative_to(release).as_posix()
+            for p in release.rglob("*")
+            if p.is_file() or p.is_symlink()
+        )
+    if not names:
+        raise InputError(f"release folder {release} holds no files", hint="nothing to verify")
+    files = {}
+    for name in names:
+        path = contained(release, name, what="released artifact")
+        if not path.is_file():
+            raise InputError(f"released artifact {name} is missing from {release}")
+        files[name] = path
+    return files
+
+
+def compare_release(
+    spec: Manifest, released: dict[str, Path], output: Path
+) -> tuple[ArtifactResult, ...]:
+    """Steps 5 and 6: hash and compare every artifact; list unexpected rebuilt files.
+
+    Raises:
+        InputError: a file cannot be read or a rebuilt path escapes the output folder.
+    """
+    rebuilt: dict[str, Path] = {}
+    if output.is_file() and len(released) == 1:
+        rebuilt = {next(iter(released)): output}
+    elif output.is_dir():
+        for name in released:
+            candidate = contained(output, name, what="rebuilt artifact")
+            if candidate.is_file():
+                rebuilt[name] = candidate
+    digests = hash_files([*released.values(), *rebuilt.values()])
+    results = []
+    for name, released_path in released.items():
+        if name not in rebuilt:
+            results.append(
+                ArtifactResult(name, ArtifactVerdict.MISSING, digests[released_path], None)
+            )
+            continue
+        pair = (digests[released_path], digests[rebuilt[name]])
+        results.append(compare_files(name, released_path, rebuilt[name], spec.policy, digests=pair))
+    if not spec.artifacts and output.is_dir():
+        for path in sorted(p for p in output.rglob("*") if p.is_file()):
+            name = path.relative_to(output).as_posix()
+            if name not in released:
+                results.append(
+                    ArtifactResult(name, ArtifactVerdict.UNEXPECTED, None, hash_files([path])[path])
+                )
+    return tuple(results)
+
+
+def _refuse_release_inside(release: Path, build_path: Path) -> None:
+    release, build_path = release.resolve(), build_path.resolve()
+    if release == build_path or build_path in release.parents:
+        raise InputError(
+            f"the release path {release} lies inside the build path {build_path}",
+            hint="the released artifacts must come from outside the rebuild",
+        )
+
+
+def _report(
+    spec: Manifest,
+    *,
+    options: Options,
+    artifacts: tuple[ArtifactResult, ...],
+    checks: list[CheckResult],
+    pin: SourcePin | None,
+    info: BuildInfo | None,
+) -> Report:
+    return Report(
+        command="verify",
+        artifacts=artifacts,
+        checks=tuple(checks),
+        source=pin,
+        build=info,
+        manifest_sha256=spec.sha256,
+        policy=spec.policy,
+        policy_sha256=_policy_digest(spec.policy),
+        strict=options.strict,
+    )
+
+
+def _policy_digest(policy: Policy) -> str:
+    import hashlib  # noqa: PLC0415 - replaced by reprover.policy.policy_digest when it lands
+    import json  # noqa: PLC0415
+
+    return hashlib.sha256(json.dumps(sorted(policy.allow)).encode()).hexdigest()
