@@ -65,7 +65,8 @@ def load_signer(path: Path, passphrase: bytes | None = None) -> CryptoSigner:
         return CryptoSigner(private_key)
     except TypeError as exc:
         raise InputError(
-            f"{path}: {exc}", hint="pass the key's passphrase, or use an unencrypted key"
+            f"{path} is encrypted and no passphrase was given",
+            hint="pass the key's passphrase, or use an unencrypted key",
         ) from exc
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InputError(f"{path} is not a usable private key: {exc}") from exc

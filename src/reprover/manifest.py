@@ -59,7 +59,7 @@ class _Reader:
                 self.fail(key, f"unknown key; expected one of: {allowed}")
 
     def fail(self, key: str, problem: str) -> None:
-        line = _line_of(self.text, key)
+        line = _line_of(self.text, key, table=self.table)
         where = f"{self.path}:{line}" if line else str(self.path)
         raise InputError(f"{where}: [{self.table}] {key}: {problem}")
 
@@ -258,10 +258,20 @@ def _relative(reader: _Reader, key: str, value: str) -> None:
         reader.fail(key, f"{value!r} must be a relative path without '..'")
 
 
-def _line_of(text: str, key: str) -> int | None:
-    """The first line that assigns `key` or opens table `key` (best effort, 1-based)."""
+def _line_of(text: str, key: str, *, table: str | None = None) -> int | None:
+    """The line that assigns `key` (inside `table` when given) or opens table `key` (1-based).
+
+    Best effort: TOML allows spellings (dotted keys, inline tables) this does not follow.
+    """
+    start = 0
+    if table is not None:
+        name, _, index = table.partition("[")
+        headers = list(re.finditer(rf"^\s*\[\[?\s*{re.escape(name)}\s*\]\]?", text, re.MULTILINE))
+        nth = int(index.rstrip("]")) - 1 if index else 0
+        if nth < len(headers):
+            start = headers[nth].end()
     pattern = re.compile(
         rf"^\s*(\[\[?\s*{re.escape(key)}\s*\]\]?|\"?{re.escape(key)}\"?\s*=)", re.MULTILINE
     )
-    match = pattern.search(text)
+    match = pattern.search(text, start) or pattern.search(text)
     return text.count("\n", 0, match.start()) + 1 if match else None

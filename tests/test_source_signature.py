@@ -1,0 +1,156 @@
+"""Commit signatures: SSH (allowed_signers) and GPG (keyring), verified with real keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import HELLO_C, MAKEFILE, Project, git, vendor_build
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+def _ssh_key(folder: Path, name: str) -> Path:
+    key = folder / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
+    )
+    return key
+
+
+def _signed_project(
+    tmp_path: Path, config: list[str] | None, env: dict[str, str] | None = None
+) -> Project:
+    """A project whose one commit is signed when `config` names a signing key."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "hello.c").write_text(HELLO_C)
+    (repo / "Makefile").write_text(MAKEFILE)
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "add", "--all")
+    sign = ["-S"] if config else []
+    git(repo, *(config or []), "commit", "--quiet", *sign, "-m", "release", env=env)
+    commit = git(repo, "rev-parse", "HEAD")
+    vendor_build(repo, commit, tmp_path / "release", tmp_path)
+    return Project(tmp_path, repo, commit, tmp_path / "release")
+
+
+@pytest.fixture
+def ssh_keys(tmp_path: Path) -> tuple[Path, Path]:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    return _ssh_key(keys, "vendor"), _ssh_key(keys, "intruder")
+
+
+def _ssh_signing(key: Path) -> list[str]:
+    return ["-c", "gpg.format=ssh", "-c", f"user.signingkey={key}"]
+
+
+def _allowed_signers(tmp_path: Path, key: Path) -> str:
+    path = tmp_path / "keys" / "allowed_signers"
+    public = key.with_suffix(".pub").read_text().split()
+    path.write_text(f"ada@vendor.example {public[0]} {public[1]}\n")
+    return 'allowed_signers = "keys/allowed_signers"\n'
+
+
+def _with_source_option(project: Project, option: str) -> Path:
+    body = project.manifest().read_text()
+    return project.manifest(body.replace("[build]\n", option + "[build]\n", 1))
+
+
+def test_ssh_signed_commit_by_listed_key_passes(
+    tmp_path: Path, ssh_keys: tuple[Path, Path], run_cli: Cli
+) -> None:
+    vendor, _ = ssh_keys
+    project = _signed_project(tmp_path, _ssh_signing(vendor))
+    manifest = _with_source_option(project, _allowed_signers(tmp_path, vendor))
+    code, out, _ = run_cli("verify", manifest, "--format", "json")
+    assert code == 0, out
+    report = json.loads(out)
+    [check] = report["checks"]
+    assert check["name"] == "source-signature"
+    assert check["passed"] is True
+    assert "ada@vendor.example" in report["source"]["signer"]
+
+
+def test_unsigned_commit_fails_when_signature_required(
+    tmp_path: Path, ssh_keys: tuple[Path, Path], run_cli: Cli
+) -> None:
+    vendor, _ = ssh_keys
+    project = _signed_project(tmp_path, None)
+    manifest = _with_source_option(project, _allowed_signers(tmp_path, vendor))
+    code, out, _ = run_cli("verify", manifest, "--format", "json")
+    assert code == 1
+    [check] = json.loads(out)["checks"]
+    assert check == {
+        "name": "source-signature",
+        "passed": False,
+        "detail": f"commit {project.commit}: the commit is not signed",
+        "findings": [],
+    }
+
+
+def test_commit_signed_by_unlisted_key_fails(
+    tmp_path: Path, ssh_keys: tuple[Path, Path], run_cli: Cli
+) -> None:
+    vendor, intruder = ssh_keys
+    project = _signed_project(tmp_path, _ssh_signing(intruder))
+    manifest = _with_source_option(project, _allowed_signers(tmp_path, vendor))
+    code, out, _ = run_cli("verify", manifest)
+    assert code == 1
+    assert "source-signature" in out
+    assert "FAIL" in out
+
+
+def test_missing_allowed_signers_file_is_bad_input(tmp_path: Path, run_cli: Cli) -> None:
+    project = _signed_project(tmp_path, None)
+    manifest = _with_source_option(project, 'allowed_signers = "nowhere"\n')
+    code, _, err = run_cli("verify", manifest)
+    assert code == 2
+    assert "does not exist" in err
+
+
+def _gpg_key(home: Path, email: str) -> str:
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(
+        ["gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key", email, "ed25519",
+         "sign", "never"],
+        env=env, check=True, capture_output=True,
+    )
+    out = subprocess.run(
+        ["gpg", "--batch", "--with-colons", "--list-keys", email],
+        env=env, check=True, capture_output=True, text=True,
+    ).stdout
+    return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr"))
+
+
+@pytest.mark.slow
+def test_gpg_signed_commit_with_keyring(tmp_path: Path, run_cli: Cli) -> None:
+    vendor_home, other_home = tmp_path / "gpg-vendor", tmp_path / "gpg-other"
+    fingerprint = _gpg_key(vendor_home, "ada@vendor.example")
+    _gpg_key(other_home, "someone@else.example")
+    project = _signed_project(
+        tmp_path, ["-c", f"user.signingkey={fingerprint}"], env={"GNUPGHOME": str(vendor_home)}
+    )
+    for name, home in (("vendor.gpg", vendor_home), ("other.gpg", other_home)):
+        exported = subprocess.run(
+            ["gpg", "--batch", "--export"], env={**os.environ, "GNUPGHOME": str(home)},
+            check=True, capture_output=True,
+        ).stdout
+        (tmp_path / name).write_bytes(exported)
+    code, out, _ = run_cli(
+        "verify", _with_source_option(project, 'gpg_keyring = "vendor.gpg"\n'), "--format", "json"
+    )
+    assert code == 0, out
+    assert fingerprint in json.loads(out)["source"]["signer"]
+    code, out, _ = run_cli(
+        "verify", _with_source_option(project, 'gpg_keyring = "other.gpg"\n'), "--format", "json"
+    )
+    assert code == 1
+    assert "not among the trusted keys" in json.loads(out)["checks"][0]["detail"]
