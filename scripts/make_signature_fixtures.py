@@ -6,8 +6,9 @@ Makes, with real tools only:
   (openssl; keys are test-only and committed so tests can sign tampered variants);
 - two tiny freestanding PE files from hello.c and other.c (x86_64-w64-mingw32-gcc,
   `-Wl,--no-insert-timestamp`), and signed copies (osslsigncode): plain, RFC 3161 timestamped
-  with osslsigncode's built-in TSA, dual-signed (`-nest`, sha1 second signature), signed by the
-  unrelated CA's leaf, signed by the leaf without the EKU, and the other program signed;
+  with osslsigncode's built-in TSA (at generation time: the TSA certificate must be valid
+  then), dual-signed (`-nest`, sha1 second signature), signed by the unrelated CA's
+  leaf, signed by the leaf without the EKU, and the other program signed;
 - an ad-hoc signed and an unsigned Mach-O from macho.c (clang -target x86_64-apple-macos11,
   ld64.lld `-adhoc_codesign` / `-no_adhoc_codesign`).
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "signature"
@@ -98,6 +100,7 @@ def leaf(name: str, subject: str, issuer: str, eku: str | None) -> None:
 
 
 def sign(inp: str, out: str, key: str, *extra: str, digest: str = "sha256") -> None:
+    (HERE / out).unlink(missing_ok=True)  # osslsigncode does not overwrite
     run(
         "osslsigncode",
         "sign",
@@ -196,7 +199,7 @@ def main() -> None:
         "-TSA-key",
         "tsa.key",
         "-TSA-time",
-        SIGN_TIME,
+        str(int(time.time())),
     )
     sign("signed.exe", "dual.exe", "other-leaf", "-nest", digest="sha1")
     sign("unsigned.exe", "foreign.exe", "other-leaf")

@@ -135,6 +135,14 @@ def _transplant(released: bytes, rel: PeLayout, rebuilt: bytes, reb: PeLayout) -
     candidate += b"\0" * (rel.table_offset - reb.size)
     candidate += released[rel.table_offset :]
     struct.pack_into("<II", candidate, rel.security_entry_offset, rel.table_offset, rel.table_size)
+    struct.pack_into("<I", candidate, rel.checksum_offset, rel.checksum)
+    if bytes(candidate) != released:
+        at = _first_difference(candidate, released)
+        raise VerificationError(
+            f"the released file differs from the rebuilt file outside the signature: first "
+            f"differing byte at {at:#x} (transplanting the signature onto the rebuild does not "
+            "give the released file)"
+        )
     recomputed = pe_checksum(candidate, rel.checksum_offset)
     if rel.checksum == recomputed:
         rule = f"recomputed for the signed file ({recomputed:#010x})"
@@ -144,14 +152,6 @@ def _transplant(released: bytes, rel: PeLayout, rebuilt: bytes, reb: PeLayout) -
         raise VerificationError(
             f"the released CheckSum {rel.checksum:#010x} is neither the rebuilt file's "
             f"({reb.checksum:#010x}) nor the signed file's correct checksum ({recomputed:#010x})"
-        )
-    struct.pack_into("<I", candidate, rel.checksum_offset, rel.checksum)
-    if bytes(candidate) != released:
-        at = _first_difference(candidate, released)
-        raise VerificationError(
-            f"the released file differs from the rebuilt file outside the signature: first "
-            f"differing byte at {at:#x} (transplanting the signature onto the rebuild does not "
-            "give the released file)"
         )
     return rule
 

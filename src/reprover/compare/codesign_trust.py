@@ -154,3 +154,36 @@ def chain_to_trust(
         chain.append(issuer)
         current = issuer
     raise VerificationError(f"{what}: certificate chain longer than {MAX_CHAIN}")
+
+
+def require_on_chains(
+    pool: Sequence[x509.Certificate], signers: Sequence[x509.Certificate], what: str
+) -> None:
+    """Require every certificate a signature carries to be a signer or one of its issuers.
+
+    Certificates are not covered by the signature; one that no signer's chain uses is
+    unverified data riding along with the signature, so it is refused.
+
+    Raises:
+        VerificationError: a certificate in `pool` is on no signer's issuer chain.
+    """
+    reached = [c for c in pool if c in signers]
+    frontier = list(signers)
+    while frontier:
+        current = frontier.pop()
+        for cert in pool:
+            if cert not in reached and _issued_by(current, cert):
+                reached.append(cert)
+                frontier.append(cert)
+    stray = [c for c in pool if c not in reached]
+    forged = [c for c in reached if c.subject == c.issuer and not _issued_by(c, c)]
+    if forged:
+        raise VerificationError(
+            f"{what}: self-signed certificate {describe(forged[0])} in the signature does not "
+            "verify its own signature"
+        )
+    if stray:
+        raise VerificationError(
+            f"{what}: certificate {describe(stray[0])} is carried in the signature but issued "
+            "no signer's certificate; unsigned, unused data is refused"
+        )

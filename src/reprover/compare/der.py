@@ -185,6 +185,18 @@ def sequence(tlv: Tlv, what: str, *, minimum: int = 0, maximum: int | None = Non
     return items
 
 
+def explicit(tlv: Tlv, number: int, what: str) -> Tlv:
+    """The single element inside a constructed context tag `[number] EXPLICIT`.
+
+    Raises:
+        DerError: another tag, or not exactly one element inside.
+    """
+    items = tlv.expect(CONTEXT, True, number, what).children(what)
+    if len(items) != 1:
+        raise DerError(f"{what}: [{number}] EXPLICIT holds {len(items)} elements, not one")
+    return items[0]
+
+
 def integer(tlv: Tlv, what: str) -> int:
     """Decode an INTEGER (minimal two's complement).
 

@@ -26,7 +26,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from reprover.compare import der
-from reprover.compare.codesign_trust import CODE_SIGNING, TIME_STAMPING, chain_to_trust, describe
+from reprover.compare.codesign_trust import (
+    CODE_SIGNING,
+    TIME_STAMPING,
+    chain_to_trust,
+    describe,
+    require_on_chains,
+)
 from reprover.compare.der import CONTEXT, SEQUENCE, SET, UNIVERSAL, DerError, Tlv
 from reprover.errors import VerificationError
 
@@ -246,17 +252,17 @@ class _SignedData:
 def _signed_data(blob: bytes, what: str) -> _SignedData:
     root = der.parse_one(blob, what)
     der.check_well_formed(root, what)
-    kind, body = der.sequence(root, what, minimum=2, maximum=2)
+    kind, body = der.sequence(root, f"{what}: not a PKCS#7 ContentInfo", minimum=2, maximum=2)
     if der.oid(kind, what) != SIGNED_DATA:
         raise VerificationError(f"{what}: not a PKCS#7 SignedData")
-    (sd,) = body.expect(CONTEXT, True, 0, what).children(what)
+    sd = der.explicit(body, 0, what)
     items = der.sequence(sd, what, minimum=4, maximum=6)
     if der.integer(items[0], what) not in (1, 3):
         raise VerificationError(f"{what}: unsupported SignedData version")
     items[1].expect(UNIVERSAL, True, SET, what)
     encap = der.sequence(items[2], what, minimum=2, maximum=2)
     content_type = der.oid(encap[0], what)
-    (content,) = encap[1].expect(CONTEXT, True, 0, what).children(what)
+    content = der.explicit(encap[1], 0, what)
     certs: list[x509.Certificate] = []
     rest = items[3:]
     if rest and rest[0].is_(CONTEXT, True, 0):
@@ -283,7 +289,11 @@ def _timestamps(
     trusted: Sequence[x509.Certificate],
     what: str,
 ) -> tuple[list[Countersignature], list[Tlv]]:
-    """Verify countersignatures; return them and the nested signatures left to check."""
+    """Verify countersignatures; return them and the nested signatures left to check.
+
+    Every certificate of the SignedData must serve the signer or a PKCS#9 countersigner.
+    """
+    signers = [signer.cert]
     stamps: list[Countersignature] = []
     nested: list[Tlv] = []
     for name, values in signer.unsigned:
@@ -295,6 +305,7 @@ def _timestamps(
                 stamps.append(_rfc3161(value.raw, signer, trusted, label))
             elif name == COUNTERSIGNATURE:
                 counter = _signer_info(value, certs, signer.signature, None, label)
+                signers.append(counter.cert)
                 attrs = dict(counter.signed)
                 when = der.time(_single(attrs, "1.2.840.113549.1.9.5", label), label)
                 stamps.append(_stamp("pkcs9-countersignature", when, counter, certs, trusted))
@@ -303,6 +314,7 @@ def _timestamps(
                     f"{label}: unknown unsigned attribute; refusing it because unsigned data is "
                     "not covered by the signature"
                 )
+    require_on_chains(certs, signers, what)
     return stamps, nested
 
 
@@ -331,6 +343,7 @@ def _rfc3161(
         raise VerificationError(f"{what}: the timestamp token does not hold a TSTInfo")
     tst_bytes = der.octets(sd.content, what)
     counter = _signer_info(sd.signer, sd.certs, tst_bytes, TST_INFO, what)
+    require_on_chains(sd.certs, [counter.cert], what)
     tst = der.sequence(der.parse_one(tst_bytes, what), what, minimum=5)
     imprint_alg, imprint = der.sequence(tst[2], what, minimum=2, maximum=2)
     alg = _digest_name(_alg(imprint_alg, what), what)
