@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import bisect
 import re
+from datetime import datetime, timezone
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -78,7 +79,8 @@ def label(
         return Ledger(tuple(diffs), tuple(notes))
     if not map_a["regions"] and not map_b["regions"]:
         return Ledger(tuple(Difference(o, n, UNMAPPED, Kind.DATA) for o, n in runs), tuple(notes))
-    if map_a["size"] == map_b["size"] and map_a["regions"] == map_b["regions"]:
+    same = map_a["size"] == map_b["size"] and map_a["regions"] == map_b["regions"]
+    if same:
         found: list[tuple[Piece, str | None]] = [
             (p, None) for p in merged(pieces(map_a["regions"], map_a["size"], runs))
         ]
@@ -88,10 +90,7 @@ def label(
             f"{map_b['size']} bytes): compared by structure, offsets are in the released file"
         )
         found = [
-            (
-                Piece(c.offset, c.offset + c.length, c.piece.name, c.piece.kind, c.piece.context),
-                c.detail,
-            )
+            (replace(c.piece, start=c.offset, end=c.offset + c.length), c.detail)
             for c in compare_structure(fa, fb, map_a, map_b)
         ]
     symbols = _Symbols(map_a["symbols"])
@@ -100,8 +99,8 @@ def label(
     for piece, note in found:
         length = piece.end - piece.start
         detail = note
-        if detail is None and 0 < length <= SHOW_VALUES:
-            detail = _values(fa, fb, piece.start, length)
+        if detail is None and same and 0 < length <= SHOW_VALUES:
+            detail = _values(fa, fb, piece)
         cause = Cause.CONSEQUENCE if roots and _consequential(piece) else Cause.ROOT
         diffs.append(
             Difference(
@@ -126,11 +125,27 @@ def _consequential(piece: Piece) -> bool:
     )
 
 
-def _values(fa: BinaryIO, fb: BinaryIO, offset: int, length: int) -> str | None:
-    fa.seek(offset)
-    fb.seek(offset)
-    a, b = fa.read(length), fb.read(length)
-    return f"{a.hex()} -> {b.hex()}" if a and b else None
+def _values(fa: BinaryIO, fb: BinaryIO, piece: Piece) -> str | None:
+    """Old -> new value of a small field (the whole field), same layout on both sides."""
+    start, end = piece.start, piece.end
+    if 0 < piece.leaf_end - piece.leaf_start <= SHOW_VALUES:
+        start, end = piece.leaf_start, piece.leaf_end
+    fa.seek(start)
+    fb.seek(start)
+    a, b = fa.read(end - start), fb.read(end - start)
+    if not a or not b:
+        return None
+    if piece.kind is Kind.TIMESTAMP and (start, end) == (piece.leaf_start, piece.leaf_end):
+        return f"{_time(a)} -> {_time(b)}"
+    return f"{a.hex()} -> {b.hex()}"
+
+
+def _time(raw: bytes) -> str:
+    value = int.from_bytes(raw, "little")
+    if value >= 1 << 40:
+        return f"0x{value:x}"
+    moment = datetime.fromtimestamp(value, tz=timezone.utc)
+    return f"{value} ({moment:%Y-%m-%dT%H:%M:%SZ})"
 
 
 class _Symbols:
@@ -141,7 +156,7 @@ class _Symbols:
         self.starts = [s[0] for s in symbols]
 
     def near(self, piece: Piece) -> str | None:
-        if piece.kind is not Kind.CODE and piece.kind is not Kind.DATA:
+        if piece.kind not in (Kind.CODE, Kind.DATA) or piece.name == UNMAPPED:
             return None
         i = bisect.bisect_right(self.starts, piece.start) - 1
         if i < 0:

@@ -9,7 +9,7 @@ Does not own: building region maps (`regions_*`) or comparing files (`ledger`, `
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reprover.compare.regionmap import Region
 from reprover.model import Kind
@@ -26,6 +26,8 @@ class Piece:
     name: str
     kind: Kind
     context: tuple[str, ...]
+    leaf_start: int = 0
+    leaf_end: int = 0
 
 
 def pieces(
@@ -76,7 +78,7 @@ def _piece(regions: Sequence[Region], active: dict[int, None], lo: int, hi: int)
     ordered = sorted(active, key=lambda i: (regions[i][0] - regions[i][1], i))
     leaf = regions[ordered[-1]]
     context = tuple(regions[i][2] for i in ordered[:-1])
-    return Piece(lo, hi, leaf[2], Kind(leaf[3]), context)
+    return Piece(lo, hi, leaf[2], Kind(leaf[3]), context, leaf[0], leaf[1])
 
 
 def merged(items: Iterator[Piece]) -> Iterator[Piece]:
@@ -84,7 +86,7 @@ def merged(items: Iterator[Piece]) -> Iterator[Piece]:
     current: Piece | None = None
     for item in items:
         if current is not None and current.end == item.start and current.name == item.name:
-            current = Piece(current.start, item.end, current.name, current.kind, current.context)
+            current = replace(current, end=item.end)
             continue
         if current is not None:
             yield current

@@ -93,6 +93,20 @@ class RegionBuilder:
         for field_name, offset, size, kind in table:
             self.add(base + offset, size, f"{prefix}.{field_name}", kind)
 
+    def fill_gaps(self, data: Any, label: str, *, skip: tuple[str, ...] = ()) -> None:
+        """Label the bytes no region holds as `label` (`label.padding` when all zero).
+
+        Regions whose name contains one of `skip` (segments, slices) do not count as holding.
+        """
+        spans = sorted((s, e) for s, e, name, _ in self.regions if not any(k in name for k in skip))
+        pos = 0
+        for start, end in [*spans, (self.size, self.size)]:
+            if start > pos:
+                zero = not bytes(data[pos:start]).strip(b"\0")
+                kind = Kind.PADDING if zero else Kind.DATA
+                self.add(pos, start - pos, label + (".padding" if zero else ""), kind)
+            pos = max(pos, end)
+
     def symbol(self, start: int, length: int, name: str) -> None:
         """Record a symbol at file offset `start` (length 0 when unknown)."""
         if 0 <= start < self.size and name and len(self.symbols) < MAX_SYMBOLS:

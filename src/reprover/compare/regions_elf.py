@@ -101,7 +101,7 @@ def build(data: Any, binary: Any) -> RegionBuilder:
             if int(seg.type.value) == 4:
                 _notes(out, rd, seg.file_offset, seg.physical_size, f"segment{i}")
     _symbols(out, binary, mapped)
-    _outside(out, data)
+    out.fill_gaps(data, "elf.outside-sections", skip=("elf.segment",))
     return out
 
 
@@ -169,14 +169,3 @@ def _symbols(out: RegionBuilder, binary: Any, mapped: list[tuple[int, int, int]]
             if i >= 0 and value < mapped[i][1]:
                 out.symbol(mapped[i][2] + value - mapped[i][0], sym.size, name)
 
-
-def _outside(out: RegionBuilder, data: Any) -> None:
-    """Label the bytes no header, table or section holds (segments do not count)."""
-    spans = sorted((s, e) for s, e, name, _ in out.regions if not name.startswith("elf.segment"))
-    pos = 0
-    for s, e in [*spans, (len(data), len(data))]:
-        if s > pos:
-            zero = not data[pos:s].strip(b"\0")
-            label = "elf.outside-sections" + (".padding" if zero else "")
-            out.add(pos, s - pos, label, Kind.PADDING if zero else Kind.DATA)
-        pos = max(pos, e)

@@ -54,6 +54,7 @@ def build(data: Any, fat: Any) -> RegionBuilder:
         _slice(out, data, binary, base, prefix)
     if slices and fat.size != len(slices):
         out.note(f"fat header lists {len(slices)} slices, LIEF parsed {fat.size}")
+    out.fill_gaps(data, "macho.outside-sections", skip=(".segment[", "macho.slice["))
     return out
 
 

@@ -144,6 +144,7 @@ def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0915 - follows t
             content_end, (pad[0] if pad else overlay_end) - content_end, "pe.overlay", Kind.OVERLAY
         )
     _symbols(out, binary, rows)
+    out.fill_gaps(data, "pe.outside-sections")
     return out
 
 

@@ -18,6 +18,7 @@ from reprover.compare.partition import Piece, merged, pieces
 from reprover.compare.regionmap import RegionMap
 
 CHUNK = 1 << 20
+SHOW_VALUES = 16
 _NONZERO = re.compile(rb"[^\x00]+")
 
 
@@ -57,8 +58,9 @@ def compare_structure(
             continue
         la, lb = pa.end - pa.start, pb.end - pb.start
         if la == lb:
-            for rel, n in range_runs(fa, fb, pa.start, pb.start, la):
-                changes.append(Change(pa.start + rel, n, pa))
+            runs = range_runs(fa, fb, pa.start, pb.start, la)
+            detail = _values(fa, fb, pa.start, pb.start, la) if runs and la <= SHOW_VALUES else None
+            changes.extend(Change(pa.start + rel, n, pa, detail) for rel, n in runs)
         elif not _same_prefix_growth(fa, fb, pa.start, pb.start, min(la, lb)):
             changes.append(Change(pa.start, la, pa, _size_change(pa.name, la, lb, differs=True)))
         else:
@@ -74,6 +76,12 @@ def compare_structure(
         )
     changes.sort(key=lambda c: (c.offset, c.length))
     return changes
+
+
+def _values(fa: BinaryIO, fb: BinaryIO, a_off: int, b_off: int, length: int) -> str:
+    fa.seek(a_off)
+    fb.seek(b_off)
+    return f"{fa.read(length).hex()} -> {fb.read(length).hex()}"
 
 
 def _size_change(name: str, la: int, lb: int, *, differs: bool) -> str:
