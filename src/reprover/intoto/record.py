@@ -1,0 +1,169 @@
+"""Recording a step as a signed in-toto link, hashing its artifacts in parallel.
+
+Owns: listing the artifacts of a folder the way in-toto's recorder names them (paths relative
+to the folder, `/` separators, its default exclude patterns applied to every path component,
+directory symlinks not followed, file symlinks only when they stay inside the folder); the
+files git tracks in a checkout (the source tree at the commit, without `.git` or build
+outputs); building and signing the link and naming it `STEP.KEYID8.link`.
+Does not own: hashing itself (the caller passes `reprover.digest.hash_files`, keeping the
+layers apart) or writing the file (the CLI writes it atomically).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from in_toto.models.link import FILENAME_FORMAT, Link
+from securesystemslib.signer import Signer
+
+from reprover.errors import InconclusiveError, InputError, ToolMissingError
+from reprover.intoto.metadata import serialize, sign
+from reprover.model import Digest
+
+# in-toto's own defaults (in_toto.settings.ARTIFACT_EXCLUDE_PATTERNS), so that links recorded by
+# reprover and by in-toto's tools name the same artifacts.
+DEFAULT_EXCLUDES = ("*.link*", ".git", "*.pyc", "*~")
+
+Hasher = Callable[[Iterable[Path]], Mapping[Path, Digest]]
+
+
+def list_artifacts(root: Path, exclude: Sequence[str] = DEFAULT_EXCLUDES) -> dict[str, Path]:
+    """Map each file under `root` (or `root` itself, if a file) to its path, in-toto's way.
+
+    Raises:
+        InputError: `root` does not exist, or a symlink points outside it.
+    """
+    if root.is_file():
+        return {root.name: root}
+    if not root.is_dir():
+        raise InputError(f"{root} does not exist")
+    top = root.resolve()
+    found: dict[str, Path] = {}
+    pending = [(root, "")]
+    while pending:
+        folder, prefix = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if any(fnmatchcase(entry.name, pattern) for pattern in exclude):
+                    continue
+                name = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((Path(entry.path), name + "/"))
+                elif entry.is_symlink():
+                    _symlink(Path(entry.path), top, name, found)
+                elif entry.is_file(follow_symlinks=False):
+                    found[name] = Path(entry.path)
+    return dict(sorted(found.items()))
+
+
+def _symlink(path: Path, top: Path, name: str, found: dict[str, Path]) -> None:
+    target = path.resolve()
+    if top not in target.parents:
+        raise InputError(
+            f"{name} is a symlink to {target}, outside {top}",
+            hint="a recorded tree must not point outside itself",
+        )
+    if target.is_file():  # in-toto records linked files; dangling links are skipped as it does
+        found[name] = path
+
+
+def tracked_files(checkout: Path, exclude: Sequence[str] = DEFAULT_EXCLUDES) -> dict[str, Path]:
+    """The files git tracks at HEAD in `checkout`, unchanged since checkout, as artifacts.
+
+    Raises:
+        ToolMissingError: git is not installed.
+        InconclusiveError: git fails, or a tracked file was modified (by the build).
+    """
+    listing = _git(checkout, "ls-files", "-z", "--cached", "--stage")
+    changed = _git(checkout, "status", "--porcelain", "-z", "--untracked-files=no")
+    if changed.strip("\0"):
+        names = [entry[3:] for entry in changed.split("\0") if entry][:5]
+        raise InconclusiveError(
+            f"the build changed tracked source files ({', '.join(names)}): the source tree at "
+            "the commit can no longer be recorded from the checkout",
+            hint="make the build write only to its output folder",
+        )
+    found: dict[str, Path] = {}
+    for entry in listing.split("\0"):
+        if not entry:
+            continue
+        meta, name = entry.split("\t", 1)
+        if meta.startswith("160000"):  # a submodule: not part of this tree's files
+            continue
+        if any(fnmatchcase(part, p) for part in name.split("/") for p in exclude):
+            continue
+        path = checkout / name
+        if path.is_symlink():
+            _symlink(path, checkout.resolve(), name, found)
+        else:
+            found[name] = path
+    return found
+
+
+def _git(checkout: Path, *args: str) -> str:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(checkout),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "LC_ALL": "C",
+    }
+    try:
+        done = subprocess.run(
+            ["git", "-c", "core.quotepath=off", *args],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+    except FileNotFoundError as exc:
+        raise ToolMissingError("git is not installed", hint="apt-get install git") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise InconclusiveError(f"git {args[0]} timed out in {checkout}") from exc
+    if done.returncode != 0:
+        raise InconclusiveError(f"git {args[0]} failed in {checkout}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def hash_artifacts(artifacts: Mapping[str, Path], hasher: Hasher) -> dict[str, dict[str, str]]:
+    """The in-toto artifact dictionary (`{name: {"sha256": hex}}`), hashed by `hasher`.
+
+    Raises:
+        InputError: a file cannot be read (from the hasher).
+    """
+    digests = hasher(artifacts.values())
+    return {name: {"sha256": digests[path].sha256} for name, path in artifacts.items()}
+
+
+def make_link(
+    name: str,
+    materials: Mapping[str, Mapping[str, str]],
+    products: Mapping[str, Mapping[str, str]],
+    signer: Signer,
+    *,
+    command: Sequence[str] = (),
+    legacy: bool = False,
+) -> tuple[str, bytes]:
+    """Build and sign the link of step `name`.
+
+    Returns:
+        The file name in-toto expects (`NAME.KEYID8.link`) and the file's bytes.
+    """
+    link = Link(
+        name=name,
+        materials={k: dict(v) for k, v in materials.items()},
+        products={k: dict(v) for k, v in products.items()},
+        byproducts={},
+        command=list(command),
+        environment={},
+    )
+    metadata = sign(link, signer, legacy=legacy)
+    return FILENAME_FORMAT.format(step_name=name, keyid=signer.public_key.keyid), serialize(
+        metadata
+    )
