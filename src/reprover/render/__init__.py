@@ -10,13 +10,16 @@ from collections.abc import Callable
 
 from reprover.errors import InputError
 from reprover.model import Report
-from reprover.render import json_report, text
+from reprover.render import html, json_report, junit, markdown, text
 
 Renderer = Callable[[Report], bytes]
 
 RENDERERS: dict[str, Renderer] = {
     "text": text.render,
     "json": json_report.render,
+    "markdown": markdown.render,
+    "html": html.render,
+    "junit": junit.render,
 }
 
 

@@ -1,0 +1,81 @@
+"""The Markdown report: GitHub tables of the right shape, hostile strings rendered as text."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import render_samples as samples
+from reprover.render import markdown, render
+
+_UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
+
+
+def tables(text: str) -> list[list[str]]:
+    """Consecutive lines that start with '|' form one table."""
+    found: list[list[str]] = []
+    current: list[str] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            found.append(current)
+            current = []
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(samples.EVERY))
+def test_every_table_row_has_as_many_cells_as_its_header(name: str) -> None:
+    report = samples.EVERY[name]()
+    text = render(report, "markdown").decode()
+    for table in tables(text):
+        width = len(_UNESCAPED_PIPE.findall(table[0]))
+        assert re.fullmatch(r"(\| ?-+:? ?)+\|", table[1].replace(" ", "")), table[1]
+        for row in table:
+            assert len(_UNESCAPED_PIPE.findall(row)) == width, row
+
+
+def test_tampered_summary_lists_artifacts_checks_and_regions() -> None:
+    text = render(samples.tampered(), "markdown").decode()
+    assert text.startswith("## \u274c reprover verify: FAIL\n")
+    assert "| scanner.exe | \u274c different |" in text
+    assert "| sigdb.bin | \u2705 identical |" in text
+    assert "| in-toto | \u274c failed |" in text
+    assert "| .text | code | **no** | 6 | 192 |" in text
+    assert "reprover verify reprover.toml --build-path /tmp/reprover-build\n```" in text
+
+
+def test_hostile_strings_cannot_inject_html_links_or_mentions() -> None:
+    text = render(samples.hostile(), "markdown").decode()
+    outside_fences = re.sub(r"```sh\n.*?```", "", text, flags=re.S)
+    assert "<script" not in outside_fences and "<img" not in outside_fences
+    assert markdown.md("a|b") == "a\\|b"
+    assert markdown.md("[x](http://e)") == "\\[x\\](http://e)"
+    assert markdown.md("hi @team\nnext") == "hi &#64;team next"
+    assert markdown.code("abc`def") == "abc\\`def"
+
+
+def test_renders_as_html_tables() -> None:
+    markdown_it = pytest.importorskip("markdown_it", reason="markdown-it-py renders the Markdown")
+    text = render(samples.tampered(runs=3), "markdown").decode()
+    page = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert page.count("<table>") == 4
+    assert "<td>scanner.exe</td>" in page
+    hostile = (
+        markdown_it.MarkdownIt("commonmark")
+        .enable("table")
+        .render(render(samples.hostile(), "markdown").decode())
+    )
+    assert "<script" not in hostile and "<img" not in hostile
+
+
+def test_long_region_lists_are_summarized_with_counts() -> None:
+    from dataclasses import replace
+
+    report = samples.tampered(runs=100)
+    diffs = tuple(replace(d, region=f"r{i}") for i, d in enumerate(report.artifacts[0].differences))
+    report = replace(report, artifacts=(replace(report.artifacts[0], differences=diffs),))
+    text = render(report, "markdown").decode()
+    hidden = len(diffs) - markdown.MAX_REGION_ROWS
+    assert f"| {hidden:,} more regions | | | {hidden:,} |" in text
