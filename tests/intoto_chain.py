@@ -138,7 +138,8 @@ def make_layout(
     layout = Layout(
         steps=steps,
         keys={
-            keyids[r]: key_dict(keys, r) for r in ("author", "builder", "signer", "rb1", "rb2", "rb3")
+            keyids[r]: key_dict(keys, r)
+            for r in ("author", "builder", "signer", "rb1", "rb2", "rb3")
         },
         expires=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
