@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import bisect
 import re
-from datetime import datetime, timezone
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 

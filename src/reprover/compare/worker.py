@@ -90,8 +90,14 @@ class _Server:
         return _decode(reply)
 
     def close(self) -> None:
+        """Close the control socket; the server sees end-of-file and exits."""
+        self.lines.close()
         self.sock.close()
-        self.proc.wait(5)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 _lock = threading.Lock()
