@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reprover.errors import ExitCode
+from reprover.errors import ExitCode, InputError
 from reprover.fsutil import write_atomic
 from reprover.model import Report, Verdict
 from reprover.render import RENDERERS, render
@@ -50,11 +50,36 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
         help="write the report to FILE atomically instead of stdout",
     )
     parser.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        type=report_spec,
+        metavar="FORMAT=PATH",
+        help="also write the report in FORMAT to PATH, atomically (repeatable; formats: "
+        f"{', '.join(sorted(RENDERERS))})",
+    )
+    parser.add_argument(
         "--timestamps",
         action="store_true",
         help="include the wall-clock time in the report (off by default: reports are reproducible)",
     )
     add_common_options(parser)
+
+
+def report_spec(value: str) -> tuple[str, Path]:
+    """Parse one `--report FORMAT=PATH` value.
+
+    Raises:
+        argparse.ArgumentTypeError: no `=`, an unknown format or an empty path (exit 2).
+    """
+    fmt, sep, path = value.partition("=")
+    if not sep or not path:
+        raise argparse.ArgumentTypeError(f"expected FORMAT=PATH, got {value!r}")
+    if fmt not in RENDERERS:
+        raise argparse.ArgumentTypeError(
+            f"unknown report format {fmt!r}; choose one of: {', '.join(sorted(RENDERERS))}"
+        )
+    return fmt, Path(path)
 
 
 def stamp(report: Report, args: argparse.Namespace) -> Report:
@@ -68,18 +93,29 @@ def stamp(report: Report, args: argparse.Namespace) -> Report:
 
 
 def emit_report(report: Report, args: argparse.Namespace) -> int:
-    """Render and write the report (stdout or -o FILE), print a summary, return the exit code.
+    """Write the report (stdout or -o FILE, and each --report FORMAT=PATH); return the exit code.
+
+    Prints the one-line verdict on stderr unless --quiet or the report itself went to stderr.
 
     Raises:
-        InconclusiveError: the output file cannot be written.
+        InputError: two outputs name the same file.
+        InconclusiveError: an output file cannot be written.
     """
     report = stamp(report, args)
     data = render(report, args.format)
+    extra = [(path, render(report, fmt)) for fmt, path in getattr(args, "report", [])]
+    targets = [p.absolute() for p, _ in extra]
+    if args.output is not None:
+        targets.append(args.output.absolute())
+    if len(set(targets)) != len(targets):
+        raise InputError("two reports would be written to the same file", hint="use one path each")
+    for path, extra_data in extra:
+        write_atomic(path, extra_data)
     if args.output is not None:
         write_atomic(args.output, data)
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-    if not args.quiet and (args.output is not None or args.format != "text"):
+    if not args.quiet and (args.output is not None or args.format != "text" or extra):
         err(f"reprover: {report.verdict.value}")
     return int(VERDICT_EXIT[report.verdict])
