@@ -122,14 +122,18 @@ def judge(result: ArtifactResult, policy: Policy) -> ArtifactResult:
     """Apply `policy` to a `different` result: `equivalent` when every difference is allowed.
 
     Results with another verdict, or without any difference listed, are returned unchanged
-    (a difference nobody could label is never allowed).
+    (a difference nobody could label is never allowed). The `signature` rule is never honoured
+    here: a region label cannot tell a valid signature from data hidden in the certificate
+    area (CVE-2013-3900); only the signature proofs in `reprover.compare` grant it.
 
     Raises:
         InputError: the policy names an unknown rule.
     """
     if result.verdict is not ArtifactVerdict.DIFFERENT or not result.differences:
         return result
-    marked = apply(result.differences, policy)
+    validate_rules(policy.allow)
+    without_signature = replace(policy, allow=tuple(r for r in policy.allow if r != "signature"))
+    marked = apply(result.differences, without_signature)
     verdict = ArtifactVerdict.EQUIVALENT if all(d.allowed for d in marked) else result.verdict
     return replace(result, verdict=verdict, differences=marked)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from reprover import policy as policies
 from reprover.cli.common import add_report_options, emit_report
 from reprover.compare import compare_files
 from reprover.digest import hash_files
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{path} does not exist")
     if old.is_dir() != new.is_dir():
         raise InputError(f"cannot compare {old} with {new}: one is a folder, the other is not")
-    policy = Policy(allow=tuple(args.allow))
+    policy = Policy(allow=policies.validate_rules(args.allow))
     if old.is_dir():
         olds, news = _files(old), _files(new)
     else:
@@ -64,8 +65,18 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             pair = (digests[olds[name]], digests[news[name]])
-            results.append(compare_files(name, olds[name], news[name], policy, digests=pair))
-    report = Report(command="diff", artifacts=tuple(results), policy=policy, strict=not args.allow)
+            results.append(
+                compare_files(
+                    name, olds[name], news[name], policy, digests=pair, judge=policies.judge
+                )
+            )
+    report = Report(
+        command="diff",
+        artifacts=tuple(results),
+        policy=policy,
+        policy_sha256=policies.policy_digest(policy),
+        strict=not args.allow,
+    )
     return emit_report(report, args)
 
 

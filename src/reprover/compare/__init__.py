@@ -11,11 +11,17 @@ differences a policy allows (`reprover.policy`, a sibling this package may not i
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+from reprover.compare.authenticode import prove_signature_only
 from reprover.compare.bytes import diff_runs
 from reprover.compare.ledger import explain
+from reprover.compare.macho_signature import is_macho, prove_macho_signature_only
+from reprover.errors import VerificationError
 from reprover.model import ArtifactResult, ArtifactVerdict, Digest, Policy
+
+SIGNATURE_RULE = "signature"
 
 Judge = Callable[[ArtifactResult, Policy], ArtifactResult]
 
@@ -31,9 +37,15 @@ def compare_files(
 ) -> ArtifactResult:
     """Compare two files already hashed (`digests` = released, rebuilt).
 
-    Equal digests give `identical`. Otherwise the result is `different` with the full ledger;
-    when `judge` is given (normally `reprover.policy.judge`) it applies `policy` and may turn
-    the verdict into `equivalent`. Without `judge` nothing is allowed (fail closed).
+    Equal digests give `identical`. Otherwise the result is `different` with the full ledger.
+    When the policy allows `signature` and the released file is a signed PE or Mach-O, the
+    signature proofs run (`reprover.compare.authenticode`, `.macho_signature`): if they hold the
+    verdict is `signature-only` and every difference is marked allowed by `signature`; if not,
+    the reason is noted and the artifact stays `different`. The `signature` rule is granted by
+    these proofs only, never by region labels alone (labels cannot tell a signature from data
+    hidden in the certificate area, CVE-2013-3900). When `judge` is given (normally
+    `reprover.policy.judge`) it applies the other rules and may give `equivalent`. Without
+    `judge` nothing else is allowed (fail closed).
 
     Raises:
         InputError: a file cannot be read, or the policy names an unknown rule.
@@ -51,6 +63,12 @@ def compare_files(
         ledger.differences,
         ledger.notes,
     )
+    if SIGNATURE_RULE in policy.allow:
+        proven = _signature_only(result, released, rebuilt, policy)
+        if proven.verdict is ArtifactVerdict.SIGNATURE_ONLY:
+            return proven
+        result = proven
+        policy = replace(policy, allow=tuple(r for r in policy.allow if r != SIGNATURE_RULE))
     if judge is not None:
         return judge(result, policy)
     if policy.allow:
@@ -59,3 +77,31 @@ def compare_files(
             (*result.notes, "policy not applied by this caller: nothing is allowed"),
         )  # fmt: skip
     return result
+
+
+def _signature_only(
+    result: ArtifactResult, released: Path, rebuilt: Path, policy: Policy
+) -> ArtifactResult:
+    """Try the signature proofs; return `signature-only`, or `result` with the refusal noted.
+
+    Raises:
+        InputError: a file or a pinned certificate cannot be read.
+    """
+    with released.open("rb") as stream:
+        head = stream.read(4096)
+    try:
+        if head[:2] == b"MZ":
+            proof = prove_signature_only(released, rebuilt, trusted=policy.trusted_signers)
+        elif is_macho(head):
+            proof = prove_macho_signature_only(released, rebuilt)  # type: ignore[assignment]
+        else:
+            return replace(result, notes=(*result.notes, "signature-only: not a PE or Mach-O file"))
+    except VerificationError as exc:
+        return replace(result, notes=(*result.notes, f"signature-only refused: {exc.message}"))
+    differences = tuple(replace(d, allowed=True, rule=SIGNATURE_RULE) for d in result.differences)
+    return replace(
+        result,
+        verdict=ArtifactVerdict.SIGNATURE_ONLY,
+        differences=differences,
+        notes=(*result.notes, proof.summary(), *proof.findings()),
+    )
