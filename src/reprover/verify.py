@@ -8,7 +8,8 @@
 4. rebuild it hermetically at the fixed build path;
 5. hash every released and rebuilt artifact, in parallel;
 6. compare each pair and label every differing byte; apply the policy;
-7. collect the trust checks (commit signature, ...) into the report.
+7. verify the in-toto supply chain when the manifest has an `[in-toto]` table;
+8. collect the trust checks (commit signature, in-toto, ...) into the report.
 
 It is the one place that turns a failed trust check into a finding in the report; errors that
 make a verdict impossible propagate to the caller (the CLI maps them to exit codes).
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from reprover import build, manifest, source
+from reprover import build, intoto, manifest, policy, source
 from reprover.compare import compare_files
 from reprover.digest import hash_files
 from reprover.errors import InputError, VerificationError
@@ -31,13 +32,39 @@ from reprover.model import (
     ArtifactVerdict,
     BuildInfo,
     CheckResult,
+    InTotoSpec,
     Manifest,
-    Policy,
     Report,
     SourcePin,
 )
 
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A structured progress update, for a live display (see `reprover.cli.progress`).
+
+    A `message` starts a `stage` ("clone", "build", "hash", "compare", "in-toto"), with a
+    `total` when its size is known (bytes for "hash", artifacts for "compare"); updates within
+    the stage carry no message, `advance` (units done since the last update) and/or `detail`
+    (for "build": the last line of its log). Events may arrive from several threads.
+    """
+
+    stage: str
+    message: str = ""
+    total: int | None = None
+    advance: int = 0
+    detail: str | None = None
+
+
+Events = Callable[[ProgressEvent], None]
+
+
+def _step(progress: Progress, events: Events | None, stage: str, message: str) -> None:
+    progress(message)
+    if events is not None:
+        events(ProgressEvent(stage, message))
 
 
 @dataclass(frozen=True)
@@ -60,8 +87,17 @@ class Rebuild:
     output: Path
 
 
-def verify(manifest_path: Path, options: Options, progress: Progress = lambda _: None) -> Report:
+def verify(
+    manifest_path: Path,
+    options: Options,
+    progress: Progress = lambda _: None,
+    *,
+    events: Events | None = None,
+) -> Report:
     """Verify the release a manifest describes; see the module docstring for the steps.
+
+    `progress` receives one message per step; `events`, when given, also receives structured
+    updates within steps (bytes hashed, artifacts compared, the build's last log line).
 
     Raises:
         InputError: the manifest or the release is malformed or unreadable.
@@ -69,13 +105,17 @@ def verify(manifest_path: Path, options: Options, progress: Progress = lambda _:
         ToolMissingError: git or an isolation tool is missing.
     """
     spec = manifest.load(manifest_path)
+    policy.validate_rules(spec.policy.allow)
     released = released_artifacts(spec)
     checks: list[CheckResult] = []
-    with rebuilt_source(spec, options, progress, checks) as rebuild:
+    with rebuilt_source(spec, options, progress, checks, events=events) as rebuild:
         if rebuild is None:
             return _report(spec, options=options, artifacts=(), checks=checks, pin=None, info=None)
-        progress(f"comparing {len(released)} artifact(s)")
-        results = compare_release(spec, released, rebuild.output)
+        _step(progress, events, "compare", f"comparing {len(released)} artifact(s)")
+        results = compare_release(spec, released, rebuild.output, events=events)
+    if spec.intoto is not None:
+        _step(progress, events, "in-toto", "verifying the in-toto supply chain")
+        checks.append(intoto_check(spec.intoto, released))
     return _report(
         spec, options=options, artifacts=results, checks=checks, pin=rebuild.pin, info=rebuild.info
     )
@@ -83,7 +123,12 @@ def verify(manifest_path: Path, options: Options, progress: Progress = lambda _:
 
 @contextmanager
 def rebuilt_source(
-    spec: Manifest, options: Options, progress: Progress, checks: list[CheckResult]
+    spec: Manifest,
+    options: Options,
+    progress: Progress,
+    checks: list[CheckResult],
+    *,
+    events: Events | None = None,
 ) -> Iterator[Rebuild | None]:
     """Steps 3 and 4: pin the source and rebuild it; yields None when the source check failed.
 
@@ -99,7 +144,7 @@ def rebuilt_source(
         network=spec.recipe.network, allow_network=options.allow_network
     )
     with build.build_path(path, keep=options.keep_build) as checkout:
-        progress(f"cloning {spec.source.repo} at {spec.source.commit[:12]}")
+        _step(progress, events, "clone", f"cloning {spec.source.repo} at {spec.source.commit[:12]}")
         try:
             pin = source.checkout(spec.source, checkout)
         except VerificationError as exc:
@@ -108,15 +153,31 @@ def rebuilt_source(
             return
         if pin.signer is not None:
             checks.append(CheckResult("source-signature", True, f"commit signed by {pin.signer}"))
-        progress(f"building in {checkout} ({isolation.name})")
+        _step(progress, events, "build", f"building in {checkout} ({isolation.name})")
+        on_output = (lambda line: events(ProgressEvent("build", detail=line))) if events else None
         info = build.run(
             spec.recipe,
             checkout,
             log_path=path.with_name(path.name + ".log"),
             source_date_epoch=pin.committer_time,
             isolation=isolation,
+            on_output=on_output,
         )
         yield Rebuild(pin, info, checkout, checkout / spec.recipe.output)
+
+
+def intoto_check(spec: InTotoSpec, released: dict[str, Path]) -> CheckResult:
+    """Step 7: the in-toto chain as a check; a chain that fails is a failed check.
+
+    Raises:
+        InputError: the layout, a layout key or the links folder is malformed or unreadable.
+        InconclusiveError: an inspection timed out.
+    """
+    try:
+        summary = intoto.verify_chain(spec, released)
+    except VerificationError as exc:
+        return CheckResult("in-toto", False, exc.message, tuple((exc.details or "").splitlines()))
+    return CheckResult("in-toto", True, summary)
 
 
 def released_artifacts(spec: Manifest) -> dict[str, Path]:
@@ -156,7 +217,7 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
 
 
 def compare_release(
-    spec: Manifest, released: dict[str, Path], output: Path
+    spec: Manifest, released: dict[str, Path], output: Path, *, events: Events | None = None
 ) -> tuple[ArtifactResult, ...]:
     """Steps 5 and 6: hash and compare every artifact; list unexpected rebuilt files.
 
@@ -171,16 +232,30 @@ def compare_release(
             candidate = contained(output, name, what="rebuilt artifact")
             if candidate.is_file():
                 rebuilt[name] = candidate
-    digests = hash_files([*released.values(), *rebuilt.values()])
+    to_hash = [*released.values(), *rebuilt.values()]
+    on_bytes = None
+    if events is not None:
+        total = sum(p.stat().st_size for p in to_hash)
+        events(ProgressEvent("hash", f"hashing {len(to_hash)} file(s)", total=total))
+        on_bytes = lambda n: events(ProgressEvent("hash", advance=n))  # noqa: E731
+    digests = hash_files(to_hash, on_bytes=on_bytes)
+    if events is not None:
+        events(ProgressEvent("compare", "comparing byte for byte", total=len(released)))
     results = []
     for name, released_path in released.items():
+        if events is not None:
+            events(ProgressEvent("compare", advance=1, detail=name))
         if name not in rebuilt:
             results.append(
                 ArtifactResult(name, ArtifactVerdict.MISSING, digests[released_path], None)
             )
             continue
         pair = (digests[released_path], digests[rebuilt[name]])
-        results.append(compare_files(name, released_path, rebuilt[name], spec.policy, digests=pair))
+        results.append(
+            compare_files(
+                name, released_path, rebuilt[name], spec.policy, digests=pair, judge=policy.judge
+            )
+        )
     if not spec.artifacts and output.is_dir():
         for path in sorted(p for p in output.rglob("*") if p.is_file()):
             name = path.relative_to(output).as_posix()
@@ -217,13 +292,6 @@ def _report(
         build=info,
         manifest_sha256=spec.sha256,
         policy=spec.policy,
-        policy_sha256=_policy_digest(spec.policy),
+        policy_sha256=policy.policy_digest(spec.policy),
         strict=options.strict,
     )
-
-
-def _policy_digest(policy: Policy) -> str:
-    import hashlib  # noqa: PLC0415 - replaced by reprover.policy.policy_digest when it lands
-    import json  # noqa: PLC0415
-
-    return hashlib.sha256(json.dumps(sorted(policy.allow)).encode()).hexdigest()
