@@ -17,7 +17,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from reprover.model import BuildInfo, Recipe
 
 DEFAULT_BUILD_PATH = "/tmp/reprover-build"  # noqa: S108 - a fixed, recorded path is the point
 LOG_TAIL_LINES = 25
+POLL_SECONDS = 0.25
 TOOL_VARIABLES = ("CC", "CXX", "LD", "AR", "AS", "CPP", "RUSTC", "GO")
 DEFAULT_TOOLS = ("cc", "make")
 
@@ -133,8 +135,12 @@ def run(
     log_path: Path,
     source_date_epoch: int,
     isolation: Isolation,
+    on_output: Callable[[str], None] | None = None,
 ) -> BuildInfo:
     """Run the recipe's command in `checkout` and return how it ran.
+
+    `on_output`, when given, is called about every `POLL_SECONDS` while the build runs with
+    the last complete line of its log (or "" before the first), for a progress display.
 
     Raises:
         BuildError: the command cannot start, exits non-zero, or exceeds the timeout; the
@@ -166,7 +172,7 @@ def run(
                     hint="check [build] command; programs are looked up on PATH",
                 ) from exc
             try:
-                code = process.wait(timeout=recipe.timeout)
+                code = _wait(process, recipe.timeout, log_path, on_output)
             except subprocess.TimeoutExpired:
                 _kill_group(process)
                 raise BuildError(
@@ -193,6 +199,43 @@ def run(
         isolation=isolation.name,
         log_path=str(log_path),
     )
+
+
+def _wait(
+    process: subprocess.Popen[bytes],
+    timeout: float,
+    log_path: Path,
+    on_output: Callable[[str], None] | None,
+) -> int:
+    """Wait for the build, reporting its last log line every POLL_SECONDS when asked to.
+
+    Raises:
+        subprocess.TimeoutExpired: the build outlived `timeout` seconds.
+    """
+    if on_output is None:
+        return process.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return process.wait(timeout=max(0.0, min(POLL_SECONDS, left)))
+        except subprocess.TimeoutExpired:
+            if left <= POLL_SECONDS:
+                raise
+        on_output(last_log_line(log_path))
+
+
+def last_log_line(log_path: Path) -> str:
+    """The last complete, non-empty line of the log (read from its last 4 KiB), or ""."""
+    try:
+        with log_path.open("rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(0, size - 4096))
+            tail = log.read()
+    except OSError:
+        return ""
+    lines = [line for line in tail.split(b"\n")[:-1] if line.strip()]
+    return lines[-1].decode("utf-8", "replace").strip() if lines else ""
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from reprover.cli.common import add_report_options, emit_report, err
+from reprover.cli.common import add_report_options, emit_report
+from reprover.cli.progress import ProgressDisplay
 from reprover.verify import Options, verify
 
 
@@ -63,6 +65,6 @@ def run(args: argparse.Namespace) -> int:
         build_path=args.build_path.absolute() if args.build_path else None,
         keep_build=args.keep_build,
     )
-    progress = (lambda _msg: None) if args.quiet else (lambda msg: err(f"reprover: {msg}"))
-    report = verify(args.manifest, options, progress)
+    with ProgressDisplay(sys.stderr, quiet=args.quiet) as display:
+        report = verify(args.manifest, options, display.message, events=display.event)
     return emit_report(report, args)
