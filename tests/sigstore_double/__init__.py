@@ -98,7 +98,9 @@ class SigstoreDouble:
         self.entries: list[dict[str, Any]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> SigstoreDouble:
         self._thread.start()
@@ -134,7 +136,11 @@ class SigstoreDouble:
                     "uri": self.url,
                     "certChain": {
                         "certificates": [
-                            {"rawBytes": _b64(self.ca_cert.public_bytes(serialization.Encoding.DER))}
+                            {
+                                "rawBytes": _b64(
+                                    self.ca_cert.public_bytes(serialization.Encoding.DER)
+                                )
+                            }
                         ]
                     },
                     "validFor": {"start": _iso(self.start)},
@@ -168,7 +174,10 @@ class SigstoreDouble:
 
     def write(self, folder: Path) -> tuple[Path, Path]:
         """Write `trusted_root.json` and `trust_config.json` into `folder`; return both."""
-        root, config = folder / f"{self.name}-trusted_root.json", folder / f"{self.name}-config.json"
+        root, config = (
+            folder / f"{self.name}-trusted_root.json",
+            folder / f"{self.name}-config.json",
+        )
         root.write_text(json.dumps(self.trusted_root()))
         config.write_text(json.dumps(self.trust_config()))
         return root, config
@@ -210,7 +219,9 @@ class SigstoreDouble:
             .sign(self.ca_key, hashes.SHA256())
         )
 
-    def issue(self, csr: x509.CertificateSigningRequest, claims: dict[str, Any]) -> x509.Certificate:
+    def issue(
+        self, csr: x509.CertificateSigningRequest, claims: dict[str, Any]
+    ) -> x509.Certificate:
         """Issue a Fulcio-shaped leaf for the CSR's key and the token's identity, with an SCT."""
         issuer = str(claims["iss"])
         identity = str(claims.get("email") or claims["sub"])
@@ -242,7 +253,9 @@ class SigstoreDouble:
                 ),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False
+            )
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(csr.public_key()), critical=False
             )
@@ -251,7 +264,9 @@ class SigstoreDouble:
                 critical=False,
             )
             .add_extension(x509.SubjectAlternativeName([san]), critical=True)
-            .add_extension(x509.UnrecognizedExtension(ISSUER_V1_OID, issuer.encode()), critical=False)
+            .add_extension(
+                x509.UnrecognizedExtension(ISSUER_V1_OID, issuer.encode()), critical=False
+            )
             .add_extension(
                 x509.UnrecognizedExtension(ISSUER_V2_OID, _der_utf8(issuer)), critical=False
             )
@@ -319,7 +334,10 @@ class SigstoreDouble:
                     "algorithm": "sha256",
                     "value": hashlib.sha256(envelope_text.encode()).hexdigest(),
                 },
-                "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
+                "payloadHash": {
+                    "algorithm": "sha256",
+                    "value": hashlib.sha256(payload).hexdigest(),
+                },
                 "signatures": [
                     {"signature": s["sig"], "verifier": verifier} for s in envelope["signatures"]
                 ],

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reprover.cli.attest import add_attest_options, prepare_attestation, write_attestation
 from reprover.cli.common import add_report_options, emit_report
 from reprover.cli.progress import ProgressDisplay
 from reprover.verify import Options, verify
@@ -50,6 +51,7 @@ def register(sub: Any) -> None:
         "--keep-build", action="store_true", help="keep the checkout and outputs after the run"
     )
     add_report_options(parser)
+    add_attest_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -65,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
         build_path=args.build_path.absolute() if args.build_path else None,
         keep_build=args.keep_build,
     )
+    attestation = prepare_attestation(args)
     with ProgressDisplay(sys.stderr, quiet=args.quiet) as display:
         report = verify(args.manifest, options, display.message, events=display.event)
-    return emit_report(report, args)
+    code = emit_report(report, args)
+    if attestation is not None:
+        write_attestation(attestation, report, args.manifest, quiet=args.quiet)
+    return code
