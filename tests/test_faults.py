@@ -42,6 +42,7 @@ def test_build_killed_midway_is_inconclusive(project: Project, run_cli: Cli) -> 
     manifest = project.manifest(command='["sh", "-c", "echo started; kill -9 $$"]')
     code, out, err = run_cli("verify", manifest, "-o", report)
     assert code == 3
+    assert out == ""
     assert "the build failed with exit code" in err
     assert "started" in err
     assert not report.exists()
