@@ -37,15 +37,22 @@ class Figure:
     peak_mib: float
 
 
-def measure(label: str, argv: Sequence[str], *, repeat: int, ok_codes: tuple[int, ...] = (0,)) -> Figure:
+def measure(
+    label: str, argv: Sequence[str], *, repeat: int, ok_codes: tuple[int, ...] = (0,)
+) -> Figure:
     """Best wall time and peak RSS of `argv` over `repeat` runs."""
     best, peak = float("inf"), 0.0
     for _ in range(repeat):
         start = time.perf_counter()
-        pid = os.posix_spawnp(argv[0], list(argv), dict(os.environ), file_actions=[
-            (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-        ])
+        pid = os.posix_spawnp(
+            argv[0],
+            list(argv),
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
+        )
         _, status, usage = os.wait4(pid, 0)
         elapsed = time.perf_counter() - start
         code = os.waitstatus_to_exitcode(status)
@@ -82,7 +89,9 @@ def make_pair(folder: Path, size: int, flips: int) -> tuple[Path, Path]:
 
 def bench_compare(size_mib: int, repeat: int) -> None:
     """Issue 2: identical pair vs sha256sum of both; differing pair vs cmp."""
-    with tempfile.TemporaryDirectory(prefix="reprover-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="reprover-bench-", dir=os.environ.get("BENCH_DIR")
+    ) as tmp:
         a, b = make_pair(Path(tmp), size_mib << 20, flips=5)
         same = Path(tmp) / "copy.bin"
         shutil.copyfile(a, same)
@@ -92,7 +101,8 @@ def bench_compare(size_mib: int, repeat: int) -> None:
                     pass
         sha = measure("sha256sum both files", ["sha256sum", str(a), str(same)], repeat=repeat)
         ours = measure(
-            "reprover diff (identical pair)", [*REPROVER, "diff", "--quiet", str(a), str(same)],
+            "reprover diff (identical pair)",
+            [*REPROVER, "diff", "--quiet", str(a), str(same)],
             repeat=repeat,
         )
         table(f"identical {size_mib} MiB pair", sha, [ours])
@@ -101,7 +111,8 @@ def bench_compare(size_mib: int, repeat: int) -> None:
         ours_diff = measure(
             "reprover diff (5 differing bytes)",
             [*REPROVER, "diff", "--quiet", "--format", "json", str(a), str(b)],
-            repeat=repeat, ok_codes=(1,),
+            repeat=repeat,
+            ok_codes=(1,),
         )
         table(f"{size_mib} MiB pair differing in 5 bytes", cmp, [sha_diff, ours_diff])
 

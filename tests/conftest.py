@@ -59,7 +59,9 @@ class Project:
     commit: str
     release: Path
 
-    def manifest(self, body: str | None = None, *, name: str = "reprover.toml", **fields: str) -> Path:
+    def manifest(
+        self, body: str | None = None, *, name: str = "reprover.toml", **fields: str
+    ) -> Path:
         """Write a manifest (the default one, or `body`) next to the release and return it."""
         if body is None:
             values = {
@@ -97,8 +99,11 @@ def vendor_build(repo: Path, commit: str, dest: Path, workdir: Path) -> None:
     git(checkout, "-c", "advice.detachedHead=false", "checkout", "--quiet", commit)
     epoch = git(checkout, "show", "-s", "--format=%ct", commit)
     subprocess.run(
-        ["make"], cwd=checkout, env={"PATH": os.environ["PATH"], "SOURCE_DATE_EPOCH": epoch},
-        check=True, capture_output=True,
+        ["make"],
+        cwd=checkout,
+        env={"PATH": os.environ["PATH"], "SOURCE_DATE_EPOCH": epoch},
+        check=True,
+        capture_output=True,
     )
     dest.mkdir(parents=True, exist_ok=True)
     for item in (checkout / "out").iterdir():

@@ -92,7 +92,9 @@ def test_output_to_missing_folder_writes_nothing(run_cli: Cli, tmp_path: Path) -
     assert not (tmp_path / "no").exists()
 
 
-def test_key_new_writes_pem_pair(run_cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_key_new_writes_pem_pair(
+    run_cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from reprover.keys import load_public_key, load_signer
 
     code, out, _ = run_cli("key", "new", "owner", "--dir", tmp_path)
@@ -103,7 +105,9 @@ def test_key_new_writes_pem_pair(run_cli: Cli, tmp_path: Path, monkeypatch: pyte
     assert load_signer(private).public_key.keyid == load_public_key(public).keyid
     assert run_cli("key", "new", "owner", "--dir", tmp_path)[0] == 2
     monkeypatch.setenv("KEY_PASS", "correct horse")
-    assert run_cli("key", "new", "locked", "--dir", tmp_path, "--passphrase-env", "KEY_PASS")[0] == 0
+    assert (
+        run_cli("key", "new", "locked", "--dir", tmp_path, "--passphrase-env", "KEY_PASS")[0] == 0
+    )
     assert b"ENCRYPTED" in (tmp_path / "locked.pem").read_bytes()
     load_signer(tmp_path / "locked.pem", b"correct horse")
     from reprover.errors import InputError

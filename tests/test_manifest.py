@@ -65,7 +65,11 @@ def test_url_repo_is_kept_and_string_command_allowed(tmp_path: Path) -> None:
     ("old", "new", "expected"),
     [
         ("[build]", "[build", "malformed TOML"),
-        ('output = "out"', 'output = "out"\noutptu = "x"', "reprover.toml:9: [build] outptu: unknown key"),
+        (
+            'output = "out"',
+            'output = "out"\noutptu = "x"',
+            "reprover.toml:9: [build] outptu: unknown key",
+        ),
         ("timeout = 60", 'timeout = "60"', "[build] timeout: expected an integer, got a string"),
         ("timeout = 60", "timeout = true", "expected an integer, got a boolean"),
         ("timeout = 60", "timeout = 0", "positive"),
@@ -79,7 +83,7 @@ def test_url_repo_is_kept_and_string_command_allowed(tmp_path: Path) -> None:
         ('output = "out"', 'output = "../out"', "without '..'"),
         ('command = ["make", "release"]', "command = []", "non-empty list"),
         ('command = ["make", "release"]', "command = [1, 2]", "non-empty list"),
-        ('env = { CC = "gcc" }', "env = { CC = 1 }", "NAME = \"string\""),
+        ('env = { CC = "gcc" }', "env = { CC = 1 }", 'NAME = "string"'),
         ("[policy]", "[polcy]", "unknown table [polcy]"),
         ("timeout = 60", 'timeout = 60\npath = "relative/build"', "must be absolute"),
     ],
@@ -106,9 +110,7 @@ def test_malformed_toml_gives_the_line(tmp_path: Path) -> None:
 
 
 def test_both_signature_kinds_refused(tmp_path: Path) -> None:
-    text = GOOD.replace(
-        'commit = "', 'allowed_signers = "a"\ngpg_keyring = "b"\ncommit = "'
-    )
+    text = GOOD.replace('commit = "', 'allowed_signers = "a"\ngpg_keyring = "b"\ncommit = "')
     with pytest.raises(InputError, match="not both"):
         load(_write(tmp_path, text))
 

@@ -119,13 +119,28 @@ def _gpg_key(home: Path, email: str) -> str:
     home.mkdir(mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(home)}
     subprocess.run(
-        ["gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key", email, "ed25519",
-         "sign", "never"],
-        env=env, check=True, capture_output=True,
+        [
+            "gpg",
+            "--batch",
+            "--quiet",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            email,
+            "ed25519",
+            "sign",
+            "never",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
     )
     out = subprocess.run(
         ["gpg", "--batch", "--with-colons", "--list-keys", email],
-        env=env, check=True, capture_output=True, text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr"))
 
@@ -140,8 +155,10 @@ def test_gpg_signed_commit_with_keyring(tmp_path: Path, run_cli: Cli) -> None:
     )
     for name, home in (("vendor.gpg", vendor_home), ("other.gpg", other_home)):
         exported = subprocess.run(
-            ["gpg", "--batch", "--export"], env={**os.environ, "GNUPGHOME": str(home)},
-            check=True, capture_output=True,
+            ["gpg", "--batch", "--export"],
+            env={**os.environ, "GNUPGHOME": str(home)},
+            check=True,
+            capture_output=True,
         ).stdout
         (tmp_path / name).write_bytes(exported)
     code, out, _ = run_cli(

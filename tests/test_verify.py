@@ -6,7 +6,6 @@ import json
 import socket
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -143,7 +142,7 @@ def _network_command(port: int) -> str:
         f"import socket; s = socket.create_connection(('127.0.0.1', {port}), timeout=5);"
         " s.sendall(b'exfiltrated')"
     )
-    return f"[\"sh\", \"-c\", \"python3 -c \\\"{script}\\\" && make\"]"
+    return f'["sh", "-c", "python3 -c \\"{script}\\" && make"]'
 
 
 def test_build_cannot_reach_the_network(
