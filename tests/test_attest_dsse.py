@@ -354,3 +354,36 @@ def test_bad_input_exits_2(scene: dict[str, Path], run_cli: Cli) -> None:
     assert _verify(run_cli, scene, good, extra=("--policy-digest", "abc"))[0] == 2
     assert _verify(run_cli, scene, good, keys_=())[0] == 2
     assert _verify(run_cli, scene, good, extra=("--threshold", "0"))[0] == 2
+
+
+def test_input_attestations_name_the_intoto_layout_and_links(scene: dict[str, Path]) -> None:
+    from reprover.model import InTotoSpec, Manifest, Recipe, SourceSpec
+
+    root = scene["root"]
+    (root / "links").mkdir()
+    layout = root / "root.layout"
+    layout.write_bytes(b'{"signed": {"_type": "layout"}}')
+    (root / "links" / "build.abcd1234.link").write_bytes(b'{"signed": {"name": "build"}}')
+    (root / "links" / "notes.txt").write_bytes(b"not a link")
+    spec = Manifest(
+        path=root / "reprover.toml",
+        sha256="7" * 64,
+        source=SourceSpec("https://git.example/engine.git", COMMIT),
+        recipe=Recipe(command=("make",)),
+        release=root / "release",
+        intoto=InTotoSpec(layout, (scene["lab_a_pub"],), root / "links"),
+    )
+    report = report_for(scene["artifact"])
+    inputs = statement.inputs_from_manifest(spec, report)
+    data = statement.build_statement(report, inputs)
+    assert data["predicate"]["inputAttestations"] == [
+        {
+            "uri": "root.layout",
+            "digest": {"sha256": hashlib.sha256(layout.read_bytes()).hexdigest()},
+        },
+        {
+            "uri": "links/build.abcd1234.link",
+            "digest": {"sha256": hashlib.sha256(b'{"signed": {"name": "build"}}').hexdigest()},
+        },
+    ]
+    assert data["subject"][0]["name"] == "engine"

@@ -44,7 +44,6 @@ def sign_envelope(payload: bytes, signers: Sequence[Signer]) -> bytes:
 
     Raises:
         InputError: no signer was given.
-        InconclusiveError: never raised here; signer errors propagate as securesystemslib's.
     """
     if not signers:
         raise InputError("at least one signing key is needed for a DSSE envelope")
@@ -126,6 +125,7 @@ def _b64(what: str, text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         try:
-            return base64.urlsafe_b64decode(text.encode("ascii"))
+            padded = text + "=" * (-len(text) % 4)
+            return base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
             raise InputError(f"DSSE {what} is not base64: {exc}") from exc
