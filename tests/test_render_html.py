@@ -118,7 +118,7 @@ def test_byte_map_marks_disallowed_code_tall_and_red() -> None:
     assert code and all(int(r.get("height", "0")) == byte_map.ROW for r in code)
     assert {r.get("fill") for r in code} == {byte_map.KIND_COLOURS["code"]}
     labels = [t.findtext(f"{SVG}title") for t in svg.iter(f"{SVG}text")]
-    assert "pe.section[.text]" in labels and "pe.headers" in labels
+    assert labels[1:4] == ["pe.coff.TimeDateStamp", ".text", ".data"]  # their own regions
 
 
 def test_identical_artifacts_have_no_map() -> None:
@@ -143,7 +143,7 @@ def test_many_regions_share_a_row_and_say_so() -> None:
 
     base = samples.tampered()
     diffs = tuple(
-        replace(d, context=(f"region{i}",))
+        replace(d, region=f"r{i}", context=(f"region{i}",))
         for i, d in enumerate(samples.tampered(runs=30).artifacts[0].differences)
     )
     artifact = replace(base.artifacts[0], differences=diffs)
@@ -155,3 +155,18 @@ def test_many_regions_share_a_row_and_say_so() -> None:
         in picture.caption
     )
     assert f"{merged} other regions" in picture.svg
+    assert "the regions enclosing them" in picture.caption
+
+
+def test_rows_use_enclosing_regions_when_own_regions_are_too_many() -> None:
+    from dataclasses import replace
+
+    base = samples.tampered(runs=30)
+    diffs = tuple(
+        replace(d, region=f"field{i}") for i, d in enumerate(base.artifacts[0].differences)
+    )
+    picture = byte_map.render_map(replace(base.artifacts[0], differences=diffs), ident="t")
+    assert picture is not None
+    svg = ET.fromstring(picture.svg)  # noqa: S314 - our own output
+    labels = [t.findtext(f"{SVG}title") for t in svg.iter(f"{SVG}text")][1:4]
+    assert labels == ["pe.coff", "pe.section[.text]", "pe.section[.data]"]

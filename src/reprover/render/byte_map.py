@@ -55,9 +55,22 @@ class ByteMap:
     kinds: tuple[str, ...]
 
 
-def lane_label(diff: Difference) -> str:
-    """The row a run is drawn in: its outermost enclosing region, else its own region."""
-    return diff.context[0] if diff.context else diff.region
+def lane_label(diff: Difference, level: int) -> str:
+    """The label of `diff` at `level`: 0 is its own region, 1 the region enclosing it, ...
+
+    Past the outermost enclosing region, the outermost one.
+    """
+    labels = (*diff.context, diff.region)
+    return labels[max(0, len(labels) - 1 - level)]
+
+
+def choose_level(diffs: tuple[Difference, ...]) -> int:
+    """The most specific labelling level that fits in MAX_LANES rows, else the outermost."""
+    deepest = max(len(d.context) for d in diffs)
+    for level in range(deepest + 1):
+        if len({lane_label(d, level) for d in diffs}) <= MAX_LANES:
+            return level
+    return deepest
 
 
 def render_map(artifact: ArtifactResult, *, ident: str) -> ByteMap | None:
@@ -74,9 +87,10 @@ def render_map(artifact: ArtifactResult, *, ident: str) -> ByteMap | None:
     rebuilt = artifact.rebuilt.size if artifact.rebuilt else 0
     last_end = max(d.offset + d.length for d in diffs)
     scale = max(released, rebuilt, last_end, 1)
+    level = choose_level(diffs)
     lanes: dict[str, list[Difference]] = {}
     for diff in diffs:
-        lanes.setdefault(lane_label(diff), []).append(diff)
+        lanes.setdefault(lane_label(diff, level), []).append(diff)
     labels = list(lanes)
     merged = 0
     if len(labels) > MAX_LANES:
@@ -109,7 +123,9 @@ def render_map(artifact: ArtifactResult, *, ident: str) -> ByteMap | None:
         + (f"; the rebuilt file has {rebuilt}" if rebuilt != released else "")
         + (". A dashed line marks where the shorter file ends" if rebuilt != released else "")
         + "). The top row shows every differing run. Each further row is a region label from "
-        "the ledger; its grey band spans from the first to the last differing byte with that "
+        "the ledger ("
+        + ("the differences' own regions" if level == 0 else "the regions enclosing them")
+        + "); its grey band spans from the first to the last differing byte with that "
         "label, not the region's full extent (no structure map is recorded in the report). "
         "Tall solid marks are not allowed by the policy, short pale marks are allowed. "
         f"{resolution}; every run is drawn at least {MIN_MARK} columns wide."
