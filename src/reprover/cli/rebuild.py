@@ -15,7 +15,7 @@ from typing import Any
 
 from reprover import intoto, keys, manifest
 from reprover.cli.common import add_common_options, err
-from reprover.digest import hash_files
+from reprover.digest import hash_file
 from reprover.errors import ExitCode, InputError
 from reprover.fsutil import write_atomic
 from reprover.model import CheckResult
@@ -84,17 +84,17 @@ def run(args: argparse.Namespace) -> int:
                 err(f"reprover: {check.name}: {check.detail}")
             return int(ExitCode.FAIL)
         progress("recording the source tree and the rebuilt artifacts")
-        materials = intoto.hash_artifacts(intoto.tracked_files(rebuild.checkout), hash_files)
+        materials = intoto.hash_artifacts(intoto.tracked_files(rebuild.checkout), hash_file)
         built = intoto.list_artifacts(rebuild.output)
         if not built:
             raise InputError(f"the rebuild produced nothing in {spec.recipe.output}")
-        products = intoto.hash_artifacts(built, hash_files)
+        products = intoto.hash_artifacts(built, hash_file)
         out.mkdir(parents=True, exist_ok=True)
         for name, path in built.items():
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-    copied = intoto.hash_artifacts({n: out / n for n in built}, hash_files)
+    copied = intoto.hash_artifacts({n: out / n for n in built}, hash_file)
     if copied != products:
         raise InputError(f"the artifacts copied into {out} changed while copying")
     command = spec.recipe.command

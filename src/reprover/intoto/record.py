@@ -5,16 +5,19 @@ to the folder, `/` separators, its default exclude patterns applied to every pat
 directory symlinks not followed, file symlinks only when they stay inside the folder); the
 files git tracks in a checkout (the source tree at the commit, without `.git` or build
 outputs); building and signing the link and naming it `STEP.KEYID8.link`.
-Does not own: hashing itself (the caller passes `reprover.digest.hash_files`, keeping the
+Does not own: hashing one file (the caller passes `reprover.digest.hash_file`, keeping the
 layers apart) or writing the file (the CLI writes it atomically).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from fnmatch import fnmatchcase
+from functools import partial
 from pathlib import Path
 
 from in_toto.models.link import FILENAME_FORMAT, Link
@@ -27,8 +30,9 @@ from reprover.model import Digest
 # in-toto's own defaults (in_toto.settings.ARTIFACT_EXCLUDE_PATTERNS), so that links recorded by
 # reprover and by in-toto's tools name the same artifacts.
 DEFAULT_EXCLUDES = ("*.link*", ".git", "*.pyc", "*~")
+PROCESS_THRESHOLD = 2000
 
-Hasher = Callable[[Iterable[Path]], Mapping[Path, Digest]]
+Hasher = Callable[[Path], Digest]
 
 
 def list_artifacts(root: Path, exclude: Sequence[str] = DEFAULT_EXCLUDES) -> dict[str, Path]:
@@ -131,14 +135,40 @@ def _git(checkout: Path, *args: str) -> str:
     return done.stdout
 
 
-def hash_artifacts(artifacts: Mapping[str, Path], hasher: Hasher) -> dict[str, dict[str, str]]:
-    """The in-toto artifact dictionary (`{name: {"sha256": hex}}`), hashed by `hasher`.
+def hash_artifacts(artifacts: Mapping[str, Path], hash_one: Hasher) -> dict[str, dict[str, str]]:
+    """The in-toto artifact dictionary (`{name: {"sha256": hex}}`), hashed in parallel.
+
+    `hash_one` hashes one file (`reprover.digest.hash_file`); it must be a module-level
+    function. Small sets are hashed by threads (hashlib releases the GIL on large blocks);
+    large trees of small files by worker processes, each hashing its share of the files in
+    turn, since threads hashing small files mostly wait for the GIL.
 
     Raises:
-        InputError: a file cannot be read (from the hasher).
+        InputError: a file cannot be read (from `hash_one`).
     """
-    digests = hasher(artifacts.values())
-    return {name: {"sha256": digests[path].sha256} for name, path in artifacts.items()}
+    paths = list(artifacts.values())
+    workers = min(os.cpu_count() or 1, 8)
+    if workers < 2 or len(paths) < 2:
+        digests = [hash_one(p).sha256 for p in paths]
+    elif len(paths) < PROCESS_THRESHOLD:
+        with ThreadPoolExecutor(max_workers=workers) as threads:
+            digests = [d.sha256 for d in threads.map(hash_one, paths)]
+    else:
+        shares = [paths[i :: workers * 4] for i in range(workers * 4)]
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            parts = list(pool.map(partial(_hash_share, hash_one), shares))
+        by_path = {
+            p: d
+            for share, part in zip(shares, parts, strict=True)
+            for p, d in zip(share, part, strict=True)
+        }
+        digests = [by_path[p] for p in paths]
+    return {name: {"sha256": d} for name, d in zip(artifacts, digests, strict=True)}
+
+
+def _hash_share(hash_one: Hasher, paths: list[Path]) -> list[str]:
+    return [hash_one(p).sha256 for p in paths]
 
 
 def make_link(
