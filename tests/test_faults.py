@@ -51,8 +51,8 @@ def test_build_killed_midway_is_inconclusive(project: Project, run_cli: Cli) -> 
 
 def test_ctrl_c_during_build_exits_130_and_writes_nothing(project: Project) -> None:
     report = project.root / "report.json"
-    marker = project.root / "build-started"
-    manifest = project.manifest(command=f'["sh", "-c", "touch {marker}; sleep 60"]')
+    marker = project.root / "build" / "build-started"  # the build may write only there
+    manifest = project.manifest(command='["sh", "-c", "touch build-started; sleep 60"]')
     process = _reprover("verify", manifest, "-o", report)
     deadline = time.monotonic() + 30
     while not marker.exists() and time.monotonic() < deadline:
@@ -67,7 +67,7 @@ def test_ctrl_c_during_build_exits_130_and_writes_nothing(project: Project) -> N
     assert not (project.root / "build").exists()
     assert _leftovers(project.root) == []
     sleepers = subprocess.run(
-        ["pgrep", "-f", f"touch {marker}"], capture_output=True, text=True, check=False
+        ["pgrep", "-f", "touch build-started"], capture_output=True, text=True, check=False
     )
     assert sleepers.stdout == "", "the build's processes outlived reprover"
 

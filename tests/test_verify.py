@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -258,3 +259,38 @@ def test_foreign_folder_at_build_path_is_not_deleted(project: Project, run_cli: 
     assert code == 2
     assert "not created by reprover" in err
     assert precious.read_text() == "keep me"
+
+
+def test_build_cannot_write_outside_its_folder(project: Project, run_cli: Cli) -> None:
+    """A hostile build tries to make the release match its output: the write is refused."""
+    target = project.release / "hello"
+    original = target.read_bytes()
+    command = f'["sh", "-c", "make && echo forged > {project.root}/planted; cp out/hello {target}"]'
+    code, _, err = run_cli("verify", project.manifest(command=command))
+    assert code == 3
+    # Outside the build path the filesystem is read-only, and /tmp is private and empty.
+    assert "Read-only file system" in err or "No such file or directory" in err
+    assert target.read_bytes() == original
+    assert not (project.root / "planted").exists()
+
+
+def test_release_changed_during_build_fails(
+    project: Project, run_cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without bubblewrap the filesystem is open: the release is hashed before and after."""
+    fake = project.root / "no-bwrap"
+    fake.mkdir()
+    (fake / "bwrap").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "bwrap").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    target = project.release / "hello"
+    (project.release / "hello").write_bytes(b"tampered release")
+    command = f'["sh", "-c", "make && cp out/hello {target}"]'
+    code, out, _ = run_cli("verify", project.manifest(command=command), "--format", "json")
+    assert code == 1
+    report = json.loads(out)
+    assert "filesystem NOT protected" in report["build"]["isolation"]
+    [check] = report["checks"]
+    assert check["name"] == "release-integrity"
+    assert check["passed"] is False
+    assert check["findings"] == ["hello"]

@@ -34,15 +34,36 @@ DEFAULT_TOOLS = ("cc", "make")
 
 @dataclass(frozen=True)
 class Isolation:
-    """How the build is cut off from the network: the argv prefix and a description."""
+    """How the build is confined: a command prefix, a description, and what it guarantees.
 
-    prefix: tuple[str, ...]
+    `kind` is "bwrap" (bubblewrap: the whole filesystem read-only except the build path, the
+    build's HOME and a private /tmp; no network unless the recipe allows it), "unshare" (no
+    network; the filesystem is not protected) or "none".
+    """
+
+    kind: str
     name: str
     network_isolated: bool
+    prefix: tuple[str, ...] = ()
+
+    def argv(self, command: list[str], *, checkout: Path, home: Path) -> list[str]:
+        """The full argv that runs `command` confined."""
+        if self.kind != "bwrap":
+            return [*self.prefix, *command]
+        binds: list[str] = []
+        for path in (checkout, home):
+            binds += ["--bind", str(path), str(path)]
+        return [*self.prefix, *binds, "--chdir", str(checkout), "--", *command]
+
+
+_BWRAP = (
+    "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    "--die-with-parent",
+)  # fmt: skip
 
 
 def find_isolation(*, network: bool, allow_network: bool) -> Isolation:
-    """Choose how to run the build.
+    """Choose how to run the build: the strongest confinement that works on this machine.
 
     Args:
         network: the recipe allows network access.
@@ -53,24 +74,35 @@ def find_isolation(*, network: bool, allow_network: bool) -> Isolation:
         BuildError: the recipe forbids network, no isolation works here, and the user did not
             pass --allow-network.
     """
+    net = () if network else ("--unshare-net",)
+    bwrap = Isolation(
+        "bwrap",
+        "bubblewrap: read-only filesystem outside the build path"
+        + ("" if network else ", no network"),
+        network_isolated=not network,
+        prefix=(*_BWRAP, *net),
+    )
+    if shutil.which("bwrap") and _works([*bwrap.prefix, "--", "true"]):
+        return bwrap
     if network:
-        return Isolation((), "network allowed by the recipe", network_isolated=False)
+        return Isolation("none", "network allowed by the recipe", network_isolated=False)
     candidates = (
-        (
-            ("unshare", "--user", "--map-root-user", "--net", "--"),
-            "unshare: new user+network namespace",
-        ),
-        (("unshare", "--net", "--"), "unshare: new network namespace"),
-        (("bwrap", "--dev-bind", "/", "/", "--unshare-net", "--"), "bubblewrap: no network"),
+        (("unshare", "--user", "--map-root-user", "--net", "--"), "new user+network namespace"),
+        (("unshare", "--net", "--"), "new network namespace"),
     )
     for prefix, name in candidates:
-        if shutil.which(prefix[0]) and _works([*prefix, "true"]):
-            return Isolation(prefix, name, network_isolated=True)
+        if shutil.which("unshare") and _works([*prefix, "true"]):
+            return Isolation(
+                "unshare",
+                f"unshare: {name}; filesystem NOT protected (install bubblewrap)",
+                network_isolated=True,
+                prefix=prefix,
+            )
     if allow_network:
-        return Isolation((), "NOT isolated: --allow-network given", network_isolated=False)
+        return Isolation("none", "NOT isolated: --allow-network given", network_isolated=False)
     raise BuildError(
         "the recipe forbids network access but no network isolation works on this machine",
-        hint="install util-linux (unshare) or bubblewrap, allow user namespaces, or pass "
+        hint="install bubblewrap (or util-linux's unshare), allow user namespaces, or pass "
         "--allow-network to build with network (the report records it)",
     )
 
@@ -157,7 +189,7 @@ def run(
         with log_path.open("wb") as log:
             try:
                 process = subprocess.Popen(
-                    [*isolation.prefix, *argv],
+                    isolation.argv(argv, checkout=checkout, home=Path(home)),
                     cwd=checkout,
                     env=env,
                     stdin=subprocess.DEVNULL,

@@ -3,7 +3,8 @@
 `verify()` runs these steps, in this order, and its body reads like them:
 
 1. load and validate the manifest;
-2. list the released artifacts (bad input fails here, before any work);
+2. list and hash the released artifacts (bad input fails here, before any work; a release
+   that changes while the build runs fails the `release-integrity` check);
 3. pin the source: clone, check out the exact commit, verify its signature if required;
 4. rebuild it hermetically at the fixed build path;
 5. hash every released and rebuilt artifact, in parallel;
@@ -107,12 +108,16 @@ def verify(
     spec = manifest.load(manifest_path)
     policy.validate_rules(spec.policy.allow)
     released = released_artifacts(spec)
+    before = hash_files(released.values())
     checks: list[CheckResult] = []
     with rebuilt_source(spec, options, progress, checks, events=events) as rebuild:
         if rebuild is None:
             return _report(spec, options=options, artifacts=(), checks=checks, pin=None, info=None)
         _step(progress, events, "compare", f"comparing {len(released)} artifact(s)")
         results = compare_release(spec, released, rebuild.output, events=events)
+    changed = [r.path for r in results if r.released and r.released != before[released[r.path]]]
+    if changed:
+        checks.append(release_changed_check(changed))
     if spec.intoto is not None:
         _step(progress, events, "in-toto", "verifying the in-toto supply chain")
         checks.append(intoto_check(spec.intoto, released))
@@ -164,6 +169,16 @@ def rebuilt_source(
             on_output=on_output,
         )
         yield Rebuild(pin, info, checkout, checkout / spec.recipe.output)
+
+
+def release_changed_check(paths: list[str]) -> CheckResult:
+    """A failed check: released files changed while the build ran (a hostile build wrote them)."""
+    return CheckResult(
+        "release-integrity",
+        False,
+        "released artifacts changed during the build; the comparison cannot be trusted",
+        tuple(paths),
+    )
 
 
 def intoto_check(spec: InTotoSpec, released: dict[str, Path]) -> CheckResult:
