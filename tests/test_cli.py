@@ -132,6 +132,10 @@ def test_demo_runs_end_to_end(run_cli: Cli, tmp_path: Path) -> None:
     try:
         assert run_cli("verify", "--quiet")[0] == 0
         assert run_cli("verify", "reprover-tampered.toml", "--quiet")[0] == 1
+        code, out, _ = run_cli("verify", "reprover-tampered-links.toml", "--format", "json")
+        assert code == 1
+        [intoto] = [c for c in json.loads(out)["checks"] if c["name"] == "in-toto"]
+        assert intoto["passed"] is False
     finally:
         os.chdir(cwd)
     # A second run replaces the previous demo; a foreign folder is never replaced.

@@ -19,9 +19,11 @@ def register(sub: Any) -> None:
         help="run an end-to-end scenario: a vendor release verified, then a tampered one caught",
         description=(
             "Create a workspace with a small antivirus scanner engine in a git repository, build "
-            "its official release as the vendor would, verify it with reprover (pass), then "
-            "verify a copy with one changed code byte (fail). Exit 0 when every step behaved as "
-            "expected. The workspace stays for you to re-run `reprover verify` in."
+            "its official release as the vendor would, sign the Windows engine (when mingw-w64 "
+            "and osslsigncode are installed), record the supply chain as signed in-toto links, "
+            "verify it all with reprover (pass), then verify a copy with one changed code byte "
+            "and a chain with a link edited after signing (both fail). Exit 0 when every step "
+            "behaved as expected. The workspace stays for you to re-run `reprover verify` in."
         ),
     )
     parser.add_argument(
@@ -54,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
     where = result.workspace
     out.write(
         f"\nworkspace: {where}\n"
-        f"  cd {where} && reprover verify                   # the faithful release: exit 0\n"
-        f"  cd {where} && reprover verify reprover-tampered.toml   # tampered: exit 1\n"
+        f"  cd {where} && reprover verify                               # faithful: exit 0\n"
+        f"  cd {where} && reprover verify reprover-tampered.toml        # tampered code: exit 1\n"
+        f"  cd {where} && reprover verify reprover-tampered-links.toml  # tampered link: exit 1\n"
+        f"  cd {where} && reprover verify --format html -o report.html  # the auditor report\n"
     )
     out.write("demo: every step behaved as expected\n" if result.ok else "demo: FAILED\n")
     out.flush()

@@ -1,10 +1,14 @@
 """The embedded end-to-end demo: a vendor releases a scanner engine; a reviewer verifies it.
 
 Owns: the scenario. It copies the packaged scanner source into a workspace, commits it as the
-vendor's engine team, builds the "official release" in one folder at one time, then verifies it
-with the real pipeline from another folder at a later time (pass), and again after changing one
-byte of code in a copy of the release (fail). A Windows PE is added when mingw-w64 is installed.
-Does not own: printing (the CLI prints the steps this returns).
+vendor's engine team, builds the "official release" in one folder at one time, signs the
+Windows engine (Authenticode, when mingw-w64, openssl and osslsigncode are installed), records
+the whole supply chain as signed in-toto links (owner, author, builder, signer, two
+rebuilders), then verifies it with the real pipeline from another folder at a later time
+(pass), again after changing one byte of code in a copy of the release (fail), and again with
+a build link edited after signing (fail).
+Does not own: printing (the CLI prints the steps this returns), the chain's parties
+(`reprover.demo.chain`) or the signing (`reprover.demo.signing`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from reprover.demo import chain, signing
 from reprover.errors import BuildError, InputError, ToolMissingError
 from reprover.model import ArtifactVerdict, Report, Verdict
 from reprover.verify import Options, verify
@@ -64,40 +69,79 @@ def run(workspace: Path, progress: Callable[[str], None] = lambda _: None) -> De
         if shutil.which(tool) is None:
             raise ToolMissingError(f"the demo needs {tool}", hint="apt-get install git make gcc")
     windows = shutil.which(MINGW) is not None
+    sign = windows and signing.available()
     steps: list[Step] = []
     progress("creating the vendor's git repository")
     commit = _vendor_repository(workspace / "scanner")
     progress(f"vendor builds the official release from {commit[:12]}")
     targets = ["release", "windows"] if windows else ["release"]
     _vendor_release(workspace, commit, targets)
+    notes = [] if windows else [f"{MINGW} is not installed: the Windows PE part is skipped"]
+    trusted = None
+    if sign:
+        progress("release engineering signs the Windows engine (Authenticode)")
+        trusted = signing.sign_release(workspace / "release" / "scan.exe", workspace / "keys")
+    elif windows:
+        notes.append("openssl or osslsigncode is not installed: the release is not signed")
     steps.append(
         Step(
-            "vendor built the official release",
+            "vendor built" + (" and signed" if sign else "") + " the official release",
             "release/scan" + (" and release/scan.exe" if windows else ""),
             ok=True,
-            notes=[] if windows else [f"{MINGW} is not installed: the Windows PE part is skipped"],
+            notes=notes,
         )
     )
-    manifest = _write_manifest(workspace, "reprover.toml", commit, targets, "release")
+    progress("every party of the supply chain records its step (in-toto links)")
+    links = chain.make_chain(
+        workspace, workspace / "scanner", workspace / "build-outputs", workspace / "release"
+    )
+    options = _Manifest(commit, targets, trusted, links)
+    manifest = options.write(workspace, "reprover.toml", "release", links.links)
     progress("reviewer verifies the release")
     report = verify(manifest, Options(), progress)
+    verdicts = {a.path: a.verdict for a in report.artifacts}
+    expected_exe = ArtifactVerdict.SIGNATURE_ONLY if sign else ArtifactVerdict.IDENTICAL
     steps.append(
-        Step("verify the faithful release", "pass", report.verdict is Verdict.PASS, report)
+        Step(
+            "verify the faithful release and its supply chain",
+            "pass: scan identical"
+            + (f", scan.exe {expected_exe.value}" if windows else "")
+            + ", in-toto chain verified",
+            report.verdict is Verdict.PASS
+            and verdicts.get("scan") is ArtifactVerdict.IDENTICAL
+            and (not windows or verdicts.get("scan.exe") is expected_exe),
+            report,
+        )
     )
     tampered = _tamper(workspace)
-    manifest = _write_manifest(
-        workspace, "reprover-tampered.toml", commit, targets, "release-tampered"
-    )
+    manifest = options.write(workspace, "reprover-tampered.toml", "release-tampered", links.links)
     progress("reviewer verifies a release with one changed code byte")
     report = verify(manifest, Options(), progress)
     changed = [a for a in report.artifacts if a.verdict is ArtifactVerdict.DIFFERENT]
     steps.append(
         Step(
             f"verify a release whose {tampered[0]} has one byte changed at 0x{tampered[1]:x}",
-            "fail, naming the offset",
+            "fail, naming the offset (and in-toto refuses the changed file too)",
             report.verdict is Verdict.FAIL
             and len(changed) == 1
             and any(d.offset == tampered[1] for d in changed[0].differences),
+            report,
+        )
+    )
+    manifest = options.write(
+        workspace, "reprover-tampered-links.toml", "release", links.links_tampered
+    )
+    progress("reviewer verifies with a build link edited after it was signed")
+    report = verify(manifest, Options(), progress)
+    intoto = [c for c in report.checks if c.name == "in-toto"]
+    steps.append(
+        Step(
+            "verify the faithful release against a build link edited after signing",
+            "fail: the in-toto check names the bad signature",
+            report.verdict is Verdict.FAIL
+            and len(intoto) == 1
+            and not intoto[0].passed
+            and any("bad-signature" in f for f in intoto[0].findings),
             report,
         )
     )
@@ -155,7 +199,11 @@ def _vendor_repository(repo: Path) -> str:
 
 
 def _vendor_release(workspace: Path, commit: str, targets: list[str]) -> None:
-    """The vendor's own build: another folder, the current time, plain make."""
+    """The vendor's own build: another folder, the current time, plain make.
+
+    The outputs are kept in `build-outputs` (what the build department hands to signing) and
+    copied to `release` (what ships, signed later).
+    """
     build = workspace / "vendor-build"
     _git(workspace, "clone", "--quiet", "--no-local", "scanner", str(build))
     _git(build, "-c", "advice.detachedHead=false", "checkout", "--quiet", commit)
@@ -166,22 +214,33 @@ def _vendor_release(workspace: Path, commit: str, targets: list[str]) -> None:
     )
     if done.returncode != 0:
         raise BuildError("the vendor build of the demo failed", details=done.stdout + done.stderr)
-    release = workspace / "release"
-    release.mkdir()
-    for binary in sorted((build / "out").iterdir()):
-        shutil.copy2(binary, release / binary.name)
+    shutil.copytree(build / "out", workspace / "build-outputs")
+    shutil.copytree(build / "out", workspace / "release")
     shutil.rmtree(build)
 
 
-def _write_manifest(
-    workspace: Path, name: str, commit: str, targets: list[str], release: str
-) -> Path:
-    command = ", ".join(f'"{t}"' for t in ["make", *targets])
-    mingw = f', MINGW = "{MINGW}"' if "windows" in targets else ""
-    text = f"""# Written by `reprover demo`. Run `reprover verify {name}` here to repeat it.
+@dataclass(frozen=True)
+class _Manifest:
+    """What every manifest of the demo shares; `write` adds the release and the links."""
+
+    commit: str
+    targets: list[str]
+    trusted: Path | None
+    chain: chain.ChainPaths
+
+    def write(self, workspace: Path, name: str, release: str, links: Path) -> Path:
+        command = ", ".join(f'"{t}"' for t in ["make", *self.targets])
+        mingw = f', MINGW = "{MINGW}"' if "windows" in self.targets else ""
+        signature = ""
+        if self.trusted is not None:
+            signature = (
+                '\n[policy]\nallow = ["signature"]   # signed releases: signature-only\n'
+                f'\n[signature]\ntrusted = ["{self.trusted.relative_to(workspace)}"]\n'
+            )
+        text = f"""# Written by `reprover demo`. Run `reprover verify {name}` here to repeat it.
 [source]
 repo = "scanner"
-commit = "{commit}"
+commit = "{self.commit}"
 
 [build]
 command = [{command}]
@@ -193,10 +252,15 @@ path = "{workspace / "rebuild"}"
 
 [release]
 path = "{release}"
+{signature}
+[in-toto]
+layout = "{self.chain.layout.relative_to(workspace)}"
+layout_keys = ["{self.chain.layout_key.relative_to(workspace)}"]
+links = "{links.relative_to(workspace)}"
 """
-    path = workspace / name
-    path.write_text(text)
-    return path
+        path = workspace / name
+        path.write_text(text)
+        return path
 
 
 def _tamper(workspace: Path) -> tuple[str, int]:

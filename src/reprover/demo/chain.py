@@ -2,7 +2,7 @@
 
 Owns: `make_chain`, which plays every party of the chain for the demo: the owner signs the
 layout; the engine team records `checkout`; the transparency center records `build` and `sign`
-(signing is a copy here: no Authenticode in the demo); two independent rebuilders record
+(the demo signs the Windows engine with osslsigncode when it can); two independent rebuilders record
 `rebuild` (threshold 2). Links are made with reprover's recorder (parallel hashing, in-toto's
 link format, DSSE). A second links folder holds the same chain with the build link changed
 after signing, which must fail verification.
@@ -72,10 +72,11 @@ class ChainPaths:
     links_tampered: Path
 
 
-def make_chain(workspace: Path, commit_tree: Path, release: Path) -> ChainPaths:
-    """Create the chain for the source `commit_tree` (`.git` is skipped) and `release`.
+def make_chain(workspace: Path, commit_tree: Path, built: Path, release: Path) -> ChainPaths:
+    """Create the chain for the source `commit_tree` (`.git` is skipped), the build
+    department's unsigned outputs `built`, and the signed `release`.
 
-    The rebuild links attest the released bytes: in the demo the rebuilders' outputs are the
+    The rebuild links attest the build's bytes: in the demo the rebuilders' outputs are the
     same files (`reprover verify` then rebuilds and compares them for real).
 
     Raises:
@@ -96,13 +97,14 @@ def make_chain(workspace: Path, commit_tree: Path, release: Path) -> ChainPaths:
     layout = folder / "root.layout"
     write_atomic(layout, intoto.signed_layout(intoto.load_spec(spec_path), signers["owner"]))
     source = intoto.hash_artifacts(intoto.list_artifacts(commit_tree), hash_file)
-    built = intoto.hash_artifacts(intoto.list_artifacts(release), hash_file)
+    outputs = intoto.hash_artifacts(intoto.list_artifacts(built), hash_file)
+    signed = intoto.hash_artifacts(intoto.list_artifacts(release), hash_file)
     steps = [
         ("checkout", "author", {}, source, ["git", "checkout"]),
-        ("build", "builder", source, built, ["make", "release"]),
-        ("sign", "signer", built, built, ["cp", "-r", "out", "release"]),
-        ("rebuild", "vendor-ci", source, built, ["reprover", "rebuild"]),
-        ("rebuild", "outside-lab", source, built, ["reprover", "rebuild"]),
+        ("build", "builder", source, outputs, ["make", "release", "windows"]),
+        ("sign", "signer", outputs, signed, ["osslsigncode", "sign", "..."]),
+        ("rebuild", "vendor-ci", source, outputs, ["reprover", "rebuild"]),
+        ("rebuild", "outside-lab", source, outputs, ["reprover", "rebuild"]),
     ]
     for step, role, materials, products, command in steps:
         name, data = intoto.make_link(step, materials, products, signers[role], command=command)
