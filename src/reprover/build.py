@@ -57,7 +57,7 @@ class Isolation:
 
 
 _BWRAP = (
-    "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",  # noqa: S108 - a private, empty /tmp inside the sandbox
     "--die-with-parent",
 )  # fmt: skip
 

@@ -95,7 +95,8 @@ def _signature_only(
         elif is_macho(head):
             proof = prove_macho_signature_only(released, rebuilt)  # type: ignore[assignment]
         else:
-            return replace(result, notes=(*result.notes, "signature proofs not applicable: not a PE or Mach-O file"))
+            note = "signature proofs not applicable: not a PE or Mach-O file"
+            return replace(result, notes=(*result.notes, note))
     except VerificationError as exc:
         return replace(result, notes=(*result.notes, f"signature-only refused: {exc.message}"))
     differences = tuple(replace(d, allowed=True, rule=SIGNATURE_RULE) for d in result.differences)
