@@ -3,7 +3,8 @@
 Owns: finding the link files of each step (`STEP.KEYID8.link`), parsing them, and checking
 each one's signature, signer and `name` ourselves, so that a failure is reported as what it
 is (modified after signing, signed by a key the step does not authorize, a key filed under
-another key's name, a link of another step renamed, corrupt), not as in-toto's
+another key's name, a link of another step renamed, an artifact name that is absolute or
+escapes its folder, corrupt), not as in-toto's
 "threshold not met"; counting each step's threshold over distinct authorized key material.
 Does not own: artifact rules (in-toto's verifylib does those, see `reprover.intoto.verify`).
 """
@@ -93,10 +94,25 @@ def _check_one(
                 f"validly signed by key {keyid[:8]}, but it is the link of step "
                 f"{loaded.payload.name!r} renamed to step {step.name!r} [name-mismatch]"
             )
+        unsafe = _unsafe_name(loaded.payload)
+        if unsafe is not None:
+            return (
+                f"validly signed by key {keyid[:8]}, but it names the artifact {unsafe!r}, "
+                "which is absolute or escapes its folder [unsafe-path]"
+            )
         links.valid[keyid] = loaded
         links.data[keyid] = data
         return None
     return _why_not_valid(layout, step, loaded, claimed, roles)
+
+
+def _unsafe_name(link: Link) -> str | None:
+    """The first material or product name that is absolute or contains `..`, if any."""
+    for name in (*link.materials, *link.products):
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", name):
+            return str(name)
+    return None
 
 
 def _why_not_valid(

@@ -20,7 +20,7 @@ from in_toto.models.metadata import Envelope, Metablock, Metadata
 from in_toto.runlib import in_toto_run
 from in_toto.verifylib import in_toto_verify
 
-from intoto_chain import Chain, key_dict, make_chain, make_layout, signer
+from intoto_chain import Chain, key_dict, make_chain, make_layout, serialize, signer
 
 Cli = Callable[..., tuple[int, str, str]]
 FORMATS = [pytest.param(True, id="dsse"), pytest.param(False, id="metablock")]
@@ -278,3 +278,29 @@ def test_unreadable_owner_key_is_bad_input(chain: Chain, run_cli: Cli) -> None:
     code, text = verify(run_cli, chain)
     assert code == 2, text
     assert "is not a usable public key" in text
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "out/../../../escape"])
+def test_path_traversal_in_link_artifact_names(chain: Chain, run_cli: Cli, name: str) -> None:
+    """An insider with the builder's valid key records a product outside the tree."""
+    link_path = chain.link("build", "builder")
+    link = Metadata.load(str(link_path)).get_payload()
+    link.products[name] = {"sha256": "0" * 64}
+    metadata = Envelope.from_signable(link) if chain.dsse else Metablock(signed=link)
+    metadata.create_signature(signer(chain.keys, "builder"))
+    link_path.write_bytes(serialize(metadata))
+    code, text = verify(run_cli, chain)
+    assert code == 1, text
+    assert f"names the artifact {name!r}, which is absolute or escapes its folder" in text
+    assert "step build" in text
+    assert "[unsafe-path]" in text
+
+
+def test_links_replayed_for_a_new_release(chain: Chain, run_cli: Cli, tmp_path: Path) -> None:
+    """A chain that was valid for an earlier release, presented with a new binary."""
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / "scan").write_bytes((chain.release / "scan").read_bytes().replace(b"clean", b"CLEAN"))
+    code, text = verify(run_cli, chain, newer / "scan")
+    assert code == 1, text
+    assert "released scan: sha256" in text and "differs from the product of step sign" in text
