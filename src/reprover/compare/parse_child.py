@@ -16,6 +16,7 @@ import os
 import resource
 import socket
 import sys
+import warnings
 from pathlib import Path
 
 import lief
@@ -24,6 +25,9 @@ from reprover.compare import regions_elf, regions_macho, regions_pe
 from reprover.compare.regionmap import RegionBuilder, RegionMap
 
 lief.logging.disable()
+# LIEF's enums warn on stderr for values they do not name (a section type 0xffff): the raw
+# value is what the region map uses, and the child's stderr is the user's terminal.
+warnings.filterwarnings("ignore", message=r".* is not a valid ", category=RuntimeWarning)
 
 MACHO_MAGICS = (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xfe\xed\xfa\xce")
 FAT_MAGICS = (b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf")

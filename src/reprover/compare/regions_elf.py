@@ -72,7 +72,7 @@ def build(data: Any, binary: Any) -> RegionBuilder:
         out.note(f"header says {phnum} program headers, {len(segments)} parsed (truncated?)")
     out.add(phoff, phnum * phentsize, "elf.program_headers", M)
     for i, seg in enumerate(segments):
-        ptype = int(seg.type.value)
+        ptype = int(seg.type)
         label = PT_NAMES.get(ptype, f"PT_0x{ptype:x}")
         out.add(phoff + i * phentsize, phentsize, f"elf.program_header[{i}:{label}]", M)
         out.add(seg.file_offset, seg.physical_size, f"elf.segment[{i}:{label}]", Kind.DATA)
@@ -85,7 +85,7 @@ def build(data: Any, binary: Any) -> RegionBuilder:
     for i, sec in enumerate(sections):
         name = sec.name or f"#{i}"
         out.add(shoff + i * shentsize, shentsize, f"elf.section_header[{name}]", M)
-        stype = int(sec.type.value)
+        stype = int(sec.type)
         if stype == SHT_NOBITS or sec.size == 0:
             continue
         if sec.virtual_address:
@@ -98,7 +98,7 @@ def build(data: Any, binary: Any) -> RegionBuilder:
             _dynamic(out, rd, sec.offset, sec.size, 16 if is64 else 8)
     if not sections:
         for i, seg in enumerate(segments):
-            if int(seg.type.value) == 4:
+            if int(seg.type) == 4:
                 _notes(out, rd, seg.file_offset, seg.physical_size, f"segment{i}")
     _symbols(out, binary, mapped)
     out.fill_gaps(data, "elf.outside-sections", skip=("elf.segment",))

@@ -49,7 +49,7 @@ def build(data: Any, fat: Any) -> RegionBuilder:
     for i in range(fat.size):
         binary = fat.at(i)
         base = binary.fat_offset if slices else 0
-        name = CPU.get(int(binary.header.cpu_type.value), f"cpu{i}") if slices else ""
+        name = CPU.get(int(binary.header.cpu_type), f"cpu{i}") if slices else ""
         prefix = f"macho[{name}]" if slices else "macho"
         _slice(out, data, binary, base, prefix)
     if slices and fat.size != len(slices):
@@ -132,7 +132,7 @@ def _segment(  # noqa: PLR0917 - private helper sharing the walk state of _slice
     for j, sec in enumerate(seg.sections):
         label = f"{seg.name},{sec.name}"
         out.add(at + head + entsize * j, entsize, f"{p}.section_header[{label}]", M)
-        if sec.offset == 0 or sec.size == 0 or int(sec.type.value) in (1, 0xC, 0x12):
+        if sec.offset == 0 or sec.size == 0 or int(sec.type) in (1, 0xC, 0x12):
             continue  # zerofill sections have no file bytes
         if seg.name == "__DWARF":
             kind = Kind.DEBUG_INFO
