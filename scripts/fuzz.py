@@ -98,6 +98,7 @@ class Summary:
     max_rss: int = 0
     max_rss_parsers: int = 0
     wall: float = 0.0
+    started: float = field(default_factory=time.monotonic)
 
 
 def targets() -> list[Target]:
@@ -517,7 +518,7 @@ def _add(summary: Summary, record: dict[str, object], progress: bool) -> None:
         summary.reviews.append(record)
     if progress and (summary.inputs % 100 == 0 or record["violations"]):
         print(f"  {summary.inputs} inputs, {len(summary.violations)} violations, "
-              f"{summary.wall or 0:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
+              f"{time.monotonic() - summary.started:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
         for v in record["violations"]:  # type: ignore[attr-defined]
             print(f"  VIOLATION #{record['index']} {record['target']}: {v}", file=sys.stderr)
 
