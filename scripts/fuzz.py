@@ -517,8 +517,9 @@ def _add(summary: Summary, record: dict[str, object], progress: bool) -> None:
     if record["reviews"]:
         summary.reviews.append(record)
     if progress and (summary.inputs % 100 == 0 or record["violations"]):
-        print(f"  {summary.inputs} inputs, {len(summary.violations)} violations, "
-              f"{time.monotonic() - summary.started:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+        elapsed = time.monotonic() - summary.started
+        print(f"  {summary.inputs} inputs, {len(summary.violations)} violations, {elapsed:.0f} s",
+              file=sys.stderr, flush=True)  # fmt: skip
         for v in record["violations"]:  # type: ignore[attr-defined]
             print(f"  VIOLATION #{record['index']} {record['target']}: {v}", file=sys.stderr)
 
