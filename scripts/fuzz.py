@@ -21,6 +21,10 @@ Modes: `fork` (default) calls `reprover.cli.main` in a forked child of a long-li
 keeps one LIEF fork server warm (milliseconds per command); `subprocess` runs a fresh `python`
 per command, as a user would (about 0.5 s per command).
 
+Helpers (tests/): `fuzz_support` makes the mutants, `fuzz_runner` runs one bounded command,
+`fuzz_oracle` judges its outcome. Violating inputs are saved as N.bin + N.json (the commands,
+outcomes and mutation steps); `--seed S --only N` re-runs one input.
+
 Run: `.venv/bin/python scripts/fuzz.py --count 2000 --seed 1 --jobs 2 --minutes 25 --save /tmp/f`
 """
 
@@ -33,7 +37,6 @@ import os
 import random
 import resource
 import selectors
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +48,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fuzz_oracle import replaced_by_signing, unexplained  # noqa: E402
+from fuzz_oracle import judge  # noqa: E402
+from fuzz_runner import (  # noqa: E402
+    Limits,
+    Outcome,
+    ParserLog,
+    fresh_server,
+    kill_server,
+    run_forked,
+    run_subprocess,
+)
 from fuzz_support import mutate  # noqa: E402
 
 LEDGER = ROOT / "tests" / "fixtures" / "ledger"
@@ -53,12 +65,6 @@ SIGNATURE = ROOT / "tests" / "fixtures" / "signature"
 ALLOW = ("signature", "pe.timestamp", "pe.checksum", "pe.debug.codeview", "pe.debug.repro",
          "pe.rich", "elf.build-id", "macho.uuid", "macho.oso", "debug-info")  # fmt: skip
 COMMANDS = ("diff", "diff-allow", "sign-check")
-CAP = 1 << 16  # bytes of stdout/stderr kept per command
-SUBPROCESS = (
-    "import sys\nfrom reprover.cli import main\nfrom reprover.compare import worker\n"
-    "code = main(sys.argv[1:])\nif worker._server is not None: worker._server.close()\n"
-    "sys.exit(code)\n"
-)  # `python -m reprover` plus a clean close of the fork server, so RSS counts its children
 
 
 @dataclass(frozen=True)
@@ -69,15 +75,6 @@ class Target:
     base: Path
     unsigned: Path | None = None  # base is signed; this is the file before signing
     signed: Path | None = None  # base is unsigned; this is its signed version
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-command bounds: wall-clock seconds and address space (bytes)."""
-
-    seconds: float = 60.0
-    memory: int = 4 << 30
-    slow: float = 5.0
 
 
 @dataclass
@@ -147,164 +144,6 @@ def make_input(index: int, seed: int, all_targets: list[Target], corpus: list[by
     return target, mutant, steps, rng
 
 
-# -- running one command -------------------------------------------------------------------
-
-@dataclass
-class Outcome:
-    """How one command ended."""
-
-    code: int | None
-    signal: int | None
-    seconds: float
-    rss: int
-    stdout: bytes
-    stderr: str
-    timed_out: bool = False
-
-
-def _limit(memory: int, seconds: float) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    cpu = int(seconds) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-
-
-def _collect(pid: int, start: float, limits: Limits, out: object, err: object) -> Outcome:
-    deadline = start + limits.seconds
-    timed_out = False
-    while True:
-        wpid, status, usage = os.wait4(pid, os.WNOHANG)
-        if wpid:
-            break
-        if time.monotonic() > deadline:
-            os.killpg(pid, 9) if _is_leader(pid) else os.kill(pid, 9)
-            wpid, status, usage = os.wait4(pid, 0)
-            timed_out = True
-            break
-        time.sleep(0.001)
-    seconds = time.monotonic() - start
-    data = []
-    for stream in (out, err):
-        stream.seek(0)  # type: ignore[attr-defined]
-        data.append(stream.read(CAP))  # type: ignore[attr-defined]
-        stream.close()  # type: ignore[attr-defined]
-    code = os.waitstatus_to_exitcode(status)
-    return Outcome(
-        code if code >= 0 else None, -code if code < 0 else None, seconds,
-        usage.ru_maxrss * 1024, data[0], data[1].decode("utf-8", "replace"), timed_out,
-    )  # fmt: skip
-
-
-def _is_leader(pid: int) -> bool:
-    try:
-        return os.getpgid(pid) == pid
-    except ProcessLookupError:
-        return False
-
-
-def run_forked(argv: list[str], limits: Limits) -> Outcome:
-    """`reprover.cli.main(argv)` in a forked child with RLIMIT_AS, RLIMIT_CPU and a deadline."""
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 - _collect closes
-    sys.stdout.flush()
-    sys.stderr.flush()
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 70
-        try:
-            os.dup2(out.fileno(), 1)
-            os.dup2(err.fileno(), 2)
-            _limit(limits.memory, limits.seconds)
-            from reprover.cli import main
-            from reprover.compare import worker
-
-            if worker._server is not None:
-                # The worker checked the server just before forking; Popen.poll() in this child
-                # cannot see its parent's child and would call it dead, starting a cold server.
-                worker._server.alive = lambda: True  # type: ignore[method-assign]
-            code = main(argv)
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BaseException:  # noqa: BLE001 - anything escaping main() is a finding
-            traceback.print_exc()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-    return _collect(pid, start, limits, out, err)
-
-
-def run_subprocess(argv: list[str], limits: Limits) -> Outcome:
-    """`python -m reprover argv` (see SUBPROCESS) with RLIMIT_AS, RLIMIT_CPU and a deadline."""
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 - _collect closes
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SUBPROCESS, *argv], stdin=subprocess.DEVNULL, stdout=out,
-        stderr=err, start_new_session=True,
-        preexec_fn=lambda: _limit(limits.memory, limits.seconds),  # noqa: PLW1509
-    )  # fmt: skip
-    outcome = _collect(proc.pid, start, limits, out, err)
-    proc.returncode = outcome.code if outcome.code is not None else -(outcome.signal or 9)
-    return outcome
-
-
-# -- judging ---------------------------------------------------------------------------------
-
-def judge(  # noqa: PLR0912, PLR0917 - one flat list of invariants reads best
-    name: str, outcome: Outcome, same: bool, baseline: int | None, original: bytes,
-    mutant: bytes, *, rebuilt_side: bool = False,
-) -> tuple[list[str], str | None]:
-    """Check one command's outcome against the invariants.
-
-    `rebuilt_side` says the mutant was given as the rebuilt file (diff NEW, sign-check
-    UNSIGNED) rather than as the released one.
-
-    Returns:
-        (violations, review): what broke, and a note when a changed mutant passed and the
-        oracle can justify every changed byte (legitimate, but worth a look).
-    """  # fmt: skip
-    bad = []
-    if outcome.timed_out:
-        bad.append(f"{name}: no result within {outcome.seconds:.1f} s (killed)")
-    elif outcome.signal is not None:
-        bad.append(f"{name}: killed by signal {outcome.signal}")
-    if "Traceback" in outcome.stderr:
-        bad.append(f"{name}: traceback on stderr")
-    if "Warning:" in outcome.stderr:
-        bad.append(f"{name}: stray warning on stderr: {_line(outcome.stderr, 'Warning:')}")
-    if "internal error" in outcome.stderr:
-        bad.append(f"{name}: internal error: {_line(outcome.stderr, 'internal error')}")
-    code = outcome.code
-    if code is not None and code not in (0, 1, 3):
-        bad.append(f"{name}: exit {code} for a readable file: {_line(outcome.stderr, '')}")
-    if code != 0:
-        return bad, None
-    if same:
-        if baseline != 0:
-            bad.append(f"{name}: exit 0 on the unchanged input whose baseline is {baseline}")
-        return bad, None
-    if name == "diff":
-        bad.append(f"{name}: exit 0 although the bytes differ (strict diff)")
-        return bad, None
-    left = unexplained(original, mutant)
-    if not left:
-        return bad, f"{name}: passed a mutant changed only in allowed ranges"
-    if rebuilt_side and baseline == 0:
-        why = replaced_by_signing(original, mutant)
-        if why:
-            return bad, f"{name}: passed a mutated rebuilt file: {why}"
-    where = ", ".join(f"0x{a:x}-0x{b:x}" for a, b in left[:4])
-    bad.append(f"{name}: exit 0 with changed bytes no allow rule covers: {where}")
-    return bad, None
-
-
-def _rebuilt_side(name: str, argv: list[str], mutant: Path) -> bool:
-    """Whether `mutant` is the rebuilt operand: diff OLD NEW, sign-check UNSIGNED SIGNED."""
-    return argv[1 if name == "sign-check" else 2] == str(mutant)
-
-
-def _line(text: str, needle: str) -> str:
-    return next((ln for ln in text.splitlines() if needle in ln), text[:200]).strip()[:300]
-
-
 # -- the campaign ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -317,31 +156,8 @@ class Plan:
     minutes: float | None = None
     mode: str = "fork"
     save: Path | None = None
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
     only: tuple[int, ...] = ()
-
-
-def _fresh_server() -> None:
-    """Start (or restart) this worker's LIEF fork server so forked children share it."""
-    from reprover.compare import worker
-
-    server = worker._server
-    if server is not None and server.alive():
-        return
-    if server is not None:
-        server.proc.kill()
-        server.proc.wait()
-    worker._server = None
-    worker.parse_regions(LEDGER / "elf-date" / "a")
-
-
-def _kill_server() -> None:
-    from reprover.compare import worker
-
-    if worker._server is not None:
-        worker._server.proc.kill()
-        worker._server.proc.wait()
-        worker._server = None
 
 
 class Baselines(dict[tuple[str, str], "int | None"]):
@@ -359,38 +175,22 @@ class Baselines(dict[tuple[str, str], "int | None"]):
         return self[key]
 
 
-class _ParserLog:
-    """The fork server's stderr (and its children's), read after each command (fork mode)."""
-
-    fd: int | None = None
-    pos = 0
-
-    @classmethod
-    def start(cls) -> None:
-        """Send this worker's fd 2 (inherited by the fork server it starts) to a temp file."""
-        cls.fd = os.open(tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR, 0o600)
-        os.dup2(cls.fd, 2)
-
-    @classmethod
-    def new(cls) -> str:
-        if cls.fd is None:
-            return ""
-        data = os.pread(cls.fd, CAP, cls.pos)
-        cls.pos = os.fstat(cls.fd).st_size
-        return data.decode("utf-8", "replace")
+def _rebuilt_side(name: str, argv: list[str], mutant: Path) -> bool:
+    """Whether `mutant` is the rebuilt operand: diff OLD NEW, sign-check UNSIGNED SIGNED."""
+    return argv[1 if name == "sign-check" else 2] == str(mutant)
 
 
 def _run(plan: Plan, argv: list[str]) -> Outcome:
     if plan.mode == "subprocess":
         return run_subprocess(argv, plan.limits)
-    _fresh_server()
-    _ParserLog.new()
+    fresh_server()
+    ParserLog.new()
     outcome = run_forked(argv, plan.limits)
-    parser_err = _ParserLog.new()
+    parser_err = ParserLog.new()
     if parser_err:
         outcome.stderr += "\n[parser stderr]\n" + parser_err
     if outcome.signal is not None or outcome.timed_out:
-        _kill_server()  # the child may have died mid-request: the server's replies are stale
+        kill_server()  # the child may have died mid-request: the server's replies are stale
     return outcome
 
 
@@ -441,7 +241,7 @@ def _worker(plan: Plan, slot: int, deadline: float | None, fd: int) -> None:
     all_targets = targets()
     corpus = [t.base.read_bytes() for t in all_targets]
     if plan.mode == "fork":
-        _ParserLog.start()
+        ParserLog.start()
     with os.fdopen(fd, "w") as out, tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         base = Baselines(plan, all_targets)
         indices = plan.only or range(plan.count)
@@ -451,7 +251,7 @@ def _worker(plan: Plan, slot: int, deadline: float | None, fd: int) -> None:
             record = run_input(plan, index, all_targets, corpus, base, Path(tmp))
             out.write(json.dumps(record) + "\n")
             out.flush()
-        _kill_server()  # reaped here, so RUSAGE_CHILDREN covers the parser children too
+        kill_server()  # reaped here, so RUSAGE_CHILDREN covers the parser children too
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         out.write(json.dumps({"children_rss": rss}) + "\n")
 

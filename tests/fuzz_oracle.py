@@ -7,11 +7,13 @@ signature areas. When reprover passes a mutant whose bytes differ from the origi
 fuzzer asks this oracle whether every changed byte lies in such a range; if not, the pass is
 unjustified. The oracle is deliberately narrower than the ledger: a pass it cannot justify is
 flagged for a person to review, never silently accepted.
-Does not own: mutating files (`fuzz_support`) or running reprover (scripts/fuzz.py).
+Also owns `judge`: the invariants every command outcome must keep.
+Does not own: mutating files (`fuzz_support`) or running reprover (`fuzz_runner`).
 """
 
 from __future__ import annotations
 
+from fuzz_runner import Outcome
 from fuzz_support import FAT_MAGICS, MACHO_THIN, pe_view, read_int
 
 Range = tuple[int, int, str]  # start, end, rule
@@ -203,3 +205,55 @@ def replaced_by_signing(original: bytes, mutant: bytes) -> str | None:
                 "not required to be absent)"
             )
     return None
+
+
+def judge(  # noqa: PLR0912, PLR0917 - one flat list of invariants reads best
+    name: str, outcome: Outcome, same: bool, baseline: int | None, original: bytes,
+    mutant: bytes, *, rebuilt_side: bool = False,
+) -> tuple[list[str], str | None]:
+    """Check one command's outcome against the invariants.
+
+    `rebuilt_side` says the mutant was given as the rebuilt file (diff NEW, sign-check
+    UNSIGNED) rather than as the released one.
+
+    Returns:
+        (violations, review): what broke, and a note when a changed mutant passed and the
+        oracle can justify every changed byte (legitimate, but worth a look).
+    """  # fmt: skip
+    bad = []
+    if outcome.timed_out:
+        bad.append(f"{name}: no result within {outcome.seconds:.1f} s (killed)")
+    elif outcome.signal is not None:
+        bad.append(f"{name}: killed by signal {outcome.signal}")
+    if "Traceback" in outcome.stderr:
+        bad.append(f"{name}: traceback on stderr")
+    if "Warning:" in outcome.stderr:
+        bad.append(f"{name}: stray warning on stderr: {_line(outcome.stderr, 'Warning:')}")
+    if "internal error" in outcome.stderr:
+        bad.append(f"{name}: internal error: {_line(outcome.stderr, 'internal error')}")
+    code = outcome.code
+    if code is not None and code not in (0, 1, 3):
+        bad.append(f"{name}: exit {code} for a readable file: {_line(outcome.stderr, '')}")
+    if code != 0:
+        return bad, None
+    if same:
+        if baseline != 0:
+            bad.append(f"{name}: exit 0 on the unchanged input whose baseline is {baseline}")
+        return bad, None
+    if name == "diff":
+        bad.append(f"{name}: exit 0 although the bytes differ (strict diff)")
+        return bad, None
+    left = unexplained(original, mutant)
+    if not left:
+        return bad, f"{name}: passed a mutant changed only in allowed ranges"
+    if rebuilt_side and baseline == 0:
+        why = replaced_by_signing(original, mutant)
+        if why:
+            return bad, f"{name}: passed a mutated rebuilt file: {why}"
+    where = ", ".join(f"0x{a:x}-0x{b:x}" for a, b in left[:4])
+    bad.append(f"{name}: exit 0 with changed bytes no allow rule covers: {where}")
+    return bad, None
+
+
+def _line(text: str, needle: str) -> str:
+    return next((ln for ln in text.splitlines() if needle in ln), text[:200]).strip()[:300]
