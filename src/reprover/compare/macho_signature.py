@@ -13,7 +13,8 @@ What `prove_macho_signature_only(released, rebuilt)` proves, exactly:
 - the CodeDirectory covers every byte before the signature (`codeLimit = dataoff`), and each of
   its page hashes equals the hash of the same page of the *rebuilt* file;
 - every byte of the released file before the signature equals the rebuilt file's (so the page
-  hashes are not the only thing relied on).
+  hashes are not the only thing relied on), and the rebuilt file's own signature also ends
+  exactly at its end of file (nothing of the rebuild is left out).
 
 What it does not prove: that anyone in particular signed the file. An ad-hoc signature (what
 `ld64.lld` writes, and the only kind generated here) names no signer; it is a checksum list.
@@ -339,5 +340,10 @@ def prove_macho_signature_only(released: Path, rebuilt: Path) -> MachOSignatureP
             "the rebuilt file has no code signature at the released one's offset "
             f"({sig.dataoff:#x}); page 0 holds LC_CODE_SIGNATURE, so link the rebuild with "
             "-adhoc_codesign"
+        )
+    if reb_sig[0] + reb_sig[1] != len(reb):
+        raise VerificationError(
+            f"the rebuilt file has {len(reb) - reb_sig[0] - reb_sig[1]:+d} bytes after its own "
+            "code signature's end; released = rebuilt + signature cannot hold"
         )
     return _check_code_directory(sig, rel, reb, "released file")
