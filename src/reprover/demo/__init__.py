@@ -23,6 +23,7 @@ from pathlib import Path
 
 from reprover.demo import chain, signing
 from reprover.errors import BuildError, InputError, ToolMissingError
+from reprover.fsutil import write_atomic
 from reprover.model import ArtifactVerdict, Report, Verdict
 from reprover.verify import Options, verify
 
@@ -259,7 +260,7 @@ layout_keys = ["{self.chain.layout_key.relative_to(workspace)}"]
 links = "{links.relative_to(workspace)}"
 """
         path = workspace / name
-        path.write_text(text)
+        write_atomic(path, text.encode())
         return path
 
 
