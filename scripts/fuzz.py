@@ -200,6 +200,7 @@ def run_input(  # noqa: PLR0917
     """Make input `index`, run the three commands on it, judge, save if needed."""
     target, mutant, steps, rng = make_input(index, plan.seed, all_targets, corpus)
     original = target.base.read_bytes()
+    unsigned = target.unsigned.read_bytes() if target.unsigned is not None else None
     path = tmp / target.base.name
     path.write_bytes(mutant)
     record: dict[str, object] = {"index": index, "seed": plan.seed, "target": target.name,
@@ -211,7 +212,7 @@ def run_input(  # noqa: PLR0917
         outcome = _run(plan, argv)
         bad, review = judge(
             name, outcome, mutant == original, base[(target.name, name)], original, mutant,
-            rebuilt_side=_rebuilt_side(name, argv, path),
+            rebuilt_side=_rebuilt_side(name, argv, path), unsigned=unsigned,
         )  # fmt: skip
         violations += bad
         reviews += [review] if review else []

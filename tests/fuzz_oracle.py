@@ -181,6 +181,30 @@ def _macho(data: bytes, base: int, end: int) -> list[Range]:
     return out
 
 
+def signature_over(unsigned: bytes, signed: bytes) -> str | None:
+    """Why `signed` may be `unsigned` plus some other signature, read by hand; or None.
+
+    True when, outside its own CheckSum and security directory entry, `signed` is `unsigned`
+    zero-padded up to a certificate table that ends at end of file: another signature over
+    the same bytes (whether that signature is valid is the proof's job, not the oracle's).
+    """
+    view = pe_view(signed)
+    if view is None or len(view.directories) <= 4:
+        return None
+    entry, off, size = view.directories[4]
+    if off < len(unsigned) or off + size != len(signed) or off - len(unsigned) >= 8:
+        return None
+    body = bytearray(signed[:off])
+    for at, width in ((view.opt + 64, 4), (entry, 8)):
+        body[at : at + width] = unsigned[at : at + width]
+    if bytes(body) != unsigned + bytes(off - len(unsigned)):
+        return None
+    return (
+        f"the unsigned file plus another certificate table ({size} bytes at 0x{off:x}, "
+        "ending at end of file)"
+    )
+
+
 def replaced_by_signing(original: bytes, mutant: bytes) -> str | None:
     """Why signing would erase the mutant's changes to a rebuilt file, or None.
 
@@ -207,12 +231,13 @@ def replaced_by_signing(original: bytes, mutant: bytes) -> str | None:
     return None
 
 
-def judge(  # noqa: PLR0912, PLR0917 - one flat list of invariants reads best
+def judge(  # noqa: PLR0911, PLR0912, PLR0917 - one flat list of invariants reads best
     name: str, outcome: Outcome, same: bool, baseline: int | None, original: bytes,
-    mutant: bytes, *, rebuilt_side: bool = False,
+    mutant: bytes, *, rebuilt_side: bool = False, unsigned: bytes | None = None,
 ) -> tuple[list[str], str | None]:
     """Check one command's outcome against the invariants.
 
+    `unsigned` is the file the mutant (a signed fixture's mutant) is checked against.
     `rebuilt_side` says the mutant was given as the rebuilt file (diff NEW, sign-check
     UNSIGNED) rather than as the released one.
 
@@ -246,6 +271,10 @@ def judge(  # noqa: PLR0912, PLR0917 - one flat list of invariants reads best
     left = unexplained(original, mutant)
     if not left:
         return bad, f"{name}: passed a mutant changed only in allowed ranges"
+    if unsigned is not None and not rebuilt_side:
+        why = signature_over(unsigned, mutant)
+        if why:
+            return bad, f"{name}: passed a mutated signed file: {why}"
     if rebuilt_side and baseline == 0:
         why = replaced_by_signing(original, mutant)
         if why:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import fuzz_support as fs
-from fuzz_oracle import replaced_by_signing, unexplained
+from fuzz_oracle import replaced_by_signing, signature_over, unexplained
 
 ROOT = Path(__file__).resolve().parent.parent
 LEDGER = ROOT / "tests" / "fixtures" / "ledger"
@@ -166,6 +166,22 @@ def test_rebuilt_side_passes_are_justified_only_by_what_signing_replaces() -> No
     code = bytearray(macho)
     code[0x1000] ^= 1
     assert replaced_by_signing(macho, bytes(code)) is None
+
+
+def test_another_signature_over_the_same_bytes_is_justified_only_if_nothing_else_changed() -> None:
+    """The long campaign spliced timestamped.exe into noeku.exe: a valid signed file, so a pass."""
+    unsigned = (SIGNATURE / "unsigned.exe").read_bytes()
+    other = (SIGNATURE / "timestamped.exe").read_bytes()
+    base = (SIGNATURE / "noeku.exe").read_bytes()
+    assert unexplained(base, other)
+    assert signature_over(unsigned, other)
+    bad, review = fuzz.judge("sign-check", _outcome(0), False, 0, base, other, unsigned=unsigned)
+    assert not bad and review
+    code = bytearray(other)
+    code[0x400] ^= 1
+    assert signature_over(unsigned, bytes(code)) is None
+    assert fuzz.judge("sign-check", _outcome(0), False, 0, base, bytes(code), unsigned=unsigned)[0]
+    assert signature_over(unsigned, other + b"\0" * 8) is None  # the table must end at EOF
 
 
 def test_parser_warnings_stay_off_stderr() -> None:
