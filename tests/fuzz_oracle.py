@@ -210,8 +210,9 @@ def replaced_by_signing(original: bytes, mutant: bytes) -> str | None:
 
     When the rebuilt (unsigned) file is the one changed and the signed file is not, a pass
     is justified only if the signer's output cannot depend on the change: trailing zero bytes
-    that the PE signer's 8-byte padding re-creates, or (Mach-O) bytes at or after the
-    rebuilt's own LC_CODE_SIGNATURE offset, which the released signature replaces.
+    that the PE signer's 8-byte padding re-creates, or (Mach-O) bytes inside the rebuilt's
+    own code signature, which the released signature replaces (its length unchanged: bytes
+    after it must make the proof fail, see macho_signature, fixed after a fuzzer finding).
     """
     if original[:2] == b"MZ":
         def padded(data: bytes) -> bytes:
@@ -222,11 +223,14 @@ def replaced_by_signing(original: bytes, mutant: bytes) -> str | None:
         return None
     if MACHO_THIN.get(original[:4]) == (True, "<"):
         sig = next((r for r in _macho(original, 0, len(original)) if r[2] == "signature"), None)
-        if sig is not None and original[: sig[0]] == mutant[: sig[0]] and len(mutant) >= sig[0]:
+        if (
+            sig is not None
+            and len(mutant) == len(original)
+            and original[: sig[0]] == mutant[: sig[0]]
+        ):
             return (
-                f"only bytes at or after its code signature (0x{sig[0]:x}), which the released "
-                "signature replaces (note: bytes the rebuilt has beyond its own signature are "
-                "not required to be absent)"
+                f"only bytes inside its own code signature (0x{sig[0]:x}), which the released "
+                "signature replaces"
             )
     return None
 

@@ -162,7 +162,10 @@ def test_rebuilt_side_passes_are_justified_only_by_what_signing_replaces() -> No
     assert replaced_by_signing(unsigned, unsigned[:-1])
     assert replaced_by_signing(unsigned, unsigned[:-1] + b"\1") is None
     macho = (SIGNATURE / "macho-adhoc").read_bytes()
-    assert replaced_by_signing(macho, macho + b"junk")
+    assert replaced_by_signing(macho, macho + b"junk") is None  # must now make the proof fail
+    inside = bytearray(macho)
+    inside[-40] ^= 1  # a byte of the rebuilt's own code signature
+    assert replaced_by_signing(macho, bytes(inside))
     code = bytearray(macho)
     code[0x1000] ^= 1
     assert replaced_by_signing(macho, bytes(code)) is None
