@@ -113,7 +113,11 @@ def serve(control_fd: int) -> None:
     For each request it answers `{"pid": N}`, forks a child that writes its reply to the pipe,
     waits for it, and answers `{"status": exit code or -signal}`.
     """
-    sock = socket.socket(fileno=control_fd)
+    with socket.socket(fileno=control_fd) as sock:
+        _serve(sock)
+
+
+def _serve(sock: socket.socket) -> None:
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 1)

@@ -13,6 +13,7 @@ about regions, never run code in the parent.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -132,6 +133,7 @@ def parse_regions(
             try:
                 if _server is None or not _server.alive():
                     _server = _Server()
+                    atexit.register(_server.close)
                 return _server.request(path.resolve(), memory, int(timeout) + 1, timeout)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 if _server is not None:

@@ -89,21 +89,28 @@ def _check_one(
     claimed = [k for k in step.pubkeys if k.lower().startswith(prefix) and k in layout.keys]
     if len(claimed) == 1 and signature_ok(loaded, layout.keys[claimed[0]]):
         keyid = claimed[0]
-        if loaded.payload.name != step.name:
-            return (
-                f"validly signed by key {keyid[:8]}, but it is the link of step "
-                f"{loaded.payload.name!r} renamed to step {step.name!r} [name-mismatch]"
-            )
-        unsafe = _unsafe_name(loaded.payload)
-        if unsafe is not None:
-            return (
-                f"validly signed by key {keyid[:8]}, but it names the artifact {unsafe!r}, "
-                "which is absolute or escapes its folder [unsafe-path]"
-            )
-        links.valid[keyid] = loaded
-        links.data[keyid] = data
-        return None
+        problem = _content_problem(loaded.payload, step, keyid)
+        if problem is None:
+            links.valid[keyid] = loaded
+            links.data[keyid] = data
+        return problem
     return _why_not_valid(layout, step, loaded, claimed, roles)
+
+
+def _content_problem(link: Link, step: Step, keyid: str) -> str | None:
+    """What is wrong with a validly signed link's content, if anything."""
+    if link.name != step.name:
+        return (
+            f"validly signed by key {keyid[:8]}, but it is the link of step {link.name!r} "
+            f"renamed to step {step.name!r} [name-mismatch]"
+        )
+    unsafe = _unsafe_name(link)
+    if unsafe is not None:
+        return (
+            f"validly signed by key {keyid[:8]}, but it names the artifact {unsafe!r}, which "
+            "is absolute or escapes its folder [unsafe-path]"
+        )
+    return None
 
 
 def _unsafe_name(link: Link) -> str | None:
