@@ -118,27 +118,11 @@ def macho(tmp: Path) -> dict[str, tuple[Path, Path]]:
 
 
 def golden(a: Path, b: Path) -> dict[str, object]:
-    """The ledger reprover computes for a pair, as JSON-ready data."""
-    from reprover.compare.bytes import diff_runs
-    from reprover.compare.ledger import explain
+    """The ledger reprover computes for a pair, in the form the tests compare against."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from ledger_helpers import as_json, ledger_of
 
-    ledger = explain(a, b, diff_runs(a, b))
-    return {
-        "differences": [
-            {
-                "offset": d.offset,
-                "length": d.length,
-                "region": d.region,
-                "kind": d.kind.value,
-                "cause": d.cause.value,
-                "context": list(d.context),
-                "symbol": d.symbol,
-                "detail": d.detail,
-            }
-            for d in ledger.differences
-        ],
-        "notes": list(ledger.notes),
-    }
+    return as_json(ledger_of(a, b))
 
 
 def write_golden(name: str) -> None:
