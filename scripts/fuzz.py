@@ -146,6 +146,7 @@ def make_input(index: int, seed: int, all_targets: list[Target], corpus: list[by
 
 # -- the campaign ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Plan:
     """What one campaign runs."""

@@ -215,6 +215,7 @@ def replaced_by_signing(original: bytes, mutant: bytes) -> str | None:
     after it must make the proof fail, see macho_signature, fixed after a fuzzer finding).
     """
     if original[:2] == b"MZ":
+
         def padded(data: bytes) -> bytes:
             return data + bytes(-len(data) % 8)
 
@@ -236,8 +237,15 @@ def replaced_by_signing(original: bytes, mutant: bytes) -> str | None:
 
 
 def judge(  # noqa: PLR0911, PLR0912, PLR0917 - one flat list of invariants reads best
-    name: str, outcome: Outcome, same: bool, baseline: int | None, original: bytes,
-    mutant: bytes, *, rebuilt_side: bool = False, unsigned: bytes | None = None,
+    name: str,
+    outcome: Outcome,
+    same: bool,
+    baseline: int | None,
+    original: bytes,
+    mutant: bytes,
+    *,
+    rebuilt_side: bool = False,
+    unsigned: bytes | None = None,
 ) -> tuple[list[str], str | None]:
     """Check one command's outcome against the invariants.
 

@@ -177,5 +177,3 @@ class ParserLog:
         data = os.pread(cls.fd, CAP, cls.pos)
         cls.pos = os.fstat(cls.fd).st_size
         return data.decode("utf-8", "replace")
-
-

@@ -158,24 +158,40 @@ def pe_fields(data: bytes | bytearray) -> list[Field]:
     if view is None:
         return f.out
     coff = view.lfanew + 4
-    for off, width, name in ((2, 2, "NumberOfSections"), (4, 4, "TimeDateStamp"),
-                             (8, 4, "PointerToSymbolTable"), (12, 4, "NumberOfSymbols"),
-                             (16, 2, "SizeOfOptionalHeader"), (18, 2, "Characteristics")):
+    for off, width, name in (
+        (2, 2, "NumberOfSections"),
+        (4, 4, "TimeDateStamp"),
+        (8, 4, "PointerToSymbolTable"),
+        (12, 4, "NumberOfSymbols"),
+        (16, 2, "SizeOfOptionalHeader"),
+        (18, 2, "Characteristics"),
+    ):
         f.add(coff + off, width, f"coff.{name}")  # fmt: skip
     o, p = view.opt, view.plus
-    for off, width, name in ((0, 2, "Magic"), (16, 4, "AddressOfEntryPoint"),
-                             (32, 4, "SectionAlignment"), (36, 4, "FileAlignment"),
-                             (56, 4, "SizeOfImage"), (60, 4, "SizeOfHeaders"), (64, 4, "CheckSum"),
-                             (108 if p else 92, 4, "NumberOfRvaAndSizes")):
+    for off, width, name in (
+        (0, 2, "Magic"),
+        (16, 4, "AddressOfEntryPoint"),
+        (32, 4, "SectionAlignment"),
+        (36, 4, "FileAlignment"),
+        (56, 4, "SizeOfImage"),
+        (60, 4, "SizeOfHeaders"),
+        (64, 4, "CheckSum"),
+        (108 if p else 92, 4, "NumberOfRvaAndSizes"),
+    ):
         f.add(o + off, width, f"optional.{name}")  # fmt: skip
     for i, (entry, _, _) in enumerate(view.directories):
         f.add(entry, 4, f"dir[{PE_DIRECTORIES[i]}].rva")
         f.add(entry + 4, 4, f"dir[{PE_DIRECTORIES[i]}].size")
     for i, (hdr, *_rest) in enumerate(view.sections):
-        for off, width, name in ((8, 4, "VirtualSize"), (12, 4, "VirtualAddress"),
-                                 (16, 4, "SizeOfRawData"), (20, 4, "PointerToRawData"),
-                                 (24, 4, "PointerToRelocations"), (32, 2, "NumberOfRelocations"),
-                                 (36, 4, "Characteristics")):
+        for off, width, name in (
+            (8, 4, "VirtualSize"),
+            (12, 4, "VirtualAddress"),
+            (16, 4, "SizeOfRawData"),
+            (20, 4, "PointerToRawData"),
+            (24, 4, "PointerToRelocations"),
+            (32, 2, "NumberOfRelocations"),
+            (36, 4, "Characteristics"),
+        ):
             f.add(hdr + off, width, f"section[{i}].{name}")  # fmt: skip
     symtab, nsyms = read_int(data, coff + 8, 4), read_int(data, coff + 12, 4)
     if symtab and nsyms is not None:
@@ -188,8 +204,13 @@ def pe_fields(data: bytes | bytearray) -> list[Field]:
     if len(view.directories) > 6 and view.directories[6][1]:
         debug = view.to_offset(view.directories[6][1])
         for i in range(min(view.directories[6][2] // 28, 8)) if debug is not None else ():
-            for off, name in ((4, "TimeDateStamp"), (12, "Type"), (16, "SizeOfData"),
-                              (20, "AddressOfRawData"), (24, "PointerToRawData")):
+            for off, name in (
+                (4, "TimeDateStamp"),
+                (12, "Type"),
+                (16, "SizeOfData"),
+                (20, "AddressOfRawData"),
+                (24, "PointerToRawData"),
+            ):
                 f.add(debug + 28 * i + off, 4, f"debug[{i}].{name}")  # fmt: skip
     return f.out
 
@@ -267,8 +288,14 @@ def _codesig_fields(f: _Fields, sb: int, name: str) -> None:
         magic = f.add(blob, 4, f"{name}.blob[{i}].magic", ">")
         f.add(blob + 4, 4, f"{name}.blob[{i}].length", ">")
         if magic == 0xFADE0C02:  # CodeDirectory
-            for k, n in ((8, "version"), (16, "hashOffset"), (20, "identOffset"),
-                         (24, "nSpecialSlots"), (28, "nCodeSlots"), (32, "codeLimit")):
+            for k, n in (
+                (8, "version"),
+                (16, "hashOffset"),
+                (20, "identOffset"),
+                (24, "nSpecialSlots"),
+                (28, "nCodeSlots"),
+                (32, "codeLimit"),
+            ):
                 f.add(blob + k, 4, f"{name}.cd.{n}", ">")  # fmt: skip
             for k, n in ((36, "hashSize"), (37, "hashType"), (39, "pageSize")):
                 f.add(blob + k, 1, f"{name}.cd.{n}", ">")

@@ -168,4 +168,3 @@ def _symbols(out: RegionBuilder, binary: Any, mapped: list[tuple[int, int, int]]
             i = bisect.bisect_right(starts, value) - 1
             if i >= 0 and value < mapped[i][1]:
                 out.symbol(mapped[i][2] + value - mapped[i][0], sym.size, name)
-
