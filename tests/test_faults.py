@@ -6,6 +6,7 @@ should be.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -129,3 +130,21 @@ def test_read_only_output_folder_leaves_nothing(tmp_path: Path) -> None:
     assert done.returncode == 3, done.stderr
     assert "cannot write" in done.stderr
     assert list(out_dir.iterdir()) == []
+
+
+def test_lief_worker_killed_is_restarted_and_never_passes(run_cli: Cli) -> None:
+    """SIGKILL the parse server between files: the next comparison restarts it."""
+    from reprover.compare import worker
+
+    pair = Path(__file__).parent / "fixtures" / "ledger" / "elf-date"
+    assert not isinstance(worker.parse_regions(pair / "a"), worker.Unparsed)
+    server = worker._server
+    assert server is not None
+    os.killpg(server.proc.pid, signal.SIGKILL)
+    server.proc.wait()
+    code, out, _ = run_cli("diff", pair / "a", pair / "b", "--format", "json")
+    assert code == 1
+    [artifact] = json.loads(out)["artifacts"]
+    assert artifact["verdict"] == "different"
+    assert all(d["kind"] != "unparsed" for d in artifact["differences"])
+    assert worker._server is not server
