@@ -70,6 +70,26 @@ def test_diff_folders(run_cli: Cli, tmp_path: Path) -> None:
     assert code == 1
     verdicts = {a["path"]: a["verdict"] for a in json.loads(out)["artifacts"]}
     assert verdicts == {"added": "unexpected", "bin/same": "identical", "gone": "missing"}
+    # --allow relaxes strictness for labelled regions, never for a file on one side only
+    (old / "gone").unlink()
+    assert run_cli("diff", old, new, "--allow", "pe.timestamp")[0] == 1
+    (new / "added").unlink()
+    assert run_cli("diff", old, new, "--allow", "pe.timestamp")[0] == 0
+
+
+def test_diff_folders_follow_symlinks_only_inside(run_cli: Cli, tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old, new):
+        folder.mkdir()
+        (folder / "lib.so.1").write_bytes(b"library")
+        (folder / "lib.so").symlink_to("lib.so.1")
+    assert run_cli("diff", old, new)[0] == 0
+    (tmp_path / "secret").write_bytes(b"outside")
+    (new / "escape").symlink_to(tmp_path / "secret")
+    (old / "escape").write_bytes(b"outside")
+    code, _, err = run_cli("diff", old, new)
+    assert code == 2
+    assert "outside" in err
 
 
 def test_diff_bad_input(run_cli: Cli, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -86,8 +87,6 @@ def stamp(report: Report, args: argparse.Namespace) -> Report:
     """Add the wall-clock time to `report` when --timestamps was given."""
     if not getattr(args, "timestamps", False):
         return report
-    from dataclasses import replace  # noqa: PLC0415 - only needed here
-
     now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     return replace(report, timestamp=now)
 

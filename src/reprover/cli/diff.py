@@ -11,7 +11,8 @@ from reprover.cli.common import add_report_options, emit_report
 from reprover.compare import compare_files
 from reprover.digest import hash_files
 from reprover.errors import InputError
-from reprover.model import ArtifactResult, ArtifactVerdict, Policy, Report
+from reprover.fsutil import contained
+from reprover.model import ArtifactResult, ArtifactVerdict, CheckResult, Policy, Report
 
 
 def register(sub: Any) -> None:
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     report = Report(
         command="diff",
         artifacts=tuple(results),
+        checks=_same_files(results) if old.is_dir() else (),
         policy=policy,
         policy_sha256=policies.policy_digest(policy),
         strict=not args.allow,
@@ -80,9 +82,29 @@ def run(args: argparse.Namespace) -> int:
     return emit_report(report, args)
 
 
+def _same_files(results: list[ArtifactResult]) -> tuple[CheckResult, ...]:
+    """Both folders hold the same file names; a file on one side only fails the diff.
+
+    Without this, `--allow` (which relaxes `strict`) would let a file only in NEW pass.
+    """
+    odd = [
+        f"{r.path}: {r.verdict.value}"
+        for r in results
+        if r.verdict in (ArtifactVerdict.MISSING, ArtifactVerdict.UNEXPECTED)
+    ]
+    detail = "both folders hold the same files" if not odd else "the folders hold different files"
+    return (CheckResult("same-files", not odd, detail, tuple(odd)),)
+
+
 def _files(folder: Path) -> dict[str, Path]:
-    return {
-        p.relative_to(folder).as_posix(): p
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
+    """Every file under `folder` by relative path; symlinks are followed only inside it.
+
+    Raises:
+        InputError: a symlink points outside the folder.
+    """
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            name = path.relative_to(folder).as_posix()
+            files[name] = contained(folder, name, what="file")
+    return files
