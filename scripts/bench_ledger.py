@@ -31,7 +31,8 @@ import json, resource, sys, time
 from pathlib import Path
 start = time.perf_counter()
 from reprover.compare.bytes import diff_runs
-from reprover.compare import ledger, worker
+from reprover.compare import ledger
+from reprover.compare.isolation import worker
 a, b = Path(sys.argv[1]), Path(sys.argv[2])
 result = ledger.explain(a, b, diff_runs(a, b))
 elapsed = time.perf_counter() - start

@@ -237,7 +237,7 @@ def run_input(  # noqa: PLR0917
 def _worker(plan: Plan, slot: int, deadline: float | None, fd: int) -> None:
     """A pool worker: its share of the inputs, one JSON line each, then its parsers' peak RSS."""
     import reprover.cli  # noqa: F401 - import once, before forking children
-    from reprover.compare import worker
+    from reprover.compare.isolation import worker
 
     worker._server = None
     all_targets = targets()

@@ -23,7 +23,7 @@ from pathlib import Path
 WARM_UP = Path(__file__).resolve().parent / "fixtures" / "ledger" / "elf-date" / "a"
 CAP = 1 << 16  # bytes of stdout/stderr kept per command
 SUBPROCESS = (
-    "import sys\nfrom reprover.cli import main\nfrom reprover.compare import worker\n"
+    "import sys\nfrom reprover.cli import main\nfrom reprover.compare.isolation import worker\n"
     "code = main(sys.argv[1:])\nif worker._server is not None: worker._server.close()\n"
     "sys.exit(code)\n"
 )  # `python -m reprover` plus a clean close of the fork server, so RSS counts its children
@@ -104,7 +104,7 @@ def run_forked(argv: list[str], limits: Limits) -> Outcome:
             os.dup2(err.fileno(), 2)
             _limit(limits.memory, limits.seconds)
             from reprover.cli import main
-            from reprover.compare import worker
+            from reprover.compare.isolation import worker
 
             if worker._server is not None:
                 # The worker checked the server just before forking; Popen.poll() in this child
@@ -137,7 +137,7 @@ def run_subprocess(argv: list[str], limits: Limits) -> Outcome:
 
 def fresh_server() -> None:
     """Start (or restart) this worker's LIEF fork server so forked children share it."""
-    from reprover.compare import worker
+    from reprover.compare.isolation import worker
 
     server = worker._server
     if server is not None and server.alive():
@@ -150,7 +150,7 @@ def fresh_server() -> None:
 
 
 def kill_server() -> None:
-    from reprover.compare import worker
+    from reprover.compare.isolation import worker
 
     if worker._server is not None:
         worker._server.proc.kill()

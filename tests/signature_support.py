@@ -6,8 +6,8 @@ import struct
 import subprocess
 from pathlib import Path
 
-from reprover.compare import der
-from reprover.compare.pe_certtable import align8, pe_checksum, read_layout
+from reprover.compare.signatures import der
+from reprover.compare.signatures.pe_certtable import align8, pe_checksum, read_layout
 
 FIXTURES = Path(__file__).parent / "fixtures" / "signature"
 

@@ -134,7 +134,7 @@ def test_read_only_output_folder_leaves_nothing(tmp_path: Path) -> None:
 
 def test_lief_worker_killed_is_restarted_and_never_passes(run_cli: Cli) -> None:
     """SIGKILL the parse server between files: the next comparison restarts it."""
-    from reprover.compare import worker
+    from reprover.compare.isolation import worker
 
     pair = Path(__file__).parent / "fixtures" / "ledger" / "elf-date"
     assert not isinstance(worker.parse_regions(pair / "a"), worker.Unparsed)

@@ -10,7 +10,7 @@ import pytest
 
 from ledger_helpers import FIXTURES
 from reprover.compare import compare_files
-from reprover.compare.worker import Unparsed, parse_regions
+from reprover.compare.isolation.worker import Unparsed, parse_regions
 from reprover.model import ArtifactVerdict, Digest, Kind, Policy
 from reprover.policy import judge
 

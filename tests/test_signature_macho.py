@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reprover.cli import main
-from reprover.compare import der
-from reprover.compare.macho_signature import find_code_signature, prove_macho_signature_only
+from reprover.compare.signatures import der
+from reprover.compare.signatures.macho import find_code_signature, prove_macho_signature_only
 from reprover.errors import VerificationError
 from signature_support import fx
 

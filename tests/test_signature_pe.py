@@ -10,12 +10,12 @@ import pytest
 from cryptography import x509
 
 from reprover.cli import main
-from reprover.compare.authenticode import (
+from reprover.compare.signatures.authenticode import (
     as_differences,
     label_signature_regions,
     prove_signature_only,
 )
-from reprover.compare.pe_certtable import authenticode_hash, pe_checksum, read_layout
+from reprover.compare.signatures.pe_certtable import authenticode_hash, pe_checksum, read_layout
 from reprover.errors import InputError, VerificationError
 from reprover.model import Kind
 from signature_support import FIXTURES, fx, osslsign

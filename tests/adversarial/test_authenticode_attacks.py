@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reprover.cli import main
-from reprover.compare import der
-from reprover.compare.authenticode import prove_signature_only
-from reprover.compare.pe_certtable import read_layout
-from reprover.compare.pkcs7 import NESTED_SIGNATURE
+from reprover.compare.signatures import der
+from reprover.compare.signatures.authenticode import prove_signature_only
+from reprover.compare.signatures.pe_certtable import read_layout
+from reprover.compare.signatures.pkcs7 import NESTED_SIGNATURE
 from reprover.errors import VerificationError
 from signature_support import (
     entry,

@@ -2,7 +2,7 @@
 
 The release engineer's check before publishing: SIGNED must be exactly UNSIGNED plus a valid
 code signature (Authenticode for PE; for Mach-O, a code signature whose CodeDirectory page
-hashes match UNSIGNED's pages, see `reprover.compare.macho_signature` for what that proves).
+hashes match UNSIGNED's pages, see `reprover.compare.signatures.macho` for what that proves).
 Exit 0 proven, 1 not proven (the report and stderr say why), 2 bad input, 3 inconclusive.
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from reprover.cli.common import add_report_options, emit_report, err
-from reprover.compare.authenticode import as_differences, label_signature_regions
-from reprover.compare.authenticode import prove_signature_only as prove_pe
-from reprover.compare.macho_signature import is_macho, prove_macho_signature_only
+from reprover.compare.signatures.authenticode import as_differences, label_signature_regions
+from reprover.compare.signatures.authenticode import prove_signature_only as prove_pe
+from reprover.compare.signatures.macho import is_macho, prove_macho_signature_only
 from reprover.digest import hash_file
 from reprover.errors import InputError, VerificationError
 from reprover.model import ArtifactResult, ArtifactVerdict, CheckResult, Difference, Report

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from reprover.compare.authenticode import prove_signature_only
 from reprover.compare.bytes import diff_runs
 from reprover.compare.ledger import explain
-from reprover.compare.macho_signature import is_macho, prove_macho_signature_only
+from reprover.compare.signatures.authenticode import prove_signature_only
+from reprover.compare.signatures.macho import is_macho, prove_macho_signature_only
 from reprover.errors import VerificationError
 from reprover.model import ArtifactResult, ArtifactVerdict, Digest, Policy
 
@@ -39,7 +39,7 @@ def compare_files(
 
     Equal digests give `identical`. Otherwise the result is `different` with the full ledger.
     When the policy allows `signature` and the released file is a signed PE or Mach-O, the
-    signature proofs run (`reprover.compare.authenticode`, `.macho_signature`): if they hold the
+    signature proofs run (`signatures.authenticode`, `signatures.macho`): if they hold the
     verdict is `signature-only` and every difference is marked allowed by `signature`; if not,
     the reason is noted and the artifact stays `different`. The `signature` rule is granted by
     these proofs only, never by region labels alone (labels cannot tell a signature from data

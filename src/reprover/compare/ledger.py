@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from reprover.compare.partition import UNMAPPED, Piece, merged, pieces
-from reprover.compare.regionmap import RegionMap, Symbol
-from reprover.compare.structure import compare_structure
-from reprover.compare.worker import Unparsed, parse_regions
+from reprover.compare.isolation.worker import Unparsed, parse_regions
+from reprover.compare.regions.map import RegionMap, Symbol
+from reprover.compare.regions.partition import UNMAPPED, Piece, merged, pieces
+from reprover.compare.regions.structure import compare_structure
 from reprover.errors import InputError
 from reprover.model import Cause, Difference, Kind
 

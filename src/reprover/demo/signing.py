@@ -2,7 +2,7 @@
 
 Owns: making a throw-away CA and a leaf certificate with the code-signing usage (openssl), and
 signing the released PE with osslsigncode, as the vendor's transparency center would.
-Does not own: checking the signature (`reprover.compare.authenticode` does, in `verify`).
+Does not own: checking the signature (`reprover.compare.signatures.authenticode` does, in `verify`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Isolated LIEF parsing: region maps come from a child process with hard limits.
 
-Owns: a small fork server (`python -m reprover.compare.parse_child`, started once, LIEF
+Owns: a small fork server (`python -m reprover.compare.isolation.parse_child`, started once, LIEF
 imported once) that forks one child per file; the child sets `RLIMIT_AS` and `RLIMIT_CPU`,
 parses, and writes its region map as JSON to a pipe the parent reads under a wall-clock
 deadline. Per file this costs a fork (milliseconds), not a fresh interpreter. Every failure of
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from reprover.compare.regionmap import RegionMap
+from reprover.compare.regions.map import RegionMap
 from reprover.model import Kind
 
 MIN_TIMEOUT = 20.0
@@ -58,7 +58,7 @@ class _Server:
     def __init__(self) -> None:
         parent, child = socket.socketpair()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reprover.compare.parse_child", str(child.fileno())],
+            [sys.executable, "-m", "reprover.compare.isolation.parse_child", str(child.fileno())],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

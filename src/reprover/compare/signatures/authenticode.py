@@ -2,8 +2,8 @@
 
 Owns: the public proof `prove_signature_only` and its result `SignatureProof`, and lenient
 labelling of the bytes a signature occupies (`label_signature_regions`) for the ledger.
-Does not own: the PE byte layout and hash (`reprover.compare.pe_certtable`), the PKCS#7
-(`reprover.compare.pkcs7`), trust anchors (`reprover.compare.codesign_trust`), or the verdict
+Does not own: the PE byte layout and hash (`pe_certtable`), the PKCS#7
+(`pkcs7`), trust anchors (`trust`), or the verdict
 (the caller decides `signature-only` from policy; this module only proves or raises).
 
 The proof has three parts and all must hold:
@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from reprover.compare.codesign_trust import load_trusted
-from reprover.compare.pe_certtable import (
+from reprover.compare.signatures.pe_certtable import (
     NotPeError,
     PeLayout,
     SignatureRegion,
@@ -45,7 +44,8 @@ from reprover.compare.pe_certtable import (
     read_layout,
     signature_regions,
 )
-from reprover.compare.pkcs7 import SignerDetails, verify_authenticode
+from reprover.compare.signatures.pkcs7 import SignerDetails, verify_authenticode
+from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import InputError, VerificationError
 from reprover.model import Difference, Kind
 

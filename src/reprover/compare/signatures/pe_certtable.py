@@ -5,8 +5,8 @@ Owns: the file offsets of the fields Authenticode treats specially (the optional
 (it ends exactly at end of file and is a sequence of well-formed `WIN_CERTIFICATE` entries with
 only zero padding to 8 bytes), the PE checksum, the Authenticode hash and the labelled byte
 regions a signature occupies.
-Does not own: decoding or verifying the PKCS#7 inside an entry (`reprover.compare.pkcs7`), or the
-proofs that combine these parts (`reprover.compare.authenticode`).
+Does not own: decoding or verifying the PKCS#7 inside an entry (`pkcs7`), or the
+proofs that combine these parts (`authenticode`).
 
 Nothing here uses LIEF: every offset is read from the bytes with its bounds checked, so a hostile
 file cannot make this module read outside it or loop.
@@ -20,7 +20,7 @@ import sys
 from array import array
 from dataclasses import dataclass
 
-from reprover.compare import der
+from reprover.compare.signatures import der
 from reprover.errors import VerificationError
 from reprover.model import Kind
 

@@ -35,7 +35,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from reprover.compare.pe_certtable import SignatureRegion
+from reprover.compare.signatures.pe_certtable import SignatureRegion
 from reprover.errors import InputError, VerificationError
 from reprover.model import Kind
 

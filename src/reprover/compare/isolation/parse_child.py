@@ -3,7 +3,8 @@
 Owns: format detection by magic bytes, LIEF parser configuration (features the comparison does
 not need are off: relocation parsing off defuses the PE relocation-wrap shape of LIEF issue
 1362), and dispatch to `regions_elf`, `regions_pe`, `regions_macho`.
-Also owns the fork server loop (`serve`, run as `python -m reprover.compare.parse_child FD`) and
+Also owns the fork server loop (`serve`, run as
+`python -m reprover.compare.isolation.parse_child FD`) and
 the child side of a request (set `RLIMIT_AS`/`RLIMIT_CPU`, parse, reply in JSON).
 Does not own: deadlines, kills and reading replies (`worker`, in the parent).
 """
@@ -21,8 +22,10 @@ from pathlib import Path
 
 import lief
 
-from reprover.compare import regions_elf, regions_macho, regions_pe
-from reprover.compare.regionmap import RegionBuilder, RegionMap
+from reprover.compare.regions import elf as regions_elf
+from reprover.compare.regions import macho as regions_macho
+from reprover.compare.regions import pe as regions_pe
+from reprover.compare.regions.map import RegionBuilder, RegionMap
 
 lief.logging.disable()
 # LIEF's enums warn on stderr for values they do not name (a section type 0xffff): the raw

@@ -4,7 +4,7 @@ Owns: decoding tag-length-value triples from bytes with every bound checked, rej
 forbids (indefinite lengths, non-minimal lengths, high tag numbers, trailing bytes), decoding the
 few primitive types signatures use (INTEGER, OBJECT IDENTIFIER, OCTET STRING, times), and a
 bounded, non-recursive walk proving that a whole structure is well-formed DER.
-Does not own: what the structures mean (see `reprover.compare.pkcs7`) or any cryptography.
+Does not own: what the structures mean (see `pkcs7`) or any cryptography.
 
 Every decoding error raises `DerError`, a `VerificationError`: a signature that does not decode
 is a signature that does not verify.

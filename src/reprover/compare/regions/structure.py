@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from reprover.compare.partition import Piece, merged, pieces
-from reprover.compare.regionmap import RegionMap
+from reprover.compare.regions.map import RegionMap
+from reprover.compare.regions.partition import Piece, merged, pieces
 
 CHUNK = 1 << 20
 SHOW_VALUES = 16

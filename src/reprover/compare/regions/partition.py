@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from reprover.compare.regionmap import Region
+from reprover.compare.regions.map import Region
 from reprover.model import Kind
 
 UNMAPPED = "file"

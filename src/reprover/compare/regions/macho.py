@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reprover.compare.regionmap import Reader, RegionBuilder
+from reprover.compare.regions.map import Reader, RegionBuilder
 from reprover.model import Kind
 
 M = Kind.METADATA

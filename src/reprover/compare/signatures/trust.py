@@ -4,7 +4,7 @@ Owns: loading pinned certificates (PEM or DER files), building a chain from a si
 through the certificates a signature carries to one pinned certificate, and the checks on every
 link: the issuer's signature, validity at a given time, CA basic constraints for issuers and the
 required extended key usage (code signing for signers, time stamping for TSAs).
-Does not own: the PKCS#7 structure (`reprover.compare.pkcs7`). No revocation checks (no
+Does not own: the PKCS#7 structure (`reprover.compare.signatures.pkcs7`). No revocation checks (no
 network): a revoked certificate that chains to a pinned anchor is accepted; pin narrowly.
 """
 

@@ -5,7 +5,7 @@ signature, the check that the signed attributes verify with the signer certifica
 their messageDigest is the hash of the SpcIndirectData content, RFC 3161 and legacy PKCS#9
 countersignatures (verified, their time reported), nested signatures
 (1.3.6.1.4.1.311.2.4.1, each verified like the outer one) and pinning through
-`reprover.compare.codesign_trust`.
+`reprover.compare.signatures.trust`.
 Does not own: where the PKCS#7 lies in a file or which digest the file must have (the caller
 passes the Authenticode hash of the rebuilt file per algorithm).
 
@@ -25,15 +25,15 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from reprover.compare import der
-from reprover.compare.codesign_trust import (
+from reprover.compare.signatures import der
+from reprover.compare.signatures.der import CONTEXT, SEQUENCE, SET, UNIVERSAL, DerError, Tlv
+from reprover.compare.signatures.trust import (
     CODE_SIGNING,
     TIME_STAMPING,
     chain_to_trust,
     describe,
     require_on_chains,
 )
-from reprover.compare.der import CONTEXT, SEQUENCE, SET, UNIVERSAL, DerError, Tlv
 from reprover.errors import VerificationError
 
 SIGNED_DATA = "1.2.840.113549.1.7.2"
