@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from in_toto.models._signer import load_crypto_signer_from_pkcs8_file
@@ -207,3 +208,34 @@ def make_chain(root: Path, *, dsse: bool) -> Chain:
     layout = root / "root.layout"
     layout.write_bytes(make_layout(keys, keyids, dsse=dsse))
     return Chain(root, dsse, layout, links, release, keys, keyids)
+
+
+# Fixtures for the adversarial chain tests (import `chain_fixture` and `pristine_fixture`).
+
+
+@pytest.fixture(scope="session", name="pristine")
+def pristine_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Chain]:
+    return {
+        dsse: make_chain(tmp_path_factory.mktemp(f"chain-{dsse}"), dsse=dsse)
+        for dsse in (True, False)
+    }
+
+
+@pytest.fixture(
+    name="chain", params=[pytest.param(True, id="dsse"), pytest.param(False, id="metablock")]
+)
+def chain_fixture(
+    request: pytest.FixtureRequest, pristine: dict[bool, Chain], tmp_path: Path
+) -> Chain:
+    source = pristine[request.param]
+    root = tmp_path / "chain"
+    shutil.copytree(source.root, root, symlinks=True)
+    return Chain(
+        root,
+        source.dsse,
+        root / "root.layout",
+        root / "links",
+        root / "release",
+        root / "keys",
+        dict(source.keyids),
+    )

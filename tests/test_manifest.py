@@ -120,3 +120,15 @@ def test_not_utf8(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe[source]")
     with pytest.raises(InputError, match="not UTF-8"):
         load(path)
+
+
+def test_in_toto_release_step(tmp_path: Path) -> None:
+    table = (
+        '\n[in-toto]\nlayout = "root.layout"\nlayout_keys = ["owner.pub.pem"]\nlinks = "links"\n'
+    )
+    manifest = load(_write(tmp_path, GOOD + table))
+    assert manifest.intoto is not None and manifest.intoto.release_step is None
+    manifest = load(_write(tmp_path, GOOD + table + 'release_step = "package"\n'))
+    assert manifest.intoto is not None and manifest.intoto.release_step == "package"
+    with pytest.raises(InputError, match=r"\[in-toto\] release_step: expected a string"):
+        load(_write(tmp_path, GOOD + table + "release_step = 1\n"))

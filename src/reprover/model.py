@@ -107,11 +107,16 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class InTotoSpec:
-    """The `[in-toto]` table: a layout, the keys that sign it, and a folder of links."""
+    """The `[in-toto]` table: a layout, the keys that sign it, and a folder of links.
+
+    `release_step` names the step whose products are the released files (None: `sign`,
+    else `build`).
+    """
 
     layout: Path
     layout_keys: tuple[Path, ...]
     links: Path
+    release_step: str | None = None
 
 
 @dataclass(frozen=True)

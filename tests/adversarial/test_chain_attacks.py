@@ -20,34 +20,18 @@ from in_toto.models.metadata import Envelope, Metablock, Metadata
 from in_toto.runlib import in_toto_run
 from in_toto.verifylib import in_toto_verify
 
-from intoto_chain import Chain, key_dict, make_chain, make_layout, serialize, signer
+from intoto_chain import (  # noqa: F401 - pytest fixtures
+    Chain,
+    chain_fixture,
+    key_dict,
+    make_layout,
+    pristine_fixture,
+    serialize,
+    signer,
+)
 
 Cli = Callable[..., tuple[int, str, str]]
 FORMATS = [pytest.param(True, id="dsse"), pytest.param(False, id="metablock")]
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Chain]:
-    return {
-        dsse: make_chain(tmp_path_factory.mktemp(f"chain-{dsse}"), dsse=dsse)
-        for dsse in (True, False)
-    }
-
-
-@pytest.fixture(params=FORMATS)
-def chain(request: pytest.FixtureRequest, pristine: dict[bool, Chain], tmp_path: Path) -> Chain:
-    source = pristine[request.param]
-    root = tmp_path / "chain"
-    shutil.copytree(source.root, root, symlinks=True)
-    return Chain(
-        root,
-        source.dsse,
-        root / "root.layout",
-        root / "links",
-        root / "release",
-        root / "keys",
-        dict(source.keyids),
-    )
 
 
 def verify(run_cli: Cli, chain: Chain, *released: Path, key: str = "owner") -> tuple[int, str]:

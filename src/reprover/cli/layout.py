@@ -67,8 +67,9 @@ def register(sub: Any) -> None:
         help="verify released files against a layout and its links (no rebuild)",
         description=(
             "Run the hardened in-toto verification `reprover verify` runs for a manifest's "
-            "[in-toto] table: the layout signed by every --key, every link checked, in-toto's "
-            "rules, and each released file a product of the sign (else build) step."
+            "[in-toto] table: the layout signed by every --key, every link checked (all links "
+            "of a step must agree), in-toto's rules, and each released file a product of the "
+            "release step (--release-step; default sign, else build)."
         ),
     )
     verify.add_argument("layout", type=Path, help="the layout file")
@@ -76,6 +77,11 @@ def register(sub: Any) -> None:
         "--key", type=Path, action="append", required=True, help="owner public key (repeatable)"
     )
     verify.add_argument("--links", type=Path, required=True, help="folder of link files")
+    verify.add_argument(
+        "--release-step",
+        metavar="NAME",
+        help="the step whose products are the released files (default: sign, else build)",
+    )
     verify.add_argument("released", type=Path, nargs="+", help="released files (by file name)")
     add_common_options(verify)
     verify.set_defaults(run=run_verify)
@@ -138,7 +144,12 @@ def run_verify(args: argparse.Namespace) -> int:
         if path.name in released:
             raise InputError(f"two released files are named {path.name}")
         released[path.name] = path
-    spec = InTotoSpec(layout=args.layout, layout_keys=tuple(args.key), links=args.links)
+    spec = InTotoSpec(
+        layout=args.layout,
+        layout_keys=tuple(args.key),
+        links=args.links,
+        release_step=args.release_step,
+    )
     summary = intoto.verify_chain(spec, released)
     print(f"in-toto: pass: {summary}")
     return 0

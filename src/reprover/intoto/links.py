@@ -4,8 +4,10 @@ Owns: finding the link files of each step (`STEP.KEYID8.link`), parsing them, an
 each one's signature, signer and `name` ourselves, so that a failure is reported as what it
 is (modified after signing, signed by a key the step does not authorize, a key filed under
 another key's name, a link of another step renamed, an artifact name that is absolute or
-escapes its folder, corrupt), not as in-toto's
-"threshold not met"; counting each step's threshold over distinct authorized key material.
+escapes its folder, corrupt), not as in-toto's "threshold not met"; counting each step's
+threshold over distinct authorized public keys (SubjectPublicKeyInfo DER, not keyid
+strings), and requiring every valid link of a step to record the same
+materials and products (in-toto compares them only for thresholds above 1).
 Does not own: artifact rules (in-toto's verifylib does those, see `reprover.intoto.verify`).
 """
 
@@ -23,11 +25,12 @@ from in_toto.models.link import Link
 from reprover.intoto.metadata import (
     Loaded,
     MetadataFormatError,
+    key_material,
     parse,
-    public_value,
     signature_ok,
 )
 
+SHOWN = 5
 LINK_NAME = re.compile(r"^(?P<step>[^/\\]+)\.(?P<prefix>[0-9a-fA-F]{8})\.link$")
 
 
@@ -54,7 +57,7 @@ def check_links(layout: Layout, folder: Path) -> tuple[dict[str, StepLinks], lis
     for path in sorted(folder.iterdir()):
         match = LINK_NAME.match(path.name)
         if match and match["step"] in files:
-            files[match["step"]].append((path, match["prefix"].lower()))
+            files[match["step"]].append((path, match["prefix"]))
     result: dict[str, StepLinks] = {}
     findings: list[str] = []
     for step in layout.steps:
@@ -64,6 +67,7 @@ def check_links(layout: Layout, folder: Path) -> tuple[dict[str, StepLinks], lis
             if finding:
                 findings.append(f"step {step.name}: {path.name}: {finding}")
         findings += _threshold(layout, step, links)
+        findings += _disagreements(step, links)
         result[step.name] = links
     return result, findings
 
@@ -86,7 +90,8 @@ def _check_one(
         return f"corrupt link file: {exc} [corrupt-link]"
     if not isinstance(loaded.payload, Link):
         return "holds a layout (sublayouts are not supported) [sublayout]"
-    claimed = [k for k in step.pubkeys if k.lower().startswith(prefix) and k in layout.keys]
+    # in-toto looks for exactly `STEP.{keyid:.8}.link`: the prefix as the keyid spells it.
+    claimed = [k for k in step.pubkeys if k.startswith(prefix) and k in layout.keys]
     if len(claimed) == 1 and signature_ok(loaded, layout.keys[claimed[0]]):
         keyid = claimed[0]
         problem = _content_problem(loaded.payload, step, keyid)
@@ -160,7 +165,7 @@ def _why_not_valid(
 
 
 def _threshold(layout: Layout, step: Step, links: StepLinks) -> list[str]:
-    distinct = {public_value(layout.keys[k]) for k in links.valid}
+    distinct = {key_material(layout.keys[k]) for k in links.valid}
     if len(distinct) >= max(step.threshold, 1):
         return []
     missing = [k[:8] for k in step.pubkeys if k not in links.valid]
@@ -169,6 +174,41 @@ def _threshold(layout: Layout, step: Step, links: StepLinks) -> list[str]:
         f"step {step.name}: needs {step.threshold} link(s) from distinct authorized keys, "
         f"found {len(distinct)} valid; missing or invalid: {expected} [threshold]"
     ]
+
+
+def _disagreements(step: Step, links: StepLinks) -> list[str]:
+    """One finding per valid link whose artifacts differ from another valid link's.
+
+    in-toto compares the links of a step only when its threshold is above 1, then checks the
+    rules on one of them (the first key in layout order): a second authorized link with other
+    products would be ignored or used depending on key order. Every valid link of a step
+    must record the same materials and products; the reference is the link whose file name
+    sorts first, so the finding is the same whatever the order of keys.
+    """
+    named = sorted((loaded.path.name, loaded) for loaded in links.valid.values())
+    if len(named) < 2:
+        return []
+    first_name, first = named[0]
+    reference = first.payload
+    assert isinstance(reference, Link)  # noqa: S101 - check_links keeps links only
+    findings = []
+    for name, loaded in named[1:]:
+        link = loaded.payload
+        assert isinstance(link, Link)  # noqa: S101 - check_links keeps links only
+        for kind, mine, theirs in (
+            ("materials", link.materials, reference.materials),
+            ("products", link.products, reference.products),
+        ):
+            if mine != theirs:
+                changed = sorted(a for a in set(mine) | set(theirs) if mine.get(a) != theirs.get(a))
+                shown = ", ".join(changed[:SHOWN]) + (", ..." if len(changed) > SHOWN else "")
+                findings.append(
+                    f"step {step.name}: {first_name} and {name} are both validly signed by "
+                    f"authorized keys but record different {kind} ({shown}): every link of a "
+                    "step must give the same answer [links-disagree]"
+                )
+                break
+    return findings
 
 
 def _roles(layout: Layout) -> dict[str, list[str]]:
@@ -180,7 +220,7 @@ def _roles(layout: Layout) -> dict[str, list[str]]:
 
 
 def link_products(links: StepLinks) -> dict[str, Any]:
-    """The products of a step's first valid link (in-toto checked that all of them agree)."""
+    """The products of a step's first valid link (`check_links` made sure all of them agree)."""
     first = next(iter(links.valid.values()))
     assert isinstance(first.payload, Link)  # noqa: S101 - check_links keeps links only
     return dict(first.payload.products)

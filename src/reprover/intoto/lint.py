@@ -3,7 +3,8 @@
 Owns: the list of findings for one parsed layout (steps without functionaries, thresholds
 above the number of keys or below one, rules naming unknown steps, rule lists that allow
 everything or lack a final `DISALLOW *`, expiry missing, past or years away, key entries whose
-keyid does not match their material, the same key listed twice, keyid prefixes that collide,
+keyid is neither the current nor the legacy securesystemslib keyid of their material, the
+same public key (SubjectPublicKeyInfo DER) listed twice, keyid prefixes that collide,
 inspections and sublayouts), each with a severity and a stable code.
 Does not own: parsing the file (`reprover.intoto.metadata`) or deciding what is fatal during
 verification (`reprover.intoto.verify` picks the codes it refuses).
@@ -21,8 +22,8 @@ from in_toto.models.layout import Layout
 from reprover.intoto.metadata import (
     EXPIRES_FORMAT,
     Loaded,
-    computed_keyid,
-    public_value,
+    accepted_keyids,
+    key_material,
     signature_ok,
 )
 
@@ -121,32 +122,33 @@ def _expiry(raw: dict[str, Any], now: datetime) -> list[Finding]:
 
 def _keys(layout: Layout) -> list[Finding]:
     findings = []
-    seen: dict[str, str] = {}
+    seen: dict[bytes, str] = {}
     for keyid, key in layout.keys.items():
         where = f"key {keyid}"
-        if not isinstance(key, dict):
-            findings.append(Finding(ERROR, "key-malformed", where, "is not a key"))
+        material = key_material(key) if isinstance(key, dict) else None
+        if not isinstance(key, dict) or material is None:
+            findings.append(Finding(ERROR, "key-malformed", where, "is not a usable public key"))
             continue
-        if computed_keyid(key) != keyid or key.get("keyid") != keyid:
+        accepted = accepted_keyids(key)
+        if keyid not in accepted or key.get("keyid") != keyid:
             findings.append(
                 Finding(
                     ERROR,
                     "keyid-mismatch",
                     where,
-                    f"its material hashes to keyid {computed_keyid(key)}",
+                    f"its material hashes to keyid {' or '.join(accepted) or '(none)'}",
                 )
             )
-        value = public_value(key)
-        if value in seen:
+        if material in seen:
             findings.append(
                 Finding(
                     ERROR,
                     "duplicate-key",
                     where,
-                    f"is the same public key as {seen[value]}: one holder would count twice",
+                    f"is the same public key as {seen[material]}: one holder would count twice",
                 )
             )
-        seen.setdefault(value, keyid)
+        seen.setdefault(material, keyid)
     return findings
 
 

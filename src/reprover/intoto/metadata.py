@@ -9,6 +9,7 @@ Does not own: what the metadata means (see `reprover.intoto.verify` and `reprove
 
 from __future__ import annotations
 
+import hashlib
 import json
 from copy import deepcopy
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from in_toto.exceptions import InvalidMetadata, SignatureVerificationError
 from in_toto.models.layout import Layout
 from in_toto.models.link import Link
 from in_toto.models.metadata import ENVELOPE_PAYLOAD_TYPE, Envelope, Metablock, Metadata
+from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key, Signer, SSlibKey
 from securesystemslib.signer._utils import compute_default_keyid
 
@@ -29,6 +31,7 @@ from reprover.errors import InputError
 
 MAX_METADATA_BYTES = 64 << 20
 EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+LEGACY_HASH_ALGORITHMS = ["sha256", "sha512"]
 
 
 class MetadataFormatError(Exception):
@@ -162,11 +165,58 @@ def computed_keyid(key: dict[str, Any]) -> str | None:
         return None
 
 
-def public_value(key: dict[str, Any]) -> str:
-    """The public key material, to tell whether two key entries are the same key."""
+def legacy_keyid(key: dict[str, Any]) -> str | None:
+    """The keyid legacy securesystemslib (before 1.0) gave this key, or None.
+
+    Old in-toto tools wrote it: the sha256 of the canonical JSON of `keytype`, `scheme`,
+    `keyid_hash_algorithms` (always `["sha256", "sha512"]` there) and `keyval` holding only
+    `public`. Only a key dictionary that carries exactly that `keyid_hash_algorithms` field
+    (as every legacy key does) has a legacy keyid.
+    """
     keyval = key.get("keyval")
-    public = keyval.get("public") if isinstance(keyval, dict) else None
-    return f"{key.get('keytype')}:{public}"
+    if key.get("keyid_hash_algorithms") != LEGACY_HASH_ALGORITHMS or not isinstance(keyval, dict):
+        return None
+    legacy = {
+        "keyid_hash_algorithms": LEGACY_HASH_ALGORITHMS,
+        "keytype": key.get("keytype"),
+        "keyval": {"public": keyval.get("public")},
+        "scheme": key.get("scheme"),
+    }
+    try:
+        text = encode_canonical(legacy)
+    except sslib_exceptions.FormatError:
+        return None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() if isinstance(text, str) else None
+
+
+def accepted_keyids(key: dict[str, Any]) -> tuple[str, ...]:
+    """The keyids under which a layout may list this key: the current one, and the legacy one.
+
+    Exactly the lowercase hex digests securesystemslib computes; no other spelling.
+    """
+    return tuple(k for k in (computed_keyid(key), legacy_keyid(key)) if k is not None)
+
+
+def key_material(key: dict[str, Any]) -> bytes | None:
+    """The key's canonical identity: its SubjectPublicKeyInfo DER, or None when unusable.
+
+    Two entries are the same key exactly when this is equal, whatever their keyids, schemes
+    or the spelling of their public value (hex case, PEM line breaks).
+    """
+    try:
+        public = SSlibKey.from_dict("0", deepcopy(dict(key)))._crypto_key()
+        return public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        UnsupportedAlgorithm,
+        sslib_exceptions.FormatError,
+    ):
+        return None
 
 
 def signature_ok(loaded: Loaded, key: dict[str, Any]) -> bool:

@@ -7,11 +7,14 @@ Owns: `verify_chain`, which runs these steps, in this order:
 3. check the expiry in UTC and refuse layouts whose keys or thresholds make counting unsound
    (expiry missing, keyid not matching its key, one key listed twice, threshold below 1);
 4. check every link file ourselves: parse, signature, signer authorized for the step, the
-   signed `name` equal to the step, threshold over distinct authorized keys;
+   signed `name` equal to the step, threshold over distinct authorized public keys, every
+   valid link of a step recording the same materials and products;
 5. run in-toto's `in_toto_verify` in a throw-away folder holding only the links that passed
    (as the bytes we checked) and, when the layout has inspections, copies of the released
    files; every in-toto exception becomes a finding naming the step and the rule;
-6. check that every released file is a product of the `sign` step (else `build`), by hash.
+6. check that every released file is a product of the release step (`[in-toto]
+   release_step`; default `sign`, else `build`), by hash; every valid link of that step
+   agrees on its products (step 4), so no key order can pick another answer.
 
 Every failure is collected as one finding per line in a `VerificationError`.
 Does not own: the report (`reprover.verify` turns the result into a `CheckResult`).
@@ -57,6 +60,7 @@ FATAL_LINT = frozenset(
         "threshold-low",
         "unknown-key",
         "keyid-prefix",
+        "key-malformed",
     }
 )
 INSPECT_TIMEOUT = 60
@@ -72,7 +76,8 @@ def verify_chain(
         A one-line summary of what was verified.
 
     Raises:
-        InputError: the layout, a layout key or the links folder is malformed or unreadable.
+        InputError: the layout, a layout key or the links folder is malformed or unreadable,
+            or the release step is not in the layout.
         VerificationError: the chain fails; `details` holds one finding per line, each
             naming the step, the key and the rule.
         InconclusiveError: an inspection timed out.
@@ -82,6 +87,7 @@ def verify_chain(
     layout = loaded.payload
     if not isinstance(layout, Layout):
         raise InputError(f"{spec.layout} holds a link, not a layout")
+    final = release_step(layout, spec.release_step)
     if not spec.layout_keys:
         raise InputError("[in-toto] layout_keys is empty: the layout's signer must be pinned")
     owner_keys = {p: load_public_key(p) for p in spec.layout_keys}
@@ -107,12 +113,6 @@ def verify_chain(
     _run_in_toto(
         loaded.metadata, layout, {k["keyid"]: k for k in owner_keys.values()}, steps, released
     )
-    final = "sign" if "sign" in steps else "build" if "build" in steps else None
-    if final is None:
-        raise _failed(
-            "the in-toto chain does not verify",
-            ["layout: has neither a 'sign' nor a 'build' step to hold the released files"],
-        )
     findings = _released_are_products(final, link_products(steps[final]), released)
     if findings:
         raise _failed("the released files are not what the in-toto chain produced", findings)
@@ -120,6 +120,33 @@ def verify_chain(
     return (
         f"layout signed by {len(owner_keys)} pinned key(s), expires {layout.expires}; "
         f"links: {counts}; {len(released)} released file(s) are products of {final}"
+    )
+
+
+def release_step(layout: Layout, named: str | None) -> str:
+    """The step whose products are the released files: `named`, else `sign`, else `build`.
+
+    Raises:
+        InputError: `named` is not a step of the layout, or it names none and the layout has
+            neither a `sign` nor a `build` step.
+    """
+    names = [step.name for step in layout.steps]
+    if named is not None:
+        if named not in names:
+            raise InputError(
+                f"the release step {named!r} is not a step of the layout (its steps: "
+                f"{', '.join(names)})",
+                hint="set [in-toto] release_step (or --release-step) to the step whose "
+                "products are the released files",
+            )
+        return named
+    for default in ("sign", "build"):
+        if default in names:
+            return default
+    raise InputError(
+        f"the layout has neither a 'sign' nor a 'build' step (its steps: {', '.join(names)})",
+        hint="name the step whose products are the released files with [in-toto] "
+        "release_step or --release-step",
     )
 
 
