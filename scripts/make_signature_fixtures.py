@@ -9,19 +9,32 @@ Makes, with real tools only:
   with osslsigncode's built-in TSA (at generation time: the TSA certificate must be valid
   then), dual-signed (`-nest`, sha1 second signature), signed by the unrelated CA's
   leaf, signed by the leaf without the EKU, and the other program signed;
+- a Microsoft-style file (`ms-style.exe`): RFC 3161 timestamped, dual-signed (a nested sha256
+  signature by the unrelated CA's leaf, itself timestamped), and an `[1] IMPLICIT` attribute
+  certificate shaped like Microsoft's "nShield TSS ESN" one (signed by a key whose certificate is
+  not carried, as Microsoft's is) added to the outer token's certificate set;
 - an ad-hoc signed and an unsigned Mach-O from macho.c (clang -target x86_64-apple-macos11,
   ld64.lld `-adhoc_codesign` / `-no_adhoc_codesign`).
 
-Run: .venv/bin/python scripts/make_signature_fixtures.py
+Run: .venv/bin/python scripts/make_signature_fixtures.py [GROUP...]  (no group: all; new keys)
 """
 
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from reprover.compare.signatures import der
+from reprover.compare.signatures.pe_certtable import align8, pe_checksum, read_layout
 
 HERE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "signature"
 LD64 = "/usr/lib/llvm-14/bin/ld64.lld"
@@ -174,7 +187,123 @@ def macho(source: str) -> None:
             shutil.copyfile(target, HERE / out)
 
 
+def tlv(tag: int, content: bytes) -> bytes:
+    """One DER element (definite length)."""
+    n = len(content)
+    if n < 0x80:
+        return bytes([tag, n]) + content
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(raw)]) + raw + content
+
+
+def der_oid(dotted: str) -> bytes:
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk, rest = [arc & 0x7F], arc >> 7
+        while rest:
+            chunk.append(0x80 | (rest & 0x7F))
+            rest >>= 7
+        body += bytes(reversed(chunk))
+    return tlv(0x06, bytes(body))
+
+
+def der_int(value: int) -> bytes:
+    return tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+
+
+def attribute_certificate() -> bytes:
+    """An `[1] IMPLICIT` attribute certificate shaped like the one in Microsoft's tokens."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name.from_rfc4514_string("CN=reprover test TSA,OU=HSM ESN:0000-TEST").public_bytes()
+    issuer = x509.Name.from_rfc4514_string("CN=reprover test HSM issuer").public_bytes()
+    sha256_rsa = tlv(0x30, der_oid("1.2.840.113549.1.1.11") + b"\x05\x00")
+    digest_info = tlv(
+        0xA2,
+        b"\x0a\x01\x01" + tlv(0x30, der_oid("1.3.14.3.2.26")) + tlv(0x03, b"\0" + b"\x11" * 20),
+    )
+    holder = tlv(0x30, tlv(0xA1, tlv(0xA4, name)) + digest_info)
+    validity = tlv(0x30, tlv(0x18, b"20260101000000Z") + tlv(0x18, b"20360101000000Z"))
+    attrs = tlv(
+        0x30,
+        tlv(
+            0x30, der_oid("1.3.6.1.4.1.601.10.4.1") + tlv(0x31, tlv(0x30, der_int(7) + der_int(0)))
+        ),
+    )
+    info = tlv(
+        0x30,
+        der_int(1) + holder + tlv(0xA0, tlv(0x30, tlv(0xA4, issuer))) + sha256_rsa + der_int(0x5EED)
+        + validity + attrs,
+    )  # fmt: skip
+    signature = key.sign(info, padding.PKCS1v15(), hashes.SHA256())
+    return tlv(0xA1, info + sha256_rsa + tlv(0x03, b"\0" + signature))
+
+
+def _replace(blob: bytes, path: list[der.Tlv], new: bytes) -> bytes:
+    """Replace `path[-1]` by `new`, re-encoding the lengths of its ancestors."""
+    inner, start, end = new, path[-1].start, path[-1].end
+    for parent in reversed(path[:-1]):
+        content = blob[parent.body : start] + inner + blob[end : parent.end]
+        inner, start, end = tlv(blob[parent.start], content), parent.start, parent.end
+    return blob[:start] + inner + blob[end:]
+
+
+def _token_certificates(blob: bytes) -> list[der.Tlv]:
+    """The path from the outer PKCS#7 to its first RFC 3161 token's certificate set."""
+    stack = [[der.parse_one(blob, "pkcs7")]]
+    while stack:
+        path = stack.pop()
+        node = path[-1]
+        kids = node.children("walk") if node.constructed else []
+        if (
+            node.is_(der.UNIVERSAL, True, der.SEQUENCE)
+            and len(kids) == 2
+            and kids[0].is_(der.UNIVERSAL, False, der.OID)
+            and der.oid(kids[0], "walk") == "1.3.6.1.4.1.311.3.3.1"
+        ):
+            (token,) = kids[1].children("walk")
+            signed_data = der.explicit(token.children("walk")[1], 0, "walk")
+            certs = signed_data.children("walk")[3]
+            return [*path, kids[1], token, token.children("walk")[1], signed_data, certs]
+        stack.extend([*path, k] for k in reversed(kids))
+    raise SystemExit("no timestamp token found")
+
+
+def microsoft_style(out: str) -> None:
+    """Timestamped, dual-signed, with an attribute certificate in the outer token."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stamp = ("-TSA-certs", "tsa-chain.pem", "-TSA-key", "tsa.key", "-TSA-time")
+        first, second = str(Path(tmp) / "a.exe"), str(Path(tmp) / "b.exe")
+        sign("unsigned.exe", first, "leaf", *stamp, str(int(time.time())))
+        sign(first, second, "other-leaf", "-nest", *stamp, str(int(time.time())))
+        signed = Path(second).read_bytes()
+    layout = read_layout(signed, "signed")
+    length = struct.unpack_from("<I", signed, layout.table_offset)[0]
+    blob = der.read_tlv(signed, layout.table_offset + 8, layout.table_offset + length, "p").raw
+    path = _token_certificates(blob)
+    certs = path[-1]
+    forged = _replace(
+        blob, path, tlv(certs.buf[certs.start], certs.content + attribute_certificate())
+    )
+    unsigned = (HERE / "unsigned.exe").read_bytes()
+    padded = align8(8 + len(forged))
+    entry = (
+        struct.pack("<IHH", padded, 0x0200, 0x0002) + forged + b"\0" * (padded - 8 - len(forged))
+    )
+    base = align8(len(unsigned))
+    data = bytearray(unsigned + b"\0" * (base - len(unsigned)) + entry)
+    struct.pack_into("<II", data, layout.security_entry_offset, base, len(entry))
+    struct.pack_into("<I", data, layout.checksum_offset, pe_checksum(data, layout.checksum_offset))
+    (HERE / out).write_bytes(bytes(data))
+
+
 def main() -> None:
+    """Make every fixture, or only the groups named on the command line (`ms-style`)."""
+    groups = {"ms-style": lambda: microsoft_style("ms-style.exe")}
+    if sys.argv[1:]:
+        for name in sys.argv[1:]:
+            groups[name]()
+        return
     for tool in ("openssl", "osslsigncode", "x86_64-w64-mingw32-gcc", "clang", LD64):
         if shutil.which(tool) is None:
             raise SystemExit(f"missing tool: {tool}")
@@ -205,6 +334,7 @@ def main() -> None:
     sign("unsigned.exe", "foreign.exe", "other-leaf")
     sign("unsigned.exe", "noeku.exe", "noeku")
     sign("other-unsigned.exe", "other-signed.exe", "leaf")
+    microsoft_style("ms-style.exe")
     macho("macho.c")
     for leftover in HERE.glob("*.srl"):
         leftover.unlink()

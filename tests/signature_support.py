@@ -118,3 +118,21 @@ def osslsign(inp: Path, out: Path, key: str, *extra: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def encode(tag: int, content: bytes) -> bytes:
+    """One DER element."""
+    return bytes([tag]) + _encode_length(len(content)) + content
+
+
+def oid_der(dotted: str) -> bytes:
+    """An OBJECT IDENTIFIER element."""
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk, rest = [arc & 0x7F], arc >> 7
+        while rest:
+            chunk.append(0x80 | (rest & 0x7F))
+            rest >>= 7
+        body += bytes(reversed(chunk))
+    return encode(0x06, bytes(body))

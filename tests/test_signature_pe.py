@@ -174,3 +174,40 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["sign-check", str(fx("unsigned.exe")), str(fx("signed.exe"))]) == 0
     assert "signature-only" in capsys.readouterr().out
     assert FIXTURES.is_dir()
+
+
+def test_microsoft_style_token_and_dual_signature(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13 item 1: an attribute certificate in the token's certificate set (as Microsoft's
+    TSA writes it) is parsed, bounded and reported; both signers of a dual signature are
+    verified over the same image hash and listed."""
+    proof = prove_signature_only(fx("ms-style.exe"), fx("unsigned.exe"), trusted=(CA, OTHER_CA))
+    outer, nested = proof.signers
+    assert outer.subject == "CN=reprover test release signer"
+    assert nested.subject == "CN=unrelated signer"
+    assert nested.label == "signature #0 > nested #0"
+    assert outer.content_digest == nested.content_digest
+    assert all(s.countersignatures[0].kind == "rfc3161" for s in proof.signers)
+    assert len(outer.countersignatures[0].attribute_certs) == 1
+    assert "2 signers: CN=reprover test release signer; CN=unrelated signer" in proof.summary()
+    assert any("unverified attribute certificate" in line for line in proof.findings())
+    argv = ["sign-check", str(fx("unsigned.exe")), str(fx("ms-style.exe"))]
+    assert main([*argv, "--trusted", str(CA), "--trusted", str(OTHER_CA)]) == 0
+
+
+def test_nested_signer_needs_its_own_pin() -> None:
+    """With [signature] trusted, every signer must chain to a pin; the error names the missing."""
+    with pytest.raises(VerificationError) as caught:
+        prove_signature_only(fx("ms-style.exe"), fx("unsigned.exe"), trusted=(CA,))
+    message = caught.value.message
+    assert message.startswith("1 of 2 signers do not chain to a pinned certificate")
+    assert "nested #0: signer CN=unrelated signer" in message
+    assert "issued by CN=unrelated test CA" in message
+    assert "release signer" not in message
+
+
+def test_trusted_certificates_as_bytes() -> None:
+    """The pipeline passes pinned certificates as bytes read before the build."""
+    proof = prove_signature_only(
+        fx("ms-style.exe"), fx("unsigned.exe"), trusted=(CA.read_bytes(), OTHER_CA.read_bytes())
+    )
+    assert proof.pinned

@@ -1,7 +1,8 @@
 """Signature proofs: a signed release is its rebuild plus a signature and nothing else.
 
 Owns: Authenticode (`authenticode`: the proofs; `pe_certtable`: the certificate table and the
-Authenticode hash; `pkcs7`: the SignedData grammar and its signature; `der`: a strict, bounded
-DER reader), trust anchors (`trust`) and Mach-O code signatures (`macho`).
+Authenticode hash; `pkcs7`: Authenticode signers, nested signatures; `cms`: the closed
+SignedData grammar; `timestamps`: RFC 3161 and PKCS#9 countersignatures; `der`: a strict,
+bounded DER reader), trust anchors (`trust`) and Mach-O code signatures (`macho`).
 Does not own: region maps of the rest of the file (`reprover.compare.regions`) or policy.
 """

@@ -76,13 +76,10 @@ class SignatureProof:
 
     def summary(self) -> str:
         """One line: who signed, how, and what was proven."""
-        first = self.signers[0]
-        trust = "chains to pinned trust" if self.pinned else "signer not pinned"
-        extra = f" and {len(self.signers) - 1} more" if len(self.signers) > 1 else ""
-        return (
-            f"released = rebuilt + Authenticode signature; signed by {first.subject}{extra} "
-            f"({trust})"
-        )
+        trust = "every signer chains to pinned trust" if self.pinned else "signer not pinned"
+        names = "; ".join(s.subject for s in self.signers)
+        count = f"{len(self.signers)} signers: " if len(self.signers) > 1 else ""
+        return f"released = rebuilt + Authenticode signature; signed by {count}{names} ({trust})"
 
     def findings(self) -> tuple[str, ...]:
         """Lines describing every signer and every region, for reports."""
@@ -94,11 +91,12 @@ class SignatureProof:
                 f"signed content {s.content_digest}"
             )
             lines.extend(f"{s.label}: chain {link}" for link in s.chain)
-            lines.extend(
-                f"{s.label}: {c.kind} countersignature at {c.time.isoformat()} by {c.signer}"
-                f"{' (pinned)' if c.trusted else ' (TSA not pinned)'}"
-                for c in s.countersignatures
-            )
+            for c in s.countersignatures:
+                lines.append(
+                    f"{s.label}: {c.kind} countersignature at {c.time.isoformat()} by {c.signer}"
+                    f"{' (pinned)' if c.trusted else ' (TSA not pinned)'}"
+                )
+                lines.extend(f"{s.label}: timestamp token carries {a}" for a in c.attribute_certs)
         lines.append(f"checksum: {self.checksum_rule}")
         return tuple(lines)
 
@@ -160,7 +158,7 @@ def prove_signature_only(
     released: Path,
     rebuilt: Path,
     *,
-    trusted: tuple[Path, ...] = (),
+    trusted: Sequence[Path | bytes] = (),
     now: datetime | None = None,
 ) -> SignatureProof:
     """Prove released = rebuilt + a valid Authenticode signature, and nothing else.
@@ -168,8 +166,9 @@ def prove_signature_only(
     Args:
         released: the signed file.
         rebuilt: the unsigned rebuild.
-        trusted: pinned certificate files; when given, every signer must chain to one of them
-            with the code-signing usage.
+        trusted: pinned certificates (files, or their PEM/DER bytes already read); when given,
+            every signer, nested ones included, must chain to one of them with the
+            code-signing usage.
         now: the time at which to check certificate validity without a pinned timestamp
             (default: the current time).
 
@@ -204,6 +203,7 @@ def prove_signature_only(
                 trusted=anchors,
                 label=f"signature #{entry.index}",
                 now=now,
+                base=entry.offset + 8,
             )
         )
     return SignatureProof(

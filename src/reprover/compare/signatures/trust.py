@@ -26,18 +26,27 @@ TIME_STAMPING = ExtendedKeyUsageOID.TIME_STAMPING
 ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
 
 
-def load_trusted(paths: Sequence[Path]) -> tuple[x509.Certificate, ...]:
-    """Read every certificate in the pinned files (PEM, possibly several per file, or DER).
+def load_trusted(sources: Sequence[Path | bytes]) -> tuple[x509.Certificate, ...]:
+    """Every certificate in the pinned sources (PEM, possibly several per file, or DER).
+
+    A source is a file, or bytes already read (the pipeline reads trust before the build and
+    passes the bytes, so a build cannot change them).
 
     Raises:
-        InputError: a file cannot be read or holds no certificate.
+        InputError: a file cannot be read or a source holds no certificate.
     """
     out: list[x509.Certificate] = []
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read trusted certificate {path}: {exc.strerror}") from exc
+    for index, source in enumerate(sources):
+        if isinstance(source, bytes):
+            data, path = source, f"trusted certificate #{index}"
+        else:
+            path = str(source)
+            try:
+                data = source.read_bytes()
+            except OSError as exc:
+                raise InputError(
+                    f"cannot read trusted certificate {source}: {exc.strerror}"
+                ) from exc
         try:
             if b"-----BEGIN" in data:
                 out.extend(x509.load_pem_x509_certificates(data))
