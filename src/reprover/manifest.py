@@ -34,7 +34,7 @@ TABLES: Mapping[str, frozenset[str]] = {
     "artifact": frozenset({"path"}),
     "policy": frozenset({"allow"}),
     "signature": frozenset({"trusted"}),
-    "in-toto": frozenset({"layout", "layout_keys", "links", "release_step"}),
+    "in-toto": frozenset({"layout", "layout_keys", "links", "release_step", "inspection_tools"}),
 }
 REQUIRED = ("source", "build", "release")
 _TOML_NAMES: Mapping[type, str] = {
@@ -247,12 +247,14 @@ def _intoto(data: Mapping[str, Any], path: Path, text: str, base: Path) -> InTot
     if not keys:
         reader.fail("layout_keys", "list at least one public key that signs the layout")
     release_step = reader.text_value("release_step")
+    tools = reader.text_value("inspection_tools")
     assert layout is not None and links is not None  # noqa: S101 - required=True
     return InTotoSpec(
         layout=base / layout,
         layout_keys=tuple(base / k for k in keys),
         links=base / links,
         release_step=release_step,
+        inspection_tools=base / tools if tools else None,
     )
 
 

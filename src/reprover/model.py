@@ -110,13 +110,15 @@ class InTotoSpec:
     """The `[in-toto]` table: a layout, the keys that sign it, and a folder of links.
 
     `release_step` names the step whose products are the released files (None: `sign`,
-    else `build`).
+    else `build`); `inspection_tools` is a folder of the verifier's own files that the
+    layout's inspections run (copied next to the released files).
     """
 
     layout: Path
     layout_keys: tuple[Path, ...]
     links: Path
     release_step: str | None = None
+    inspection_tools: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,13 @@ def register(sub: Any) -> None:
         metavar="NAME",
         help="the step whose products are the released files (default: sign, else build)",
     )
+    verify.add_argument(
+        "--inspection-tools",
+        type=Path,
+        metavar="DIR",
+        help="a folder of your own files the layout's inspections run (copied, with the "
+        "released files, into the throw-away folder where they run)",
+    )
     verify.add_argument("released", type=Path, nargs="+", help="released files (by file name)")
     add_common_options(verify)
     verify.set_defaults(run=run_verify)
@@ -149,6 +156,7 @@ def run_verify(args: argparse.Namespace) -> int:
         layout_keys=tuple(args.key),
         links=args.links,
         release_step=args.release_step,
+        inspection_tools=args.inspection_tools,
     )
     summary = intoto.verify_chain(spec, released)
     print(f"in-toto: pass: {summary}")

@@ -10,8 +10,9 @@ Owns: `verify_chain`, which runs these steps, in this order:
    signed `name` equal to the step, threshold over distinct authorized public keys, every
    valid link of a step recording the same materials and products;
 5. run in-toto's `in_toto_verify` in a throw-away folder holding only the links that passed
-   (as the bytes we checked) and, when the layout has inspections, copies of the released
-   files; every in-toto exception becomes a finding naming the step and the rule;
+   (as the bytes we checked) and, when the layout has inspections, copies of the verifier's
+   inspection tools (`inspection_tools`, if given) and of the released files; every in-toto
+   exception becomes a finding naming the step and the rule;
 6. check that every released file is a product of the release step (`[in-toto]
    release_step`; default `sign`, else `build`), by hash; every valid link of that step
    agrees on its products (step 4), so no key order can pick another answer.
@@ -111,7 +112,11 @@ def verify_chain(
     if findings:
         raise _failed("the in-toto chain does not verify", findings)
     _run_in_toto(
-        loaded.metadata, layout, {k["keyid"]: k for k in owner_keys.values()}, steps, released
+        loaded.metadata,
+        layout,
+        {k["keyid"]: k for k in owner_keys.values()},
+        steps,
+        _inspection_files(released, spec.inspection_tools) if layout.inspect else {},
     )
     findings = _released_are_products(final, link_products(steps[final]), released)
     if findings:
@@ -159,7 +164,7 @@ def _run_in_toto(
     layout: Layout,
     owner_keys: dict[str, dict[str, Any]],
     steps: dict[str, StepLinks],
-    released: dict[str, Path],
+    inspected: dict[str, Path],
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="reprover-intoto-") as tmp:
         links_dir, work = Path(tmp, "links"), Path(tmp, "work")
@@ -168,11 +173,10 @@ def _run_in_toto(
         for name, links in steps.items():
             for keyid, data in links.data.items():
                 (links_dir / f"{name}.{keyid[:8]}.link").write_bytes(data)
-        if layout.inspect:
-            for rel, path in released.items():
-                target = work / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target)
+        for rel, path in inspected.items():
+            target = work / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
         try:
             with _quiet_in_toto(), _cwd(work):
                 verifylib.in_toto_verify(
@@ -199,6 +203,28 @@ def _run_in_toto(
                 "the in-toto chain does not verify",
                 [f"in-toto: {type(exc).__name__}: {text}"],
             ) from exc
+
+
+def _inspection_files(released: dict[str, Path], tools: Path | None) -> dict[str, Path]:
+    """The files an inspection's folder holds: the verifier's tools, then the released files.
+
+    Raises:
+        InputError: the tools folder cannot be read, or a released file has a tool's name.
+    """
+    files: dict[str, Path] = {}
+    if tools is not None:
+        try:
+            found = sorted(p for p in tools.rglob("*") if p.is_file() and not p.is_symlink())
+        except OSError as exc:
+            raise InputError(f"cannot read inspection tools {tools}: {exc}") from exc
+        if not tools.is_dir():
+            raise InputError(f"inspection tools folder {tools} is not a folder")
+        files = {p.relative_to(tools).as_posix(): p for p in found}
+    for rel, path in released.items():
+        if rel in files:
+            raise InputError(f"released file {rel} has the name of an inspection tool in {tools}")
+        files[rel] = path
+    return files
 
 
 def _rule_finding(exc: RuleVerificationError, steps: dict[str, StepLinks]) -> str:
