@@ -7,14 +7,17 @@ run offline, over real HTTP on 127.0.0.1, with their own client code:
   `iss` and `sub` (or `email`), and issues a leaf from a local CA with the codeSigning EKU, the
   identity as SAN, the issuer extensions (OIDs 1.3.6.1.4.1.57264.1.1 and .1.8) and an embedded
   RFC 6962 precertificate SCT signed by a local CT key;
-- Rekor v1 (`POST /api/v1/log/entries`, kind `dsse` 0.0.1): a one-leaf log per entry with a
-  signed checkpoint and a signed entry timestamp (SET);
+- Fulcio's CA is a root and an intermediate, as sigstore's public-good instance has;
+- Rekor v1 (`POST /api/v1/log/entries`, kind `dsse` 0.0.1): one RFC 6962 Merkle log that
+  already holds `PRIOR_ENTRIES` other leaves, so inclusion proofs have real paths, with a signed
+  checkpoint and a signed entry timestamp (SET); `log_delay` makes the log integrate entries
+  that many seconds late (a certificate that expired before its entry was logged);
 - a GitHub-Actions-style token endpoint (`GET /token?audience=...`) that `id` and
   `sigstore.oidc.detect_credential` call when `ACTIONS_ID_TOKEN_REQUEST_URL` points here.
 
 `trusted_root()` and `trust_config()` give the JSON documents of the real shape that pin this
-instance. It leans on sigstore's wire formats and a few private details, so the tests pin the
-sigstore version (`SIGSTORE_VERSION`).
+instance. It leans on sigstore's wire formats and a few private details; `pyproject.toml` pins
+sigstore to the versions these tests pass on, and the tests never skip for another version.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-SIGSTORE_VERSION = "4.5.1"
+PRIOR_ENTRIES = 37  # other leaves already in the log: uneven subtrees, paths of several hashes
 ISSUER_V1_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 ISSUER_V2_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 SCT_LIST_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
@@ -74,6 +77,37 @@ def _iso(when: dt.datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def _node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(size: int) -> int:
+    """The largest power of two smaller than `size` (RFC 6962 section 2.1)."""
+    return 1 << ((size - 1).bit_length() - 1)
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """RFC 6962 Merkle tree hash of leaf hashes."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = _split(len(leaves))
+    return _node_hash(merkle_root(leaves[:k]), merkle_root(leaves[k:]))
+
+
+def inclusion_path(index: int, leaves: list[bytes]) -> list[bytes]:
+    """RFC 6962 audit path for leaf `index`, bottom-up."""
+    if len(leaves) == 1:
+        return []
+    k = _split(len(leaves))
+    if index < k:
+        return [*inclusion_path(index, leaves[:k]), merkle_root(leaves[k:])]
+    return [*inclusion_path(index - k, leaves[k:]), merkle_root(leaves[:k])]
+
+
 def make_token(identity: str, issuer: str, *, lifetime: int = 600) -> str:
     """An OIDC identity token for the double (audience `sigstore`; HS256, key unknown to all)."""
     now = int(time.time())
@@ -89,13 +123,19 @@ class SigstoreDouble:
 
     def __init__(self, name: str = "double") -> None:
         self.name = name
-        self.ca_key = ec.generate_private_key(ec.SECP256R1())
+        self.root_key = ec.generate_private_key(ec.SECP256R1())
+        self.ca_key = ec.generate_private_key(ec.SECP256R1())  # the intermediate that issues
         self.ct_key = ec.generate_private_key(ec.SECP256R1())
         self.rekor_key = ec.generate_private_key(ec.SECP256R1())
         self.start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
-        self.ca_cert = self._make_root()
+        self.root_cert = self._make_ca(f"{name} fulcio root", self.root_key, self.root_key, None)
+        self.ca_cert = self._make_ca(
+            f"{name} fulcio intermediate", self.ca_key, self.root_key, self.root_cert
+        )
         self.token: str | None = None  # what the CI token endpoint hands out
         self.entries: list[dict[str, Any]] = []
+        self.leaves = [_leaf_hash(secrets.token_bytes(40)) for _ in range(PRIOR_ENTRIES)]
+        self.log_delay = 0  # seconds between signing and the log's integrated time
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
@@ -136,11 +176,8 @@ class SigstoreDouble:
                     "uri": self.url,
                     "certChain": {
                         "certificates": [
-                            {
-                                "rawBytes": _b64(
-                                    self.ca_cert.public_bytes(serialization.Encoding.DER)
-                                )
-                            }
+                            {"rawBytes": _b64(cert.public_bytes(serialization.Encoding.DER))}
+                            for cert in (self.ca_cert, self.root_cert)
                         ]
                     },
                     "validFor": {"start": _iso(self.start)},
@@ -184,23 +221,32 @@ class SigstoreDouble:
 
     # --- Fulcio --------------------------------------------------------------------------
 
-    def _make_root(self) -> x509.Certificate:
+    def _make_ca(
+        self,
+        common_name: str,
+        key: ec.EllipticCurvePrivateKey,
+        signer: ec.EllipticCurvePrivateKey,
+        issuer: x509.Certificate | None,
+    ) -> x509.Certificate:
+        """A CA certificate: self-signed root when `issuer` is None, else an intermediate."""
         name = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, "reprover tests"),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"{self.name} fulcio root"),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
             ]
         )
-        ski = x509.SubjectKeyIdentifier.from_public_key(self.ca_key.public_key())
-        return (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.ca_key.public_key())
+            .issuer_name(name if issuer is None else issuer.subject)
+            .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(self.start)
             .not_valid_after(self.start + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(
+                x509.BasicConstraints(ca=True, path_length=1 if issuer is None else 0),
+                critical=True,
+            )
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=False,
@@ -215,9 +261,13 @@ class SigstoreDouble:
                 ),
                 critical=True,
             )
-            .add_extension(ski, critical=False)
-            .sign(self.ca_key, hashes.SHA256())
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         )
+        if issuer is not None:
+            builder = builder.add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False
+            )
+        return builder.sign(signer, hashes.SHA256())
 
     def issue(
         self, csr: x509.CertificateSigningRequest, claims: dict[str, Any]
@@ -310,7 +360,10 @@ class SigstoreDouble:
         if not csr.is_signature_valid:
             raise ValueError("CSR proof of possession failed")
         leaf = self.issue(csr, claims)
-        chain = [c.public_bytes(serialization.Encoding.PEM).decode() for c in (leaf, self.ca_cert)]
+        chain = [
+            c.public_bytes(serialization.Encoding.PEM).decode()
+            for c in (leaf, self.ca_cert, self.root_cert)
+        ]
         return {"signedCertificateEmbeddedSct": {"chain": {"certificates": chain}}}
 
     # --- Rekor ---------------------------------------------------------------------------
@@ -319,7 +372,7 @@ class SigstoreDouble:
         return self.rekor_key.sign(data, ec.ECDSA(hashes.SHA256()))
 
     def rekor(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Integrate a `dsse` 0.0.1 proposed entry; answer with a one-leaf inclusion proof."""
+        """Integrate a `dsse` 0.0.1 proposed entry; answer with its inclusion proof."""
         assert body["kind"] == "dsse", body["kind"]
         proposed = body["spec"]["proposedContent"]
         envelope_text: str = proposed["envelope"]
@@ -346,12 +399,20 @@ class SigstoreDouble:
         canonical = json.dumps(entry_body, sort_keys=True, separators=(",", ":")).encode()
         encoded = _b64(canonical)
         log_id = hashlib.sha256(_spki(self.rekor_key)).digest()
-        integrated = int(time.time())
+        integrated = int(time.time()) + self.log_delay
+        index = len(self.leaves)
+        self.leaves.append(_leaf_hash(canonical))
+        size = len(self.leaves)
         set_payload = rfc8785.dumps(
-            {"body": encoded, "integratedTime": integrated, "logID": log_id.hex(), "logIndex": 0}
+            {
+                "body": encoded,
+                "integratedTime": integrated,
+                "logID": log_id.hex(),
+                "logIndex": index,
+            }
         )
-        root = hashlib.sha256(b"\x00" + canonical).digest()
-        note = f"{self.name}.rekor - 1\n1\n{_b64(root)}\n"
+        root = merkle_root(self.leaves)
+        note = f"{self.name}.rekor - 1\n{size}\n{_b64(root)}\n"
         note_sig = _b64(log_id[:4] + self._rekor_sign(note.encode()))
         checkpoint = f"{note}\n\u2014 {self.name}.rekor {note_sig}\n"
         uuid = hashlib.sha256(canonical).hexdigest()
@@ -359,13 +420,13 @@ class SigstoreDouble:
             "body": encoded,
             "integratedTime": integrated,
             "logID": log_id.hex(),
-            "logIndex": 0,
+            "logIndex": index,
             "verification": {
                 "inclusionProof": {
-                    "logIndex": 0,
+                    "logIndex": index,
                     "rootHash": root.hex(),
-                    "treeSize": 1,
-                    "hashes": [],
+                    "treeSize": size,
+                    "hashes": [h.hex() for h in inclusion_path(index, self.leaves)],
                     "checkpoint": checkpoint,
                 },
                 "signedEntryTimestamp": _b64(self._rekor_sign(set_payload)),

@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key
 
 from reprover.attest.dsse import is_envelope, verify_envelope
+from reprover.attest.sigstore_verify import Identity, verify_dsse_bundle
 from reprover.attest.statement import (
     PASSED,
     PAYLOAD_TYPE,
@@ -37,17 +36,6 @@ if TYPE_CHECKING:
     from sigstore.models import TrustedRoot
 
 SIGSTORE_BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
-# The trusted root sigstore ships for its public-good instance, inside the installed package
-# (read-only data of that release), as opposed to the TUF cache under the user's home.
-SHIPPED_TRUSTED_ROOT = ("_store", "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev", "trusted_root.json")
-
-
-@dataclass(frozen=True)
-class Identity:
-    """A sigstore signer to trust: the certificate's SAN identity and its OIDC issuer."""
-
-    identity: str
-    issuer: str
 
 
 @dataclass(frozen=True)
@@ -81,35 +69,6 @@ class Accepted:
         return commit if isinstance(commit, str) else None
 
 
-def load_trusted_root(path: Path | None = None) -> TrustedRoot:
-    """Load a sigstore trusted root: `path`, or the one shipped inside the sigstore package.
-
-    Raises:
-        InputError: the file is unreadable or not a sigstore trusted root.
-    """
-    from sigstore.errors import Error as SigstoreError  # noqa: PLC0415 - slow import
-    from sigstore.models import TrustedRoot  # noqa: PLC0415
-
-    try:
-        if path is None:
-            shipped = resources.files("sigstore")
-            for part in SHIPPED_TRUSTED_ROOT:
-                shipped = shipped.joinpath(part)
-            data = shipped.read_bytes()
-            where = f"sigstore's shipped {'/'.join(SHIPPED_TRUSTED_ROOT)}"
-        else:
-            data = path.read_bytes()
-            where = str(path)
-    except OSError as exc:
-        raise InputError(f"cannot read the sigstore trusted root: {exc}") from exc
-    from sigstore_models.trustroot import v1 as trustroot_v1  # noqa: PLC0415
-
-    try:
-        return TrustedRoot(trustroot_v1.TrustedRoot.from_json(data))
-    except (ValueError, SigstoreError) as exc:
-        raise InputError(f"{where} is not a sigstore trusted root: {exc}") from exc
-
-
 def check_attestation(
     data: bytes,
     *,
@@ -130,17 +89,15 @@ def check_attestation(
 
     Raises:
         InputError: the file is not JSON, or neither a DSSE envelope nor a sigstore bundle.
-        VerificationError: any check said no; the message names the file and the reason.
+        VerificationError: any check said no; the message gives the reason (the caller names
+            the file, once).
     """
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{source}: not a JSON attestation: {exc}") from exc
-    try:
-        payload_type, payload, signers = _signed_payload(document, data, source, trust)
-        statement = _judge(payload_type, payload, artifacts, policy_digest)
-    except VerificationError as exc:
-        raise VerificationError(f"{source}: {exc.message}", hint=exc.hint) from exc
+    payload_type, payload, signers = _signed_payload(document, data, source, trust)
+    statement = _judge(payload_type, payload, artifacts, policy_digest)
     return Accepted(source, signers, statement)
 
 
@@ -188,7 +145,11 @@ def _signed_payload(
         signers = tuple(f"key:{keyid}" for keyid in envelope.keyids)
         return envelope.payload_type, envelope.payload, signers
     if _is_bundle(document):
-        payload_type, payload, signer = _verify_bundle(data, trust)
+        if trust.trusted_root is None:
+            raise VerificationError("a sigstore bundle, but no trusted root is pinned")
+        payload_type, payload, signer = verify_dsse_bundle(
+            data, trust.identities, trust.trusted_root
+        )
         return payload_type, payload, (signer,)
     raise InputError(f"{source}: neither a DSSE envelope nor a sigstore bundle")
 
@@ -214,39 +175,6 @@ def _judge(
 def _is_bundle(document: Any) -> bool:
     media = document.get("mediaType") if isinstance(document, dict) else None
     return isinstance(media, str) and media.startswith(SIGSTORE_BUNDLE_MEDIA_PREFIX)
-
-
-def _verify_bundle(data: bytes, trust: Trust) -> tuple[str, bytes, str]:
-    """Verify a sigstore bundle against the pinned trusted root and each trusted identity."""
-    from cryptography.x509 import ExtensionNotFound  # noqa: PLC0415
-    from sigstore.errors import Error as SigstoreError  # noqa: PLC0415 - slow import
-    from sigstore.models import Bundle  # noqa: PLC0415
-    from sigstore.verify import Verifier  # noqa: PLC0415
-    from sigstore.verify.policy import Identity as IdentityPolicy  # noqa: PLC0415
-
-    if not trust.identities:
-        raise VerificationError("a sigstore bundle, but no --identity/--issuer is trusted")
-    if trust.trusted_root is None:
-        raise VerificationError("a sigstore bundle, but no trusted root is pinned")
-    try:
-        bundle = Bundle.from_json(data)
-    except (SigstoreError, ValueError) as exc:
-        raise VerificationError(f"malformed sigstore bundle: {exc}") from exc
-    verifier = Verifier(trusted_root=trust.trusted_root)
-    reasons = []
-    for trusted in trust.identities:
-        policy = IdentityPolicy(identity=trusted.identity, issuer=trusted.issuer)
-        try:
-            payload_type, payload = verifier.verify_dsse(bundle, policy)
-        except (SigstoreError, ValueError, ExtensionNotFound) as exc:
-            reasons.append(str(exc) or type(exc).__name__)
-            continue
-        return payload_type, payload, f"sigstore:{trusted.issuer}|{trusted.identity}"
-    if len(set(reasons)) == 1:
-        raise VerificationError(f"sigstore bundle rejected: {reasons[0]}")
-    raise VerificationError(
-        "sigstore bundle matches no trusted identity: " + "; ".join(dict.fromkeys(reasons))
-    )
 
 
 def _check_subjects(statement: Mapping[str, Any], artifacts: Mapping[str, str]) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from reprover import __version__
 from reprover.cli import attest, demo, diff, key, layout, rebuild, signcheck, verify
-from reprover.cli.common import err
+from reprover.cli.common import err, quiet_libraries
 from reprover.errors import Error, ExitCode
 
 COMMAND_MODULES = (verify, diff, demo, key, signcheck, attest, layout, rebuild)
@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.BAD_INPUT)
     verbose = bool(getattr(args, "verbose", False))
+    quiet_libraries(quiet=bool(getattr(args, "quiet", False)), verbose=verbose)
     try:
         return int(args.run(args))
     except Error as exc:

@@ -19,7 +19,7 @@ from typing import Any
 from securesystemslib.signer import Signer
 
 from reprover import keys, manifest
-from reprover.attest import check, dsse, sigstore_sign, statement
+from reprover.attest import check, dsse, sigstore_sign, sigstore_verify, statement
 from reprover.cli.common import add_common_options, err
 from reprover.digest import hash_files
 from reprover.errors import ExitCode, InconclusiveError, InputError, VerificationError
@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     digests = hash_files(args.artifact)
     artifacts = {str(path): digests[path].sha256 for path in args.artifact}
     results, accepted = _check_files(args, trust, artifacts)
-    failures = [r["reason"] for r in results if not r["passed"]]
+    failures = [f"{r['file']}: {r['reason']}" for r in results if not r["passed"]]
     signers: tuple[str, ...] = ()
     threshold_failure = None
     if not failures:
@@ -333,17 +333,19 @@ def _check_files(
 def _trust(args: argparse.Namespace) -> check.Trust:
     if not args.key and not args.identity:
         raise InputError("trust someone: give --key PUB.pem or --identity ID --issuer URL")
-    identities: list[check.Identity] = []
+    identities: list[sigstore_verify.Identity] = []
     if args.identity:
         issuers = args.issuer
         if len(issuers) == 1:
             issuers = issuers * len(args.identity)
         if len(issuers) != len(args.identity):
             raise InputError("give one --issuer for all identities, or one per --identity")
-        identities = [check.Identity(i, s) for i, s in zip(args.identity, issuers, strict=True)]
+        identities = [
+            sigstore_verify.Identity(i, s) for i, s in zip(args.identity, issuers, strict=True)
+        ]
     elif args.issuer or args.trusted_root:
         raise InputError("--issuer and --trusted-root go with --identity")
-    root = check.load_trusted_root(args.trusted_root) if identities else None
+    root = sigstore_verify.load_trusted_root(args.trusted_root) if identities else None
     public = tuple(keys.load_public_key(path) for path in args.key)
     return check.Trust(keys=public, identities=tuple(dict.fromkeys(identities)), trusted_root=root)
 

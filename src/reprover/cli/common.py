@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -23,6 +24,22 @@ VERDICT_EXIT = {
 def err(message: str) -> None:
     """Print one message to stderr (logs and summaries never go to stdout)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def quiet_libraries(*, quiet: bool, verbose: bool) -> None:
+    """Route the loggers of the libraries we call (sigstore, in-toto, TUF) through stderr.
+
+    Their warnings show as `reprover: <library>: ...` lines; `--quiet` silences them too, and
+    `--verbose` adds their informational messages.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("reprover: %(name)s: %(message)s"))
+    level = logging.CRITICAL + 1 if quiet else logging.INFO if verbose else logging.WARNING
+    for name in ("sigstore", "in_toto", "securesystemslib", "tuf"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(level)
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
