@@ -1,8 +1,9 @@
 """Signing keys on disk: ed25519 pairs in the PEM formats in-toto's own tools read.
 
 Owns: generating a key pair (private PKCS#8 PEM, mode 0600, optional passphrase; public
-SubjectPublicKeyInfo PEM), loading a private key as a securesystemslib `Signer` and a public
-key as a securesystemslib `Key`. Keys are referenced by path everywhere.
+SubjectPublicKeyInfo PEM), loading a private key as a securesystemslib `Signer` (or as a raw
+ed25519 key, for the evidence log's signed notes) and a public key as a securesystemslib
+`Key`. Keys are referenced by path everywhere.
 Does not own: what is signed with them (see `reprover.intoto` and `reprover.attest`).
 """
 
@@ -70,6 +71,27 @@ def load_signer(path: Path, passphrase: bytes | None = None) -> CryptoSigner:
         ) from exc
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InputError(f"{path} is not a usable private key: {exc}") from exc
+
+
+def load_ed25519(path: Path, passphrase: bytes | None = None) -> ed25519.Ed25519PrivateKey:
+    """Load a private PEM key that must be ed25519 (signed notes and log checkpoints).
+
+    Raises:
+        InputError: the file is unreadable, not a private key, wrongly encrypted, or not
+            ed25519.
+    """
+    data = _read(path, "private key")
+    try:
+        private_key = serialization.load_pem_private_key(data, password=passphrase or None)
+    except TypeError as exc:
+        raise InputError(f"{path} is encrypted and no passphrase was given") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InputError(f"{path} is not a usable private key: {exc}") from exc
+    if not isinstance(private_key, ed25519.Ed25519PrivateKey):
+        raise InputError(
+            f"{path} is not an ed25519 key", hint="make one with 'reprover key new NAME'"
+        )
+    return private_key
 
 
 def load_public_key(path: Path) -> Key:

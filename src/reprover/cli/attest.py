@@ -21,6 +21,7 @@ from securesystemslib.signer import Signer
 from reprover import keys, manifest
 from reprover.attest import check, dsse, sigstore_sign, sigstore_verify, statement
 from reprover.cli.common import add_common_options, err
+from reprover.cli.log import add_log_check_options, check_logged
 from reprover.digest import hash_files
 from reprover.errors import ExitCode, InconclusiveError, InputError, VerificationError
 from reprover.fsutil import write_atomic
@@ -246,6 +247,7 @@ def register(sub: Any) -> None:
         help="require this policy digest (the sha256 of the verified reprover.toml, which pins "
         "repository, commit, recipe and policy)",
     )
+    add_log_check_options(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write output here")
     add_common_options(parser)
@@ -319,6 +321,7 @@ def _check_files(
                 artifacts=artifacts,
                 policy_digest=args.policy_digest,
             )
+            check_logged(args, path, data)
         except VerificationError as exc:
             results.append({"file": str(path), "passed": False, "reason": exc.message})
             continue

@@ -9,6 +9,7 @@ from typing import Any
 
 from reprover.cli.attest import add_attest_options, prepare_attestation, write_attestation
 from reprover.cli.common import add_report_options, emit_report
+from reprover.cli.log import add_log_options, log_attestation, prepare_log
 from reprover.cli.progress import ProgressDisplay
 from reprover.verify import Options, verify
 
@@ -52,6 +53,7 @@ def register(sub: Any) -> None:
     )
     add_report_options(parser)
     add_attest_options(parser)
+    add_log_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -68,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
         keep_build=args.keep_build,
     )
     attestation = prepare_attestation(args)
+    log_plan = prepare_log(args, attesting=attestation is not None)
     with ProgressDisplay(sys.stderr, quiet=args.quiet) as display:
         report = verify(args.manifest, options, display.message, events=display.event)
     code = emit_report(report, args)
     if attestation is not None:
-        write_attestation(attestation, report, args.manifest, quiet=args.quiet)
+        data = write_attestation(attestation, report, args.manifest, quiet=args.quiet)
+        if data is not None and log_plan is not None:
+            log_attestation(log_plan, attestation.output, data, quiet=args.quiet)
     return code

@@ -1,0 +1,390 @@
+"""`reprover log ...`: the append-only evidence log, and `verify --log` / `--log-vkey`.
+
+Owns: parsing the log commands' options, loading their keys and passphrases, printing
+indexes, verifier keys and outcomes, and the glue that appends an attestation after
+`reprover verify` and checks its proof in `reprover verify-attestation`.
+Does not own: the log itself (see `reprover.tlog`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from reprover import keys
+from reprover.cli.common import add_common_options, err
+from reprover.errors import InputError, VerificationError
+from reprover.fsutil import write_atomic
+from reprover.tlog import audit, checkpoint, log, note, proof, witness
+from reprover.tlog.store import Store
+from reprover.tlog.tiles import entry_for
+
+MAX_INPUT = 1 << 30
+
+
+def register(sub: Any) -> None:
+    """Add the `log` subcommand group."""
+    parser = sub.add_parser(
+        "log",
+        help="an append-only evidence log (C2SP tlog-tiles) outsiders can audit",
+        description=(
+            "Keep verification results in an append-only Merkle log on disk, in the C2SP "
+            "tlog-tiles layout with a signed checkpoint, so that nobody can drop or change a "
+            "result unnoticed."
+        ),
+        epilog="exit codes: 0 verified, 1 a check said no, 2 bad input, 3 inconclusive",
+    )
+    actions = parser.add_subparsers(dest="log_command", metavar="ACTION", required=True)
+
+    init = actions.add_parser("init", help="create an empty log and print its verifier key")
+    init.add_argument("logdir", type=Path, metavar="LOGDIR")
+    init.add_argument("--origin", required=True, help="the log's name, e.g. example.com/log")
+    _key_options(init, "--key", "the log's private key (ed25519, from 'reprover key new')")
+    init.set_defaults(run=run_init)
+
+    add = actions.add_parser("append", help="append each FILE as one entry; print its index")
+    add.add_argument("logdir", type=Path, metavar="LOGDIR")
+    add.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    _key_options(add, "--key", "the log's private key")
+    add.set_defaults(run=run_append)
+
+    prv = actions.add_parser("prove", help="write the inclusion proof of a logged FILE")
+    prv.add_argument("logdir", type=Path, metavar="LOGDIR")
+    prv.add_argument("file", type=Path, metavar="FILE")
+    prv.add_argument("-o", "--output", type=Path, required=True, metavar="PROOF")
+    prv.add_argument(
+        "--format",
+        choices=("json", "c2sp"),
+        help="json (reprover/tlog-proof/v1) or c2sp (tlog-proof@v1 text); default: c2sp when "
+        "PROOF ends in .tlog-proof, else json",
+    )
+    prv.add_argument("--vkey", metavar="VKEY", help="also require the checkpoint's signature")
+    add_common_options(prv)
+    prv.set_defaults(run=run_prove)
+
+    chk = actions.add_parser("check", help="check offline that FILE is in the log")
+    chk.add_argument("proof", type=Path, metavar="PROOF")
+    chk.add_argument("file", type=Path, metavar="FILE")
+    chk.add_argument("--vkey", required=True, metavar="VKEY", help="the log's verifier key")
+    _witness_options(chk)
+    add_common_options(chk)
+    chk.set_defaults(run=run_check)
+
+    aud = actions.add_parser(
+        "audit", help="recompute every tile and the root; prove the log only grew"
+    )
+    aud.add_argument("logdir", type=Path, metavar="LOGDIR")
+    aud.add_argument("--vkey", required=True, metavar="VKEY", help="the log's verifier key")
+    aud.add_argument(
+        "--since",
+        type=Path,
+        metavar="OLD",
+        help="an older checkpoint you kept, or an older copy of the log folder (which also "
+        "names the first changed entry)",
+    )
+    add_common_options(aud)
+    aud.set_defaults(run=run_audit)
+
+    wit = actions.add_parser(
+        "witness", help="cosign the checkpoint after proving it extends an older one"
+    )
+    wit.add_argument("logdir", type=Path, metavar="LOGDIR")
+    wit.add_argument("--vkey", required=True, metavar="VKEY", help="the log's verifier key")
+    wit.add_argument("--name", required=True, help="the witness's name, e.g. auditor.example/w1")
+    wit.add_argument(
+        "--since", required=True, type=Path, metavar="OLD", help="the checkpoint it saw last"
+    )
+    wit.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="save the cosigned checkpoint here"
+    )
+    _key_options(wit, "--key", "the witness's private key (ed25519)")
+    wit.set_defaults(run=run_witness)
+
+    vk = actions.add_parser("vkey", help="print the verifier key of a log or witness key")
+    vk.add_argument("--name", required=True, help="the log's origin or the witness's name")
+    vk.add_argument(
+        "--witness", action="store_true", help="a witness's cosignature key (type 0x04)"
+    )
+    _key_options(vk, "--key", "the private key")
+    vk.set_defaults(run=run_vkey)
+
+
+def _key_options(parser: argparse.ArgumentParser, flag: str, text: str) -> None:
+    parser.add_argument(flag, dest="key", type=Path, required=True, metavar="KEY.pem", help=text)
+    parser.add_argument(
+        "--passphrase-env", metavar="VAR", help="read the key's passphrase from variable VAR"
+    )
+    add_common_options(parser)
+
+
+def _witness_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--witness-vkey",
+        action="append",
+        default=[],
+        metavar="VKEY",
+        help="a trusted witness's verifier key (repeatable)",
+    )
+    parser.add_argument(
+        "--witnesses",
+        type=int,
+        default=None,
+        metavar="K",
+        help="distinct trusted witnesses that must have cosigned (default: 1 when "
+        "--witness-vkey is given)",
+    )
+
+
+def load_key(path: Path, passphrase_env: str | None) -> Ed25519PrivateKey:
+    """Load an ed25519 private key, with its passphrase from the environment if named.
+
+    Raises:
+        InputError: the key or passphrase is unusable.
+    """
+    passphrase = None
+    if passphrase_env:
+        value = os.environ.get(passphrase_env)
+        if not value:
+            raise InputError(f"environment variable {passphrase_env} is empty or unset")
+        passphrase = value.encode()
+    return keys.load_ed25519(path, passphrase)
+
+
+def load_vkey(value: str) -> note.Verifier:
+    """A verifier key given as the string itself or as a file holding it.
+
+    Raises:
+        InputError: neither a readable file nor a well-formed verifier key.
+    """
+    path = Path(value)
+    if path.is_file():
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read verifier key {path}: {exc}") from exc
+    return note.parse_vkey(value)
+
+
+def witness_policy(args: argparse.Namespace) -> tuple[list[note.Verifier], int]:
+    """The trusted witnesses and how many must have cosigned.
+
+    Raises:
+        InputError: K is out of range, or a witness key is not a cosignature key.
+    """
+    witnesses = [load_vkey(v) for v in args.witness_vkey]
+    for w in witnesses:
+        if w.alg != note.COSIGNATURE_V1:
+            raise InputError(f"--witness-vkey {w.vkey} is not a cosignature (0x04) key")
+    distinct = len(note.distinct_keys(witnesses))
+    k = args.witnesses if args.witnesses is not None else min(1, distinct)
+    if k < 0 or k > distinct:
+        raise InputError(f"--witnesses {k} is not between 0 and the {distinct} distinct witnesses")
+    return witnesses, k
+
+
+def read_input(path: Path, what: str) -> bytes:
+    """Read a file a user named.
+
+    Raises:
+        InputError: it is not a readable regular file or is larger than 1 GiB.
+    """
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_INPUT:
+            raise InputError(f"{what} {path} is not a regular file of at most 1 GiB")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def run_init(args: argparse.Namespace) -> int:
+    """Create the log; print its verifier key."""
+    verifier = log.create(args.logdir, args.origin, load_key(args.key, args.passphrase_env))
+    print(verifier.vkey)
+    if not args.quiet:
+        err(f"reprover: empty log created in {args.logdir} (verifier key in log.vkey)")
+    return 0
+
+
+def run_append(args: argparse.Namespace) -> int:
+    """Append the files; print `INDEX FILE` per line."""
+    key = load_key(args.key, args.passphrase_env)
+    contents = [read_input(path, "file") for path in args.files]
+    done = log.append(args.logdir, contents, key)
+    for index, path in zip(done.indexes, args.files, strict=True):
+        print(f"{index} {path}")
+    if not args.quiet:
+        err(f"reprover: log size {done.checkpoint.size}")
+    return 0
+
+
+def run_prove(args: argparse.Namespace) -> int:
+    """Write the proof of FILE's entry."""
+    key = load_vkey(args.vkey) if args.vkey else None
+    content = read_input(args.file, "file")
+    with Store(args.logdir) as store:
+        made = proof.prove(store, entry_for(content), key)
+    c2sp = args.format == "c2sp" or (args.format is None and args.output.suffix == ".tlog-proof")
+    write_atomic(args.output, made.to_c2sp() if c2sp else made.to_json())
+    if not args.quiet:
+        err(f"reprover: entry {made.index} proven; proof written to {args.output}")
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Check a proof offline."""
+    key = load_vkey(args.vkey)
+    witnesses, k = witness_policy(args)
+    parsed = proof.parse(read_input(args.proof, "proof"))
+    opened = proof.check(parsed, read_input(args.file, "file"), key, witnesses, k)
+    print(
+        f"ok: {args.file} is entry {parsed.index} of {opened.origin} at size {opened.size}"
+        + (f", cosigned by {', '.join(opened.witnesses)}" if opened.witnesses else "")
+    )
+    return 0
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Audit the whole log."""
+    key = load_vkey(args.vkey)
+    with Store(args.logdir) as store, store.locked(exclusive=False):
+        if args.since is None:
+            result = audit.audit(store, key)
+        elif args.since.is_dir():
+            with Store(args.since) as old:
+                result = audit.audit(store, key, old)
+        else:
+            result = audit.audit(store, key, read_input(args.since, "checkpoint"))
+    size = result.checkpoint.size
+    line = f"ok: {result.checkpoint.origin}: {size} entries, every tile and the root recomputed"
+    if result.since is not None:
+        line += f"; consistent with the checkpoint of size {result.since}"
+    print(line)
+    return 0
+
+
+def run_witness(args: argparse.Namespace) -> int:
+    """Cosign the log's checkpoint after a consistency proof."""
+    key = load_key(args.key, args.passphrase_env)
+    log_key = load_vkey(args.vkey)
+    old = read_input(args.since, "checkpoint")
+    with Store(args.logdir) as store:
+        cosigned = witness.cosign(
+            store, log_key, old, name=args.name, key=key, timestamp=int(time.time())
+        )
+    if args.output is not None:
+        write_atomic(args.output, cosigned.signed)
+    sys.stdout.buffer.write(cosigned.signed)
+    if not args.quiet:
+        mine = note.verifier_for(args.name, key, note.COSIGNATURE_V1)
+        err(f"reprover: cosigned size {cosigned.size} as {mine.vkey}")
+    return 0
+
+
+def run_vkey(args: argparse.Namespace) -> int:
+    """Print a verifier key."""
+    note.check_name(args.name)
+    alg = note.COSIGNATURE_V1 if args.witness else note.ED25519
+    print(note.verifier_for(args.name, load_key(args.key, args.passphrase_env), alg).vkey)
+    return 0
+
+
+# --- reprover verify --log ... and verify-attestation --log-vkey ... ---------------------------
+
+
+@dataclass(frozen=True)
+class LogPlan:
+    """Where `reprover verify` appends its attestation, checked before the verification."""
+
+    logdir: Path
+    key: Ed25519PrivateKey
+
+
+def add_log_options(parser: argparse.ArgumentParser) -> None:
+    """Add `--log LOGDIR`, `--log-key LOG.pem` and `--log-passphrase-env` to `verify`."""
+    group = parser.add_argument_group(
+        "evidence log",
+        "append the signed attestation (PASSED or FAILED) to an append-only log and write "
+        "its inclusion proof next to it as OUT.intoto.json.proof.json",
+    )
+    group.add_argument("--log", type=Path, metavar="LOGDIR", help="the log (see 'reprover log')")
+    group.add_argument("--log-key", type=Path, metavar="LOG.pem", help="the log's private key")
+    group.add_argument("--log-passphrase-env", metavar="VAR", help="the --log-key passphrase")
+
+
+def prepare_log(args: argparse.Namespace, attesting: bool) -> LogPlan | None:
+    """Check the log options before verifying: the key must sign the log's checkpoint.
+
+    Raises:
+        InputError: options missing or inconsistent, or the key is unusable.
+        VerificationError: the log is not signed by this key.
+    """
+    if args.log is None:
+        if args.log_key is not None:
+            raise InputError("--log-key needs --log LOGDIR")
+        return None
+    if args.log_key is None or not attesting:
+        raise InputError("--log needs --log-key LOG.pem and an attestation (--attest ...)")
+    key = load_key(args.log_key, args.log_passphrase_env)
+    with Store(args.log) as store:
+        signed = store.read(log.CHECKPOINT)
+        origin = checkpoint.peek_origin(signed)
+        log.read_checkpoint(store, note.verifier_for(origin, key))
+    return LogPlan(args.log, key)
+
+
+def proof_path(attestation: Path) -> Path:
+    """Where the inclusion proof of an attestation is kept: next to it."""
+    return attestation.with_name(attestation.name + ".proof.json")
+
+
+def log_attestation(plan: LogPlan, attestation: Path, data: bytes, *, quiet: bool) -> None:
+    """Append the attestation's bytes and write its proof next to it.
+
+    Raises:
+        VerificationError: the log is damaged or not signed by the key.
+        InconclusiveError: a write failed.
+    """
+    done = log.append(plan.logdir, [data], plan.key)
+    with Store(plan.logdir) as store:
+        made = proof.prove(store, entry_for(data))
+    write_atomic(proof_path(attestation), made.to_json())
+    if not quiet:
+        where = proof_path(attestation)
+        err(f"reprover: attestation logged as entry {done.indexes[0]}; proof {where}")
+
+
+def add_log_check_options(parser: argparse.ArgumentParser) -> None:
+    """Add `--log-vkey`, `--witness-vkey` and `--witnesses` to `verify-attestation`."""
+    parser.add_argument(
+        "--log-vkey",
+        metavar="VKEY",
+        help="require each attestation's FILE.proof.json to prove it is in this log",
+    )
+    _witness_options(parser)
+
+
+def check_logged(args: argparse.Namespace, attestation: Path, data: bytes) -> None:
+    """With --log-vkey, require the attestation's proof to check.
+
+    Raises:
+        InputError: the options or proof file are malformed.
+        VerificationError: no proof, or it does not check.
+    """
+    if args.log_vkey is None:
+        if args.witness_vkey or args.witnesses is not None:
+            raise InputError("--witness-vkey and --witnesses go with --log-vkey")
+        return
+    witnesses, k = witness_policy(args)
+    path = proof_path(attestation)
+    if not path.is_file():
+        raise VerificationError(f"{attestation} has no log proof {path}: it may not be logged")
+    proof.check(
+        proof.parse(read_input(path, "proof")), data, load_vkey(args.log_vkey), witnesses, k
+    )
