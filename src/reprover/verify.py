@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reprover import build, intoto, manifest, policy, source
-from reprover.compare import compare_files
+from reprover.compare.pool import Pair, compare_pairs
 from reprover.digest import hash_files
 from reprover.errors import InputError, VerificationError
 from reprover.fsutil import contained
@@ -76,6 +76,7 @@ class Options:
     allow_network: bool = False
     build_path: Path | None = None
     keep_build: bool = False
+    jobs: int = 1
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def verify(
         if rebuild is None:
             return _report(spec, options=options, artifacts=(), checks=checks, pin=None, info=None)
         _step(progress, events, "compare", f"comparing {len(released)} artifact(s)")
-        results = compare_release(spec, released, rebuild.output, events=events)
+        results = compare_release(spec, released, rebuild.output, events=events, jobs=options.jobs)
     changed = [r.path for r in results if r.released and r.released != before[released[r.path]]]
     if changed:
         checks.append(release_changed_check(changed))
@@ -232,12 +233,21 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
 
 
 def compare_release(
-    spec: Manifest, released: dict[str, Path], output: Path, *, events: Events | None = None
+    spec: Manifest,
+    released: dict[str, Path],
+    output: Path,
+    *,
+    events: Events | None = None,
+    jobs: int = 1,
 ) -> tuple[ArtifactResult, ...]:
     """Steps 5 and 6: hash and compare every artifact; list unexpected rebuilt files.
 
+    Differing pairs are compared in up to `jobs` processes; the results keep the order of
+    `released`, so the report is the same whatever `jobs` is.
+
     Raises:
         InputError: a file cannot be read or a rebuilt path escapes the output folder.
+        InconclusiveError: a comparison process died.
     """
     rebuilt: dict[str, Path] = {}
     if output.is_file() and len(released) == 1:
@@ -254,23 +264,24 @@ def compare_release(
         events(ProgressEvent("hash", f"hashing {len(to_hash)} file(s)", total=total))
         on_bytes = lambda n: events(ProgressEvent("hash", advance=n))  # noqa: E731
     digests = hash_files(to_hash, on_bytes=on_bytes)
+    pairs = [
+        Pair(name, path, rebuilt[name], (digests[path], digests[rebuilt[name]]))
+        for name, path in released.items()
+        if name in rebuilt
+    ]
     if events is not None:
-        events(ProgressEvent("compare", "comparing byte for byte", total=len(released)))
-    results = []
-    for name, released_path in released.items():
-        if events is not None:
-            events(ProgressEvent("compare", advance=1, detail=name))
-        if name not in rebuilt:
-            results.append(
-                ArtifactResult(name, ArtifactVerdict.MISSING, digests[released_path], None)
-            )
-            continue
-        pair = (digests[released_path], digests[rebuilt[name]])
-        results.append(
-            compare_files(
-                name, released_path, rebuilt[name], spec.policy, digests=pair, judge=policy.judge
-            )
-        )
+        events(ProgressEvent("compare", "comparing byte for byte", total=len(pairs)))
+    on_done = (
+        (lambda name: events(ProgressEvent("compare", advance=1, detail=name))) if events else None
+    )
+    compared = {
+        r.path: r
+        for r in compare_pairs(pairs, spec.policy, judge=policy.judge, jobs=jobs, on_done=on_done)
+    }
+    results = [
+        compared.get(name) or ArtifactResult(name, ArtifactVerdict.MISSING, digests[path], None)
+        for name, path in released.items()
+    ]
     if not spec.artifacts and output.is_dir():
         for path in sorted(p for p in output.rglob("*") if p.is_file()):
             name = path.relative_to(output).as_posix()

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from reprover.cli.attest import add_attest_options, prepare_attestation, write_attestation
+from reprover.cli.campaign import add_campaign_options, cores, run_campaign, wants_campaign
 from reprover.cli.common import add_report_options, emit_report
 from reprover.cli.log import add_log_options, log_attestation, prepare_log
 from reprover.cli.progress import ProgressDisplay
+from reprover.errors import InputError
 from reprover.verify import Options, verify
 
 
@@ -27,10 +29,9 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "manifest",
-        nargs="?",
+        nargs="*",
         type=Path,
-        default=Path("reprover.toml"),
-        help="the reprover.toml to verify (default: ./reprover.toml)",
+        help="the reprover.toml to verify (default: ./reprover.toml); several make a campaign",
     )
     parser.add_argument(
         "--strict",
@@ -54,6 +55,7 @@ def register(sub: Any) -> None:
     add_report_options(parser)
     add_attest_options(parser)
     add_log_options(parser)
+    add_campaign_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -63,19 +65,28 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         Error: any reprover error; the caller maps it to an exit code.
     """
+    if wants_campaign(args):
+        if args.build_path is not None:
+            raise InputError(
+                "--build-path applies to one manifest; in a campaign each manifest's "
+                "[build] path is used"
+            )
+        return run_campaign(args)
+    manifest = args.manifest[0] if args.manifest else Path("reprover.toml")
     options = Options(
         strict=args.strict,
         allow_network=args.allow_network,
         build_path=args.build_path.absolute() if args.build_path else None,
         keep_build=args.keep_build,
+        jobs=cores(args),
     )
     attestation = prepare_attestation(args)
     log_plan = prepare_log(args, attesting=attestation is not None)
     with ProgressDisplay(sys.stderr, quiet=args.quiet) as display:
-        report = verify(args.manifest, options, display.message, events=display.event)
+        report = verify(manifest, options, display.message, events=display.event)
     code = emit_report(report, args)
     if attestation is not None:
-        data = write_attestation(attestation, report, args.manifest, quiet=args.quiet)
+        data = write_attestation(attestation, report, manifest, quiet=args.quiet)
         if data is not None and log_plan is not None:
             log_attestation(log_plan, attestation.output, data, quiet=args.quiet)
     return code
