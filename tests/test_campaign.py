@@ -58,6 +58,11 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     listing.write_text(f"# the lab's releases\n{manifests[1]}\n\n{bad}  # malformed\n")
     key, public = new_key(root / "keys", "lab")
     (root / "attest").mkdir()
+    log_key, _ = new_key(root / "keys", "log")
+    init = reprover(
+        "log", "init", root / "log", "--origin", "lab.example/log", "--key", log_key, cwd=root
+    )
+    assert init.returncode == 0, init.stderr
     done = reprover(
         "verify", manifests[0], manifests[2], "--from", listing,
         "--jobs", "2", "--format", "json", "-o", root / "campaign.json",
@@ -67,6 +72,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "--report", "text=" + str(root / "campaign.txt"),
         "--reports-dir", root / "reports",
         "--attest", root / "attest", "--attest-key", key,
+        "--log", root / "log", "--log-key", log_key,
         cwd=root,
     )  # fmt: skip
     return {
@@ -155,11 +161,12 @@ def test_every_format_and_progress_on_stderr(campaign: dict[str, object]) -> Non
 
 
 @pytest.mark.slow
-def test_caller_signs_one_attestation_per_release(campaign: dict[str, object]) -> None:
+def test_caller_signs_and_logs_one_attestation_per_release(campaign: dict[str, object]) -> None:
     root, public = campaign["root"], campaign["public"]
     assert isinstance(root, Path) and isinstance(public, Path)
     written = sorted(p.name for p in (root / "attest").iterdir())
-    assert written == ["engine0.intoto.json", "engine1.intoto.json", "engine2.intoto.json"]
+    names = ["engine0.intoto.json", "engine1.intoto.json", "engine2.intoto.json"]
+    assert written == sorted([*names, *(f"{n}.proof.json" for n in names)])  # and logged
     for name, expected in (("engine0", 0), ("engine1", 1)):
         release = root / f"p{name[-1]}" / "release" / "hello"
         done = reprover(
