@@ -335,7 +335,13 @@ def prepare_log(args: argparse.Namespace, attesting: bool) -> LogPlan | None:
     with Store(args.log) as store:
         signed = store.read(log.CHECKPOINT)
         origin = checkpoint.peek_origin(signed)
-        log.read_checkpoint(store, note.verifier_for(origin, key))
+        try:
+            log.read_checkpoint(store, note.verifier_for(origin, key))
+        except VerificationError as exc:
+            raise VerificationError(
+                f"--log-key is not the key of the log in {args.log}: {exc.message}",
+                hint="pass the key the log was created with ('reprover log init')",
+            ) from exc
     return LogPlan(args.log, key)
 
 
