@@ -45,12 +45,17 @@ def test_elf_date_names_rodata_symbol_and_build_id_consequence() -> None:
     assert all(d.cause is Cause.ROOT for d in rodata)
 
 
-def test_elf_paths_is_compared_by_structure() -> None:
+def test_elf_paths_is_aligned_by_section() -> None:
     ledger = ledger_of(FIXTURES / "elf-paths" / "a", FIXTURES / "elf-paths" / "b")
-    assert any("compared by structure" in n for n in ledger.notes)
+    assert any("aligned by identity" in n for n in ledger.notes)
+    assert any(n.startswith("elf.section[.symtab]: aligned by name") for n in ledger.notes)
     grew = [d for d in ledger.differences if d.detail and "grew by" in d.detail]
-    assert grew and all(d.kind is Kind.DEBUG_INFO for d in grew)
-    assert "section .debug_line_str grew by 16 bytes" in (grew[0].detail or "")
+    assert [d.region for d in grew] == ["elf.section[.debug_line_str]"]
+    assert grew[0].length == 0 and grew[0].kind is Kind.DEBUG_INFO
+    assert "section .debug_line_str grew by 16 bytes (71 -> 87)" in (grew[0].detail or "")
+    # the moved .symtab, .strtab and .shstrtab did not change: nothing listed inside them
+    moved = {"elf.section[.symtab]", "elf.section[.strtab]", "elf.section[.shstrtab]"}
+    assert not moved & {d.region for d in ledger.differences}
     total = sum(d.length for d in ledger.differences)
     assert total < 200  # not thousands of shifted bytes
 

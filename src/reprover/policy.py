@@ -7,10 +7,13 @@ follows (`judge`: `equivalent` when every difference is allowed), and the policy
 the report (`policy_digest`). The default policy allows nothing.
 Does not own: labelling bytes with regions (`reprover.compare`), reading manifests.
 
-Rules match region names exactly as the ledger writes them (`pe.coff.TimeDateStamp`,
-`macho[arm64].LC_UUID.uuid`, ...). A difference found by the structural comparison keeps its
-region's name, so a rule allows it only when its region is one the rule covers: a section that
-grew is never allowed by a timestamp rule.
+A rule allows a difference only when both its region name (exactly as the ledger writes it:
+`pe.coff.TimeDateStamp`, `macho[arm64].LC_UUID.uuid`, ...) and its kind are ones the rule
+covers, and never when its kind is `code`: the ledger classifies every byte the loader maps
+executable as `code`, whatever its region is called, and the region maps grant a rule's region
+only after checking its structure (a build-id note outside executable bytes, a debug entry's
+data inside one non-executable section and overlapping nothing, an LC_UUID inside the load
+commands). A result with an `overlapping-structure` finding is never `equivalent`.
 """
 
 from __future__ import annotations
@@ -21,21 +24,29 @@ import re
 from dataclasses import dataclass, replace
 
 from reprover.errors import InputError
-from reprover.model import ArtifactResult, ArtifactVerdict, Difference, Policy
+from reprover.model import ArtifactResult, ArtifactVerdict, Difference, Kind, Policy
 
 _MACHO = r"macho(?:\[[^\]]+\])?"
+OVERLAPPING = "overlapping-structure:"  # the notes the region maps' findings start with
+K = Kind
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One allow rule: what it means and the region names it covers (full-match patterns)."""
+    """One allow rule: what it means, the region names (full-match patterns) and kinds it covers."""
 
     name: str
     description: str
     patterns: tuple[str, ...]
+    kinds: frozenset[Kind]
 
-    def covers(self, region: str) -> bool:
-        """Whether `region` is one this rule may allow."""
+    def covers(self, region: str, kind: Kind | None = None) -> bool:
+        """Whether a difference in `region` of `kind` is one this rule may allow.
+
+        `kind=None` asks about the region name alone. `code` is never covered.
+        """
+        if kind is Kind.CODE or (kind is not None and kind not in self.kinds):
+            return False
         return any(re.fullmatch(p, region) for p in self.patterns)
 
 
@@ -44,28 +55,41 @@ RULES: dict[str, Rule] = {
     for rule in (
         Rule(
             "pe.timestamp",
-            "PE time stamps: COFF header TimeDateStamp and the TimeDateStamp of debug-directory "
-            "entries, the export directory, the resource directory and the load config",
+            "the 4-byte TimeDateStamp of the COFF header, and of each debug-directory entry and "
+            "of the export, resource and load-config directories when that table lies inside "
+            "one section",
             (r"pe\.coff\.TimeDateStamp", r"pe\.debug\[\d+:[^\]]+\]\.TimeDateStamp",
              r"pe\.(?:export|resource|load_config)\.TimeDateStamp"),
+            frozenset({K.TIMESTAMP}),
         ),
-        Rule("pe.checksum", "PE optional-header CheckSum", (r"pe\.optional_header\.CheckSum",)),
+        Rule("pe.checksum", "the 4-byte CheckSum of the optional header",
+             (r"pe\.optional_header\.CheckSum",), frozenset({K.CHECKSUM})),
         Rule(
             "pe.debug.codeview",
-            "PE CodeView (RSDS) debug record: PDB GUID, age and PDB path",
+            "of a CodeView (RSDS) debug record whose data lies inside one non-executable section "
+            "and overlaps no data directory or other debug data: its 16-byte GUID, 4-byte age "
+            "and PDB path (the rest of the record)",
             (r"pe\.debug\.codeview\.(?:guid|age|path)",),
+            frozenset({K.PDB_GUID, K.DEBUG_PATH}),
         ),
-        Rule("pe.debug.repro", "PE REPRO debug record (the /Brepro content hash)",
-             (r"pe\.debug\.repro",)),
-        Rule("pe.rich", "PE Rich header (linker and compiler build numbers)",
-             (r"pe\.rich_header",)),
-        Rule("elf.build-id", "ELF GNU build-id note descriptor",
-             (r"elf\.note\.gnu\.build-id\.desc",)),
-        Rule("macho.uuid", "Mach-O LC_UUID value", (_MACHO + r"\.LC_UUID\.uuid",)),
+        Rule("pe.debug.repro",
+             "the data of a REPRO (type 16) debug entry (the /Brepro hash), under the same "
+             "conditions as pe.debug.codeview",
+             (r"pe\.debug\.repro",), frozenset({K.BUILD_ID})),
+        Rule("pe.rich", "the Rich header (DanS ... Rich + key) inside the DOS stub",
+             (r"pe\.rich_header",), frozenset({K.METADATA})),
+        Rule("elf.build-id",
+             "the descriptor of the one GNU build-id note (NT_GNU_BUILD_ID), in a note "
+             "section (or PT_NOTE segment) that holds no executable byte",
+             (r"elf\.note\.gnu\.build-id\.desc",), frozenset({K.BUILD_ID})),
+        Rule("macho.uuid", "the 16-byte value of an LC_UUID command inside the load commands",
+             (_MACHO + r"\.LC_UUID\.uuid",), frozenset({K.BUILD_ID})),
         Rule(
             "macho.oso",
-            "Mach-O N_OSO debug-map entries: object file modification times and object paths",
+            "of each N_OSO symbol: its n_value (the object file's modification time) inside "
+            "the symbol table and its path string inside the string table",
             (_MACHO + r"\.symtab\.N_OSO\.mtime", _MACHO + r"\.strtab\.N_OSO\.path"),
+            frozenset({K.TIMESTAMP, K.DEBUG_PATH}),
         ),
         Rule(
             "signature",
@@ -73,13 +97,18 @@ RULES: dict[str, Rule] = {
             "security data-directory entry; the Mach-O LC_CODE_SIGNATURE data",
             (r"pe\.certificate_table", r"pe\.certificate_padding",
              r"pe\.data_directory\[SECURITY\]", _MACHO + r"\.code_signature(?:\..+)?"),
+            frozenset({K.SIGNATURE}),
         ),
         Rule(
             "debug-info",
-            "DWARF and other debug sections: ELF and PE .debug_* sections, Mach-O __DWARF, PE "
-            "debug payloads other than CodeView",
+            "whole debug sections that are not executable and overlap no other structure: "
+            "ELF .debug_*/.zdebug_* sections that the loader does not map (no SHF_ALLOC, "
+            "outside every PT_LOAD), PE .debug_* sections, Mach-O __DWARF sections; and the "
+            "data of PE debug entries other than CodeView and REPRO, under the same "
+            "conditions as pe.debug.codeview",
             (r"(?:elf|pe)\.section\[\.z?debug_[^\]]*\]", _MACHO + r"\.section\[__DWARF,[^\]]+\]",
              r"pe\.debug\[\d+:[^\]]+\]\.payload"),
+            frozenset({K.DEBUG_INFO}),
         ),
     )
 }  # fmt: skip
@@ -110,7 +139,7 @@ def apply(differences: tuple[Difference, ...], policy: Policy) -> tuple[Differen
     enabled = [RULES[name] for name in validate_rules(policy.allow)]
     out = []
     for diff in differences:
-        rule = next((r for r in enabled if r.covers(diff.region)), None)
+        rule = next((r for r in enabled if r.covers(diff.region, diff.kind)), None)
         if rule is None:
             out.append(replace(diff, allowed=False, rule=None))
         else:
@@ -122,9 +151,10 @@ def judge(result: ArtifactResult, policy: Policy) -> ArtifactResult:
     """Apply `policy` to a `different` result: `equivalent` when every difference is allowed.
 
     Results with another verdict, or without any difference listed, are returned unchanged
-    (a difference nobody could label is never allowed). The `signature` rule is never honoured
-    here: a region label cannot tell a valid signature from data hidden in the certificate
-    area (CVE-2013-3900); only the signature proofs in `reprover.compare` grant it.
+    (a difference nobody could label is never allowed). A result with an
+    `overlapping-structure` finding in its notes stays `different`. The `signature` rule is
+    never honoured here: a region label cannot tell a valid signature from data hidden in the
+    certificate area (CVE-2013-3900); only the signature proofs in `reprover.compare` grant it.
 
     Raises:
         InputError: the policy names an unknown rule.
@@ -134,7 +164,9 @@ def judge(result: ArtifactResult, policy: Policy) -> ArtifactResult:
     validate_rules(policy.allow)
     without_signature = replace(policy, allow=tuple(r for r in policy.allow if r != "signature"))
     marked = apply(result.differences, without_signature)
-    verdict = ArtifactVerdict.EQUIVALENT if all(d.allowed for d in marked) else result.verdict
+    overlapping = any(note.startswith(OVERLAPPING) for note in result.notes)
+    allowed = all(d.allowed for d in marked) and not overlapping
+    verdict = ArtifactVerdict.EQUIVALENT if allowed else result.verdict
     return replace(result, verdict=verdict, differences=marked)
 
 

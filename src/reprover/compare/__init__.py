@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from reprover.compare.bytes import diff_runs
-from reprover.compare.ledger import explain
+from reprover.compare.ledger import DEFAULT_MAX_RUNS, explain
 from reprover.compare.signatures.authenticode import prove_signature_only
 from reprover.compare.signatures.macho import is_macho, prove_macho_signature_only
 from reprover.errors import VerificationError
@@ -34,6 +33,7 @@ def compare_files(
     *,
     digests: tuple[Digest, Digest],
     judge: Judge | None = None,
+    max_runs: int = DEFAULT_MAX_RUNS,
 ) -> ArtifactResult:
     """Compare two files already hashed (`digests` = released, rebuilt).
 
@@ -45,7 +45,8 @@ def compare_files(
     these proofs only, never by region labels alone (labels cannot tell a signature from data
     hidden in the certificate area, CVE-2013-3900). When `judge` is given (normally
     `reprover.policy.judge`) it applies the other rules and may give `equivalent`. Without
-    `judge` nothing else is allowed (fail closed).
+    `judge` nothing else is allowed (fail closed). At most `max_runs` runs are listed per
+    region; the rest are counted (see `reprover.compare.ledger`).
 
     Raises:
         InputError: a file cannot be read, or the policy names an unknown rule.
@@ -53,8 +54,7 @@ def compare_files(
     released_digest, rebuilt_digest = digests
     if released_digest == rebuilt_digest:
         return ArtifactResult(path, ArtifactVerdict.IDENTICAL, released_digest, rebuilt_digest)
-    runs = diff_runs(released, rebuilt)
-    ledger = explain(released, rebuilt, runs)
+    ledger = explain(released, rebuilt, max_runs=max_runs)
     result = ArtifactResult(
         path,
         ArtifactVerdict.DIFFERENT,

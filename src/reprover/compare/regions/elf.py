@@ -10,9 +10,10 @@ Does not own: process isolation (`worker`), comparing or classifying differences
 from __future__ import annotations
 
 import bisect
+import struct
 from typing import Any
 
-from reprover.compare.regions.map import Reader, RegionBuilder
+from reprover.compare.regions.map import SELF, Reader, RegionBuilder
 from reprover.model import Kind
 
 M = Kind.METADATA
@@ -32,7 +33,9 @@ HEADER32 = (
 )  # fmt: skip
 
 SHT_SYMTAB, SHT_STRTAB, SHT_DYNAMIC, SHT_NOTE, SHT_NOBITS, SHT_DYNSYM = 2, 3, 6, 7, 8, 11
-SHF_EXECINSTR = 0x4
+SHF_ALLOC, SHF_EXECINSTR = 0x2, 0x4
+PT_LOAD, PF_X = 1, 0x1
+BUILD_ID = "elf.note.gnu.build-id"
 PT_NAMES = {0: "PT_NULL", 1: "PT_LOAD", 2: "PT_DYNAMIC", 3: "PT_INTERP", 4: "PT_NOTE",
             6: "PT_PHDR", 7: "PT_TLS", 0x6474E550: "PT_GNU_EH_FRAME",
             0x6474E551: "PT_GNU_STACK", 0x6474E552: "PT_GNU_RELRO",
@@ -44,7 +47,7 @@ DT_NAMES = {0: "DT_NULL", 1: "DT_NEEDED", 5: "DT_STRTAB", 6: "DT_SYMTAB", 10: "D
 NT_GNU_BUILD_ID = 3
 
 
-def build(data: Any, binary: Any) -> RegionBuilder:
+def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0912, PLR0915 - follows the file in order
     """Map `data` (the file's bytes) using the parsed LIEF ELF `binary`.
 
     Raises:
@@ -56,7 +59,6 @@ def build(data: Any, binary: Any) -> RegionBuilder:
         raise ValueError("ELF identification: unknown class or byte order")
     rd = Reader(data, little=data[5:6] == b"\x01")
     table = HEADER64 if is64 else HEADER32
-    out.add(0, 64 if is64 else 52, "elf.header", M)
     out.fields(0, table, "elf.header")
     offs = {name: off for name, off, _, _ in table}
     width = 8 if is64 else 4
@@ -67,49 +69,92 @@ def build(data: Any, binary: Any) -> RegionBuilder:
     phnum = rd.uint(offs["e_phnum"], 2) or 0
     shnum = rd.uint(offs["e_shnum"], 2) or 0
 
-    segments = list(binary.segments)
-    if phnum and len(segments) != phnum:
-        out.note(f"header says {phnum} program headers, {len(segments)} parsed (truncated?)")
-    out.add(phoff, phnum * phentsize, "elf.program_headers", M)
-    for i, seg in enumerate(segments):
-        ptype = int(seg.type)
-        label = PT_NAMES.get(ptype, f"PT_0x{ptype:x}")
-        out.add(phoff + i * phentsize, phentsize, f"elf.program_header[{i}:{label}]", M)
-        out.add(seg.file_offset, seg.physical_size, f"elf.segment[{i}:{label}]", Kind.DATA)
+    phnum_read = _segments(out, rd, binary, phoff, phentsize, phnum, is64)
+    out.structure(0, 64 if is64 else 52, "elf.header", M)
+    out.structure(phoff, phnum_read * phentsize, "elf.program_headers", M)
+    loaded = [(s, e) for s, e, name, _ in out.regions if ":PT_LOAD]" in name]
 
     sections = list(binary.sections)
     if shnum and len(sections) != shnum:
         out.note(f"header says {shnum} sections, {len(sections)} parsed (truncated?)")
-    out.add(shoff, shnum * shentsize, "elf.section_headers", M)
+    out.structure(shoff, shnum * shentsize, "elf.section_headers", M)
     mapped: list[tuple[int, int, int]] = []  # (va, va_end, offset) of sections with file bytes
+    build_ids = 0
     for i, sec in enumerate(sections):
         name = sec.name or f"#{i}"
         out.add(shoff + i * shentsize, shentsize, f"elf.section_header[{name}]", M)
-        stype = int(sec.type)
+        stype, flags = int(sec.type), int(sec.flags)
         if stype == SHT_NOBITS or sec.size == 0:
             continue
         if sec.virtual_address:
             mapped.append((sec.virtual_address, sec.virtual_address + sec.size, sec.offset))
         region = f"elf.section[{name}]"
-        out.add(sec.offset, sec.size, region, _section_kind(name, stype, int(sec.flags)))
+        kind = _section_kind(name, stype, flags)
+        if flags & SHF_EXECINSTR:
+            out.executable(sec.offset, sec.size)
+        if kind is Kind.DEBUG_INFO and _loaded(loaded, sec.offset, sec.size, flags):
+            out.finding(f"{region} is named like debug info but the loader maps it; not granted")
+            kind = Kind.DATA
+        if kind is Kind.DEBUG_INFO:
+            out.grant(sec.offset, sec.size, region, kind, SELF)
+        else:
+            out.structure(sec.offset, sec.size, region, kind)
         if stype == SHT_NOTE:
-            _notes(out, rd, sec.offset, sec.size, name)
+            build_ids += _notes(out, rd, sec.offset, sec.size, name, region)
         elif stype == SHT_DYNAMIC:
             _dynamic(out, rd, sec.offset, sec.size, 16 if is64 else 8)
     if not sections:
-        for i, seg in enumerate(segments):
+        for i, seg in enumerate(list(binary.segments)[:phnum_read]):
             if int(seg.type) == 4:
-                _notes(out, rd, seg.file_offset, seg.physical_size, f"segment{i}")
+                where = f"segment{i}"
+                build_ids += _notes(out, rd, seg.file_offset, seg.physical_size, where, SELF)
+    if build_ids > 1:
+        out.finding(f"{build_ids} GNU build-id notes: none is granted")
+        out.grants = [g for g in out.grants if not out.regions[g[0]][2].startswith(BUILD_ID)]
     _symbols(out, binary, mapped)
-    out.fill_gaps(data, "elf.outside-sections", skip=("elf.segment",))
     return out
 
 
+def _segments(  # noqa: PLR0917 - private helper sharing the walk state of build
+    out: RegionBuilder, rd: Reader, binary: Any, phoff: int, entsize: int, count: int, is64: bool
+) -> int:
+    """Label program headers and segments from the raw table; record executable spans.
+
+    Returns the number of program headers read.
+    """
+    if len(list(binary.segments)) != count:
+        out.note(f"header says {count} program headers, {len(binary.segments)} parsed (truncated?)")
+    fmt = "IIQQQQQQ" if is64 else "IIIIIIII"
+    for i in range(min(count, 4096)):
+        row = rd.unpack(fmt, phoff + i * entsize)
+        if row is None or entsize < struct.calcsize("<" + fmt):
+            out.note(f"program header table truncated after {i} of {count} entries")
+            return i
+        if is64:
+            ptype, pflags, offset, _, _, filesz = row[:6]
+        else:
+            ptype, offset, _, _, filesz, _, pflags = row[:7]
+        label = PT_NAMES.get(ptype, f"PT_0x{ptype:x}")
+        out.add(phoff + i * entsize, entsize, f"elf.program_header[{i}:{label}]", M)
+        out.add(offset, filesz, f"elf.segment[{i}:{label}]", Kind.DATA)
+        if ptype == PT_LOAD and pflags & PF_X:
+            out.executable(offset, filesz)
+    out.not_executable(0, 64 if is64 else 52)
+    out.not_executable(phoff, count * entsize)
+    return min(count, 4096)
+
+
+def _loaded(loaded: list[tuple[int, int]], offset: int, size: int, flags: int) -> bool:
+    """Whether a section is allocated (SHF_ALLOC) or lies in a PT_LOAD segment's file bytes."""
+    return bool(flags & SHF_ALLOC) or any(s < offset + size and offset < e for s, e in loaded)
+
+
 def _section_kind(name: str, stype: int, flags: int) -> Kind:
-    if name.startswith((".debug", ".zdebug", ".gnu_debug", ".stab")):
-        return Kind.DEBUG_INFO
+    """What a section holds, by its flags first: an executable section is code whatever its name."""
     if flags & SHF_EXECINSTR:
         return Kind.CODE
+    if name.startswith((".debug", ".zdebug", ".gnu_debug", ".stab")):
+        return Kind.DEBUG_INFO
     if stype in (SHT_SYMTAB, SHT_DYNSYM, SHT_STRTAB):
         return Kind.SYMBOLS
     if stype in (SHT_NOTE, SHT_DYNAMIC) or name in (".comment", ".gnu.version", ".gnu.hash"):
@@ -117,27 +162,36 @@ def _section_kind(name: str, stype: int, flags: int) -> Kind:
     return Kind.DATA
 
 
-def _notes(out: RegionBuilder, rd: Reader, start: int, size: int, where: str) -> None:
-    """Walk the notes in [start, start+size): namesz, descsz, type, name, desc (4-aligned)."""
-    pos, end, count = start, start + size, 0
+def _notes(  # noqa: PLR0917 - private helper sharing the walk state of build
+    out: RegionBuilder, rd: Reader, start: int, size: int, where: str, owner: str | None
+) -> int:
+    """Walk the notes in [start, start+size): namesz, descsz, type, name, desc (4-aligned).
+
+    A GNU build-id descriptor is granted (`elf.build-id`) only inside `owner`, its note
+    section, and only where nothing is executable (checked in `RegionBuilder.result`).
+    Returns the number of GNU build-id notes seen.
+    """
+    pos, end, count, seen = start, start + size, 0, 0
     while pos + 12 <= end and count < 256:
         head = rd.unpack("III", pos)
         if head is None:
-            return
+            return seen
         namesz, descsz, ntype = head
         name_end = pos + 12 + ((namesz + 3) & ~3)
         desc_end = name_end + ((descsz + 3) & ~3)
         if desc_end > end:
             out.note(f"note in {where} at 0x{pos:x} runs past its section")
-            return
-        owner = rd.cstring(pos + 12, namesz)
-        if owner == "GNU" and ntype == NT_GNU_BUILD_ID:
-            out.add(pos, desc_end - pos, "elf.note.gnu.build-id", M)
-            out.add(name_end, descsz, "elf.note.gnu.build-id.desc", Kind.BUILD_ID)
+            return seen
+        vendor = rd.cstring(pos + 12, namesz)
+        if vendor == "GNU" and ntype == NT_GNU_BUILD_ID:
+            out.add(pos, desc_end - pos, BUILD_ID, M)
+            out.grant(name_end, descsz, BUILD_ID + ".desc", Kind.BUILD_ID, owner)
+            seen += 1
         else:
-            label = f"elf.note[{where}:{owner}:{ntype}]"
+            label = f"elf.note[{where}:{vendor}:{ntype}]"
             out.add(pos, desc_end - pos, label, M)
         pos, count = desc_end, count + 1
+    return seen
 
 
 def _dynamic(out: RegionBuilder, rd: Reader, start: int, size: int, entsize: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reprover.compare.regions.map import Reader, RegionBuilder
+from reprover.compare.regions.map import SELF, Reader, RegionBuilder
 from reprover.model import Kind
 
 M = Kind.METADATA
@@ -32,6 +32,8 @@ DYLD_INFO = ("rebase", "bind", "weak_bind", "lazy_bind", "export")
 N_STAB, N_TYPE, N_SECT, N_SO, N_OSO = 0xE0, 0x0E, 0x0E, 0x64, 0x66
 MAX_NLIST = 2_000_000
 CD_MAGIC, SUPERBLOB_MAGIC = 0xFADE0C02, 0xFADE0CC0
+VM_PROT_EXECUTE = 0x4
+S_ATTR_INSTRUCTIONS = 0x80000400  # S_ATTR_PURE_INSTRUCTIONS | S_ATTR_SOME_INSTRUCTIONS
 
 
 def build(data: Any, fat: Any) -> RegionBuilder:
@@ -54,7 +56,6 @@ def build(data: Any, fat: Any) -> RegionBuilder:
         _slice(out, data, binary, base, prefix)
     if slices and fat.size != len(slices):
         out.note(f"fat header lists {len(slices)} slices, LIEF parsed {fat.size}")
-    out.fill_gaps(data, "macho.outside-sections", skip=(".segment[", "macho.slice["))
     return out
 
 
@@ -63,7 +64,7 @@ def _fat(out: RegionBuilder, be: Reader, is64: bool) -> list[tuple[int, int, str
     if count == 0:
         raise ValueError("fat Mach-O header lists no slices")
     entsize = 32 if is64 else 20
-    out.add(0, 8, "macho.fat_header", M)
+    out.structure(0, 8, "macho.fat_header", M)
     slices: list[tuple[int, int, str]] = []
     for i in range(min(count, 64)):
         at = 8 + entsize * i
@@ -73,10 +74,11 @@ def _fat(out: RegionBuilder, be: Reader, is64: bool) -> list[tuple[int, int, str
             break
         cpu, offset, size = row[0], row[2], row[3]
         arch = CPU.get(cpu, f"cpu0x{cpu:x}")
-        out.add(at, entsize, f"macho.fat_arch[{arch}]", M)
+        out.structure(at, entsize, f"macho.fat_arch[{i}:{arch}]", M)
         for other_start, other_end, other in slices:
             if offset < other_end and other_start < offset + size:
                 out.note(f"fat slices {other} and {arch} overlap")
+                out.finding(f"fat slices {other} and {arch} overlap")
         slices.append((offset, offset + size, arch))
         out.add(offset, size, f"macho.slice[{arch}]", Kind.DATA)
     return slices
@@ -87,9 +89,11 @@ def _slice(out: RegionBuilder, data: Any, binary: Any, base: int, p: str) -> Non
         data, little=bytes(data[base : base + 4]) in (b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe")
     )
     is64 = bytes(data[base : base + 4]) in (b"\xcf\xfa\xed\xfe", b"\xfe\xed\xfa\xcf")
-    out.add(base, 32 if is64 else 28, f"{p}.header", M)
+    header = 32 if is64 else 28
+    out.structure(base, header, f"{p}.header", M)
     out.fields(base, HEADER, f"{p}.header")
     ncmds = rd.uint(base + 16, 4) or 0
+    out.not_executable(base, header + (rd.uint(base + 20, 4) or 0))
     commands = list(binary.commands)
     if len(commands) != ncmds:
         out.note(f"{p} header says {ncmds} load commands, LIEF parsed {len(commands)}")
@@ -99,48 +103,59 @@ def _slice(out: RegionBuilder, data: Any, binary: Any, base: int, p: str) -> Non
         cname = str(cmd.command).rsplit(".", 1)[-1]
         if ctype in (LC_SEGMENT, LC_SEGMENT_64):
             cname += " " + cmd.name
-        out.add(at, cmd.size, f"{p}.lc[{i}:LC_{cname}]", M)
+        lc = f"{p}.lc[{i}:LC_{cname}]"
+        out.structure(at, cmd.size, lc, M)
         if ctype == LC_UUID:
-            out.add(at + 8, 16, f"{p}.LC_UUID.uuid", Kind.BUILD_ID)
+            out.grant(at + 8, 16, f"{p}.LC_UUID.uuid", Kind.BUILD_ID, lc)
         elif ctype in (LC_SEGMENT, LC_SEGMENT_64):
-            _segment(out, cmd, at, base, is64, p)
+            _segment(out, rd, cmd, at, base, is64, p)
         elif ctype == LC_SYMTAB:
             _symtab(out, rd, base, at, is64, p)
         elif ctype == LC_DYSYMTAB:
             off, n = rd.uint(at + 56, 4) or 0, rd.uint(at + 60, 4) or 0
-            out.add(base + off if off else None, 4 * n, f"{p}.indirect_symbols", Kind.SYMBOLS)
+            out.structure(base + off if off else None, 4 * n, f"{p}.indirect_symbols", Kind.SYMBOLS)
         elif ctype in LINKEDIT_DATA:
             off, size = rd.uint(at + 8, 4) or 0, rd.uint(at + 12, 4) or 0
             if ctype == LC_CODE_SIGNATURE:
                 _code_signature(out, Reader(data, little=False), base + off, size, p)
             elif off:
-                out.add(base + off, size, f"{p}.linkedit[{LINKEDIT_DATA[ctype]}]", M)
+                out.structure(base + off, size, f"{p}.linkedit[{LINKEDIT_DATA[ctype]}]", M)
         elif ctype in (0x22, 0x80000022):  # LC_DYLD_INFO(_ONLY)
             for j, part in enumerate(DYLD_INFO):
                 off, size = rd.uint(at + 8 + 8 * j, 4) or 0, rd.uint(at + 12 + 8 * j, 4) or 0
                 if off:
-                    out.add(base + off, size, f"{p}.dyld_info.{part}", M)
+                    out.structure(base + off, size, f"{p}.dyld_info.{part}", M)
     _symbols(out, binary, base)
 
 
 def _segment(  # noqa: PLR0917 - private helper sharing the walk state of _slice
-    out: RegionBuilder, seg: Any, at: int, base: int, is64: bool, p: str
+    out: RegionBuilder, rd: Reader, seg: Any, at: int, base: int, is64: bool, p: str
 ) -> None:
+    """Label a segment (context only) and its sections; record what the loader maps executable.
+
+    A segment whose initial protection has VM_PROT_EXECUTE is executable as a whole (the
+    header and load commands excepted, see `_slice`); so is every section with an
+    instruction attribute, wherever it lies.
+    """
     if seg.file_size:
         out.add(base + seg.file_offset, seg.file_size, f"{p}.segment[{seg.name}]", Kind.DATA)
+        initprot = rd.uint(at + (60 if is64 else 44), 4) or 0
+        if initprot & VM_PROT_EXECUTE:
+            out.executable(base + seg.file_offset, seg.file_size)
     head, entsize = (72, 80) if is64 else (56, 68)
     for j, sec in enumerate(seg.sections):
         label = f"{seg.name},{sec.name}"
         out.add(at + head + entsize * j, entsize, f"{p}.section_header[{label}]", M)
         if sec.offset == 0 or sec.size == 0 or int(sec.type) in (1, 0xC, 0x12):
             continue  # zerofill sections have no file bytes
-        if seg.name == "__DWARF":
-            kind = Kind.DEBUG_INFO
-        elif int(sec.flags) & 0x80000400 or sec.name in ("__text", "__stubs"):
-            kind = Kind.CODE
+        region = f"{p}.section[{label}]"
+        if int(sec.flags) & S_ATTR_INSTRUCTIONS or sec.name in ("__text", "__stubs"):
+            out.executable(base + sec.offset, sec.size)
+            out.structure(base + sec.offset, sec.size, region, Kind.CODE)
+        elif seg.name == "__DWARF":
+            out.grant(base + sec.offset, sec.size, region, Kind.DEBUG_INFO, SELF)
         else:
-            kind = Kind.DATA
-        out.add(base + sec.offset, sec.size, f"{p}.section[{label}]", kind)
+            out.structure(base + sec.offset, sec.size, region, Kind.DATA)
 
 
 def _symtab(  # noqa: PLR0917 - private helper sharing the walk state of _slice
@@ -151,8 +166,8 @@ def _symtab(  # noqa: PLR0917 - private helper sharing the walk state of _slice
         return
     symoff, nsyms, stroff, strsize = row
     entsize = 16 if is64 else 12
-    out.add(base + symoff, nsyms * entsize, f"{p}.symtab", Kind.SYMBOLS)
-    out.add(base + stroff, strsize, f"{p}.strtab", Kind.SYMBOLS)
+    out.structure(base + symoff, nsyms * entsize, f"{p}.symtab", Kind.SYMBOLS)
+    out.structure(base + stroff, strsize, f"{p}.strtab", Kind.SYMBOLS)
     for k in range(min(nsyms, MAX_NLIST)):
         entry = base + symoff + entsize * k
         ntype = rd.uint(entry + 4, 1)
@@ -166,14 +181,19 @@ def _symtab(  # noqa: PLR0917 - private helper sharing the walk state of _slice
         length = len(rd.cstring(text, 4096).encode()) + 1
         if strx and strx < strsize:
             tag = "N_OSO" if ntype == N_OSO else "N_SO"
-            out.add(text, min(length, strsize - strx), f"{p}.strtab.{tag}.path", Kind.DEBUG_PATH)
+            path = f"{p}.strtab.{tag}.path"
+            if tag == "N_OSO":
+                out.grant(text, min(length, strsize - strx), path, Kind.DEBUG_PATH, f"{p}.strtab")
+            else:
+                out.add(text, min(length, strsize - strx), path, Kind.DEBUG_PATH)
         if ntype == N_OSO:
-            out.add(entry + 8, entsize - 8, f"{p}.symtab.N_OSO.mtime", Kind.TIMESTAMP)
+            mtime = f"{p}.symtab.N_OSO.mtime"
+            out.grant(entry + 8, entsize - 8, mtime, Kind.TIMESTAMP, f"{p}.symtab")
 
 
 def _code_signature(out: RegionBuilder, be: Reader, off: int, size: int, p: str) -> None:
     c = f"{p}.code_signature"
-    if not out.add(off, size, c, Kind.SIGNATURE) or be.uint(off, 4) != SUPERBLOB_MAGIC:
+    if not out.structure(off, size, c, Kind.SIGNATURE) or be.uint(off, 4) != SUPERBLOB_MAGIC:
         return
     count = be.uint(off + 8, 4) or 0
     out.add(off, 12 + 8 * count, f"{c}.super_blob", Kind.SIGNATURE)

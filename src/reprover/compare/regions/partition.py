@@ -2,7 +2,9 @@
 
 Owns: the sweep that turns a region map's nested, possibly overlapping ranges into consecutive
 pieces `(start, end, leaf, context)`, where `leaf` is the smallest region holding the piece (the
-latest-added one on ties) and `context` the enclosing regions, outermost first.
+latest-added one on ties) and `context` the enclosing regions, outermost first. Segments and
+fat slices (`CONTEXT_ONLY`) are never a leaf when another region holds the byte: they say how
+the loader maps bytes, not what the bytes are.
 Does not own: building region maps (`regions_*`) or comparing files (`ledger`, `structure`).
 """
 
@@ -15,6 +17,7 @@ from reprover.compare.regions.map import Region
 from reprover.model import Kind
 
 UNMAPPED = "file"
+CONTEXT_ONLY = (".segment[", ".slice[")
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,14 @@ def pieces(
 def _piece(regions: Sequence[Region], active: dict[int, None], lo: int, hi: int) -> Piece:
     if not active:
         return Piece(lo, hi, UNMAPPED, Kind.DATA, ())
-    ordered = sorted(active, key=lambda i: (regions[i][0] - regions[i][1], i))
+    ordered = sorted(
+        active,
+        key=lambda i: (
+            not any(c in regions[i][2] for c in CONTEXT_ONLY),
+            regions[i][0] - regions[i][1],
+            i,
+        ),
+    )
     leaf = regions[ordered[-1]]
     context = tuple(regions[i][2] for i in ordered[:-1])
     return Piece(lo, hi, leaf[2], Kind(leaf[3]), context, leaf[0], leaf[1])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reprover.compare.regions.map import Reader, RegionBuilder
+from reprover.compare.regions.map import SELF, Reader, RegionBuilder
 from reprover.model import Kind
 
 M, TS = Kind.METADATA, Kind.TIMESTAMP
@@ -76,6 +76,13 @@ class _Sections:
                 return rawptr + rva - va
         return rva if rva < self.size_of_headers else None
 
+    def owner(self, offset: int, length: int) -> str | None:
+        """The name of the section whose file bytes hold [offset, offset+length), or None."""
+        for name, _, _, rawptr, rawsize, _ in self.rows:
+            if rawptr and rawptr <= offset and offset + length <= rawptr + rawsize:
+                return f"pe.section[{name}]"
+        return None
+
 
 def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0915 - follows the file in order
     """Map `data` (the file's bytes) using the parsed LIEF PE `binary`.
@@ -88,23 +95,26 @@ def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0915 - follows t
     lfanew = rd.uint(0x3C, 4)
     if lfanew is None or rd.uint(lfanew, 4) != 0x4550:
         raise ValueError("claims to be PE but has no PE signature at e_lfanew")
-    out.add(0, 64, "pe.dos_header", M)
+    out.structure(0, 64, "pe.dos_header", M)
     out.add(0, 2, "pe.dos_header.e_magic", M)
     out.add(0x3C, 4, "pe.dos_header.e_lfanew", M)
-    out.add(64, lfanew - 64, "pe.dos_stub", M)
+    out.structure(64, lfanew - 64, "pe.dos_stub", M)
     _rich(out, data, lfanew)
-    out.add(lfanew, 4, "pe.signature", M)
+    out.structure(lfanew, 4, "pe.signature", M)
     coff = lfanew + 4
-    out.add(coff, 20, "pe.coff", M)
-    out.fields(coff, COFF, "pe.coff")
+    out.structure(coff, 20, "pe.coff", M)
+    out.fields(coff, COFF[:2], "pe.coff")
+    out.grant(coff + 4, 4, "pe.coff.TimeDateStamp", TS, "pe.coff")
+    out.fields(coff, COFF[3:], "pe.coff")
     nsect, symptr, nsyms, optsize = (
         rd.uint(coff + o, n) or 0 for o, n in ((2, 2), (8, 4), (12, 4), (16, 2))
     )
     opt = coff + 20
     magic = rd.uint(opt, 2)
     table, dirs_at = (OPT64, 112) if magic == 0x20B else (OPT32, 96)
-    out.add(opt, optsize, "pe.optional_header", M)
-    out.fields(opt, table, "pe.optional_header")
+    out.structure(opt, optsize, "pe.optional_header", M)
+    out.fields(opt, tuple(f for f in table if f[0] != "CheckSum"), "pe.optional_header")
+    out.grant(opt + 64, 4, "pe.optional_header.CheckSum", Kind.CHECKSUM, "pe.optional_header")
     ndirs = min(rd.uint(opt + dirs_at - 4, 4) or 0, 16)
     size_of_headers = rd.uint(opt + 60, 4) or 0
     sect_at = opt + optsize
@@ -113,7 +123,10 @@ def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0915 - follows t
         out.note(f"header says {nsect} sections, LIEF parsed {len(binary.sections)}")
     secs = _Sections(rows, size_of_headers)
     end_headers = sect_at + 40 * len(rows)
-    out.add(end_headers, size_of_headers - end_headers, "pe.headers.padding", Kind.PADDING)
+    out.structure(sect_at, 40 * len(rows), "pe.section_table", M)
+    out.structure(end_headers, size_of_headers - end_headers, "pe.headers.padding", Kind.PADDING)
+    out.not_executable(0, max(size_of_headers, end_headers))
+    directories: list[tuple[int, int, str]] = []
     content_end = max([size_of_headers, *(p + s for _, _, _, p, s, _ in rows if p)])
     for i in range(ndirs):
         name = DIRECTORIES[i]
@@ -131,20 +144,21 @@ def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0915 - follows t
             out.note(f"data directory {name} points outside every section (RVA 0x{rva:x})")
             continue
         out.add(off, size, f"pe.directory[{name}]", M)
+        directories.append((off, off + size, f"pe.directory[{name}]"))
         if i in TIMESTAMPED:
-            out.add(off + 4, 4, TIMESTAMPED[i], TS)
-        if name == "DEBUG":
-            _debug(out, rd, off, size)
+            out.grant(off + 4, 4, TIMESTAMPED[i], TS, secs.owner(off, size))
+    for off, end, name in directories:
+        if name == "pe.directory[DEBUG]":
+            _debug(out, rd, off, end - off, secs, directories)
     content_end = _coff_symbols(out, rd, symptr, nsyms, content_end)
     cert = next((r for r in out.regions if r[2] == "pe.certificate_table"), None)
     overlay_end = cert[0] if cert else len(data)
     if overlay_end > content_end:
         pad = next((r for r in out.regions if r[2] == "pe.certificate_padding"), None)
-        out.add(
+        out.structure(
             content_end, (pad[0] if pad else overlay_end) - content_end, "pe.overlay", Kind.OVERLAY
         )
     _symbols(out, binary, rows)
-    out.fill_gaps(data, "pe.outside-sections")
     return out
 
 
@@ -157,7 +171,7 @@ def _rich(out: RegionBuilder, data: Any, lfanew: int) -> None:
     dans = 0x536E6144 ^ key
     for pos in range(at - 4, -1, -4):
         if int.from_bytes(stub[pos : pos + 4], "little") == dans:
-            out.add(0x80 + pos, at + 8 - pos, "pe.rich_header", M)
+            out.grant(0x80 + pos, at + 8 - pos, "pe.rich_header", M, "pe.dos_stub")
             return
 
 
@@ -179,19 +193,34 @@ def _section_table(  # noqa: PLR0917 - private helper sharing the walk state of 
         out.add(at + 40 * i, 40, f"pe.section_header[{name}]", M)
         if not rawptr or not rawsize:
             continue
-        if name.startswith((".debug", ".zdebug")):
-            kind = Kind.DEBUG_INFO
-        elif chars & (SCN_CNT_CODE | SCN_MEM_EXECUTE):
-            kind = Kind.CODE
+        if chars & (SCN_CNT_CODE | SCN_MEM_EXECUTE):  # the flags, whatever the name says
+            out.executable(rawptr, rawsize)
+            out.structure(rawptr, rawsize, f"pe.section[{name}]", Kind.CODE)
+        elif name.startswith((".debug", ".zdebug")):
+            out.grant(rawptr, rawsize, f"pe.section[{name}]", Kind.DEBUG_INFO, SELF)
         else:
-            kind = Kind.DATA
-        out.add(rawptr, rawsize, f"pe.section[{name}]", kind)
+            out.structure(rawptr, rawsize, f"pe.section[{name}]", Kind.DATA)
         if 0 < vsize < rawsize:
             out.add(rawptr + vsize, rawsize - vsize, f"pe.section[{name}].padding", Kind.PADDING)
     return rows
 
 
-def _debug(out: RegionBuilder, rd: Reader, off: int, size: int) -> None:
+def _debug(  # noqa: PLR0917 - private helper sharing the walk state of build
+    out: RegionBuilder,
+    rd: Reader,
+    off: int,
+    size: int,
+    secs: _Sections,
+    directories: list[tuple[int, int, str]],
+) -> None:
+    """Label debug-directory entries and their data.
+
+    An entry's data is granted to a rule only when it lies inside one section (executable
+    bytes are refused in `RegionBuilder.result`) and overlaps neither a data directory nor the
+    data of another entry; otherwise it is an `overlapping-structure` finding.
+    """
+    taken = list(directories)
+    owner = secs.owner(off, size)
     for i in range(min(size // 28, MAX_DEBUG)):
         entry = off + 28 * i
         dtype = rd.uint(entry + 12, 4)
@@ -199,36 +228,47 @@ def _debug(out: RegionBuilder, rd: Reader, off: int, size: int) -> None:
             return
         label = f"pe.debug[{i}:{DEBUG_TYPES.get(dtype, dtype)}]"
         out.add(entry, 28, label, M)
-        out.fields(entry, DEBUG_ENTRY, label)
+        out.fields(entry, DEBUG_ENTRY[:1], label)
+        out.grant(entry + 4, 4, f"{label}.TimeDateStamp", TS, owner)
+        out.fields(entry, DEBUG_ENTRY[2:], label)
         dsize, ptr = rd.uint(entry + 16, 4) or 0, rd.uint(entry + 24, 4) or 0
         if not ptr or not dsize:
             continue
-        if dtype == 2 and rd.uint(ptr, 4) == 0x53445352:  # "RSDS": PDB 7.0
+        clash = next((n for s, e, n in taken if s < ptr + dsize and ptr < e), None)
+        taken.append((ptr, ptr + dsize, f"the data of {label}"))
+        home = secs.owner(ptr, dsize)
+        if clash is not None or home is None:
+            where = f"overlaps {clash}" if clash else "lies in no single section"
+            out.finding(f"the data of {label} (0x{ptr:x}-0x{ptr + dsize:x}) {where}; not granted")
+            out.add(ptr, dsize, f"{label}.data", M)
+        elif dtype == 2 and rd.uint(ptr, 4) == 0x53445352 and dsize >= 24:  # "RSDS": PDB 7.0
             out.add(ptr, dsize, "pe.debug.codeview", M)
             out.add(ptr, 4, "pe.debug.codeview.signature", M)
-            out.add(ptr + 4, 16, "pe.debug.codeview.guid", Kind.PDB_GUID)
-            out.add(ptr + 20, 4, "pe.debug.codeview.age", Kind.PDB_GUID)
-            out.add(ptr + 24, dsize - 24, "pe.debug.codeview.path", Kind.DEBUG_PATH)
+            out.grant(ptr + 4, 16, "pe.debug.codeview.guid", Kind.PDB_GUID, home)
+            out.grant(ptr + 20, 4, "pe.debug.codeview.age", Kind.PDB_GUID, home)
+            out.grant(ptr + 24, dsize - 24, "pe.debug.codeview.path", Kind.DEBUG_PATH, home)
         elif dtype == 16:
-            out.add(ptr, dsize, "pe.debug.repro", Kind.BUILD_ID)
+            out.grant(ptr, dsize, "pe.debug.repro", Kind.BUILD_ID, home)
+        elif dtype == 2:
+            out.add(ptr, dsize, f"{label}.data", M)
         else:
-            out.add(ptr, dsize, f"{label}.payload", Kind.DEBUG_INFO)
+            out.grant(ptr, dsize, f"{label}.payload", Kind.DEBUG_INFO, home)
 
 
 def _certificate(out: RegionBuilder, data: Any, off: int, size: int, content_end: int) -> None:
-    out.add(off, size, "pe.certificate_table", Kind.SIGNATURE)
+    out.structure(off, size, "pe.certificate_table", Kind.SIGNATURE)
     if content_end < off <= content_end + 7 and not bytes(data[content_end:off]).strip(b"\0"):
-        out.add(content_end, off - content_end, "pe.certificate_padding", Kind.SIGNATURE)
+        out.structure(content_end, off - content_end, "pe.certificate_padding", Kind.SIGNATURE)
 
 
 def _coff_symbols(out: RegionBuilder, rd: Reader, symptr: int, nsyms: int, end: int) -> int:
     if not symptr:
         return end
-    out.add(symptr, 18 * nsyms, "pe.coff.symbol_table", Kind.SYMBOLS)
+    out.structure(symptr, 18 * nsyms, "pe.coff.symbol_table", Kind.SYMBOLS)
     strtab = symptr + 18 * nsyms
     strsize = rd.uint(strtab, 4)
     if strsize is not None and strsize >= 4:
-        out.add(strtab, strsize, "pe.coff.string_table", Kind.SYMBOLS)
+        out.structure(strtab, strsize, "pe.coff.string_table", Kind.SYMBOLS)
         return max(end, strtab + strsize)
     return max(end, strtab)
 

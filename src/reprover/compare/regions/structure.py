@@ -1,128 +1,112 @@
-"""Shifted layouts: compare two files by structure when byte offsets stop lining up.
+"""Moved layouts: align the top-level structures of two files by identity.
 
-Owns: matching the pieces of two region maps by name (and occurrence), comparing matched pieces
-byte for byte when they have the same size and by size otherwise, so the ledger says "section
-.rodata grew by 24 bytes" instead of listing a million shifted bytes; reading byte ranges of two
-open files in bounded memory.
-Does not own: building region maps, classification or policy (`ledger`, `reprover.policy`).
+Owns: cutting a region map into its top-level pieces (headers, header tables, sections, symbol
+tables, load commands, certificate table, gaps: the map's `structures`), each keyed by its
+identity (name and n-th occurrence of that name: a section's name, or `#index` when it has
+none); aligning the pieces of two maps by that key (`align`), saying for each how it was
+aligned; translating the rebuilt file's executable spans into released offsets.
+Does not own: comparing bytes or labelling them (`reprover.compare.ledger`), building maps.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import BinaryIO
 
-from reprover.compare.regions.map import RegionMap
-from reprover.compare.regions.partition import Piece, merged, pieces
-
-CHUNK = 1 << 20
-SHOW_VALUES = 16
-_NONZERO = re.compile(rb"[^\x00]+")
+from reprover.compare.regions.map import RegionMap, union
+from reprover.compare.regions.partition import merged, pieces
+from reprover.model import Kind
 
 
 @dataclass(frozen=True)
-class Change:
-    """One structural difference, located in the released file (`offset`, `length`)."""
+class Pair:
+    """A top-level structure in the released file (`a_*`) and/or the rebuilt one (`b_*`).
 
-    offset: int
-    length: int
-    piece: Piece
-    detail: str | None = None
+    A structure on one side only has the other side's offsets set to None.
+    """
+
+    name: str
+    a_start: int | None
+    a_end: int | None
+    b_start: int | None
+    b_end: int | None
+    how: str
 
 
-def keyed(regions_map: RegionMap) -> list[tuple[tuple[str, int], Piece]]:
-    """Return all pieces of a map with a key (name, n-th occurrence of that name)."""
+def top_level(regions_map: RegionMap) -> list[tuple[tuple[str, int], int, int]]:
+    """The map's top-level pieces in file order, keyed (name, occurrence), disjoint.
+
+    Structures that overlap (a hostile file) are cut where they meet; each byte belongs to
+    exactly one piece.
+    """
+    regions = [(s, e, n, Kind.DATA.value) for s, e, n in regions_map.get("structures", [])]
     seen: Counter[str] = Counter()
     out = []
-    for item in merged(pieces(regions_map["regions"], regions_map["size"])):
-        out.append(((item.name, seen[item.name]), item))
-        seen[item.name] += 1
+    for piece in merged(pieces(sorted(regions, key=lambda r: (r[0], -r[1])), regions_map["size"])):
+        out.append(((piece.name, seen[piece.name]), piece.start, piece.end))
+        seen[piece.name] += 1
     return out
 
 
-def compare_structure(
-    fa: BinaryIO, fb: BinaryIO, map_a: RegionMap, map_b: RegionMap
-) -> list[Change]:
-    """Compare two files piece by piece, matched by name; offsets are in the released file."""
-    a_pieces = keyed(map_a)
-    b_index = dict(keyed(map_b))
-    changes: list[Change] = []
-    last_end = 0
-    for key, pa in a_pieces:
-        pb = b_index.pop(key, None)
-        last_end = pa.end
-        if pb is None:
-            changes.append(Change(pa.start, pa.end - pa.start, pa, "only in the released file"))
+def align(map_a: RegionMap, map_b: RegionMap) -> list[Pair]:
+    """Align the top-level pieces of two maps by identity; released order, rebuilt-only last."""
+    b_index = {key: (start, end) for key, start, end in top_level(map_b)}
+    pairs = []
+    for key, a_start, a_end in top_level(map_a):
+        found = b_index.pop(key, None)
+        name = key[0]
+        if found is None:
+            pairs.append(Pair(name, a_start, a_end, None, None, "only in the released file"))
             continue
-        la, lb = pa.end - pa.start, pb.end - pb.start
-        if la == lb:
-            runs = range_runs(fa, fb, pa.start, pb.start, la)
-            detail = _values(fa, fb, pa.start, pb.start, la) if runs and la <= SHOW_VALUES else None
-            changes.extend(Change(pa.start + rel, n, pa, detail) for rel, n in runs)
-        elif not _same_prefix_growth(fa, fb, pa.start, pb.start, min(la, lb)):
-            changes.append(Change(pa.start, la, pa, _size_change(pa.name, la, lb, differs=True)))
-        else:
-            changes.append(Change(pa.start, la, pa, _size_change(pa.name, la, lb, differs=False)))
-    for pb in b_index.values():
-        changes.append(
-            Change(
-                last_end,
-                0,
-                pb,
-                f"only in the rebuilt file ({pb.end - pb.start} bytes at 0x{pb.start:x})",
-            )
+        how = "by position" if name == "file" else f"by name{_nth(key[1])}"
+        pairs.append(Pair(name, a_start, a_end, found[0], found[1], how))
+    for key, (b_start, b_end) in b_index.items():
+        pairs.append(Pair(key[0], None, None, b_start, b_end, "only in the rebuilt file"))
+    return pairs
+
+
+def _nth(n: int) -> str:
+    return "" if n == 0 else f" (occurrence {n + 1})"
+
+
+def translated_exec(map_b: RegionMap, pairs: list[Pair]) -> list[tuple[int, int]]:
+    """The rebuilt file's executable spans, moved to released offsets through `pairs`."""
+    out = []
+    spans = [(int(s), int(e)) for s, e in map_b.get("exec", [])]
+    for pair in pairs:
+        if pair.a_start is None or pair.b_start is None or pair.a_end is None:
+            continue
+        length = min(pair.a_end - pair.a_start, (pair.b_end or 0) - pair.b_start)
+        for start, end in spans:
+            lo, hi = max(start, pair.b_start), min(end, pair.b_start + length)
+            if lo < hi:
+                out.append((pair.a_start + lo - pair.b_start, pair.a_start + hi - pair.b_start))
+    return union(out)
+
+
+def describe(pair: Pair) -> str:
+    """One note line for a structure that moved, changed size or is on one side only."""
+    if pair.a_start is None:
+        where = f"0x{pair.b_start or 0:x}"
+        return f"{pair.name}: only in the rebuilt file ({where}, {_len(pair, 'b')} bytes)"
+    if pair.b_start is None:
+        return (
+            f"{pair.name}: only in the released file (0x{pair.a_start:x}, {_len(pair, 'a')} bytes)"
         )
-    changes.sort(key=lambda c: (c.offset, c.length))
-    return changes
+    return (
+        f"{pair.name}: aligned {pair.how}, released 0x{pair.a_start:x} ({_len(pair, 'a')} bytes), "
+        f"rebuilt 0x{pair.b_start:x} ({_len(pair, 'b')} bytes)"
+    )
 
 
-def _values(fa: BinaryIO, fb: BinaryIO, a_off: int, b_off: int, length: int) -> str:
-    fa.seek(a_off)
-    fb.seek(b_off)
-    return f"{fa.read(length).hex()} -> {fb.read(length).hex()}"
+def _len(pair: Pair, side: str) -> int:
+    start, end = (pair.a_start, pair.a_end) if side == "a" else (pair.b_start, pair.b_end)
+    return (end or 0) - (start or 0)
 
 
-def _size_change(name: str, la: int, lb: int, *, differs: bool) -> str:
-    verb = "grew" if lb > la else "shrank"
-    what = "" if not differs else "; the common part differs too"
-    return f"{_display(name)} {verb} by {abs(lb - la)} bytes ({la} -> {lb}){what}"
-
-
-def _display(name: str) -> str:
-    """`elf.section[.rodata]` -> `section .rodata` (for sentences)."""
-    match = re.fullmatch(r"(?:[a-z]+(?:\[[^\]]*\])?\.)?([a-z_]+)\[(.+)\]", name)
-    return f"{match.group(1)} {match.group(2)}" if match else name
-
-
-def _same_prefix_growth(fa: BinaryIO, fb: BinaryIO, a_off: int, b_off: int, length: int) -> bool:
-    return not range_runs(fa, fb, a_off, b_off, length)
-
-
-def range_runs(
-    fa: BinaryIO, fb: BinaryIO, a_off: int, b_off: int, length: int
-) -> list[tuple[int, int]]:
-    """Return differing runs (relative offset, length) between two equal-length file ranges."""
-    runs: list[tuple[int, int]] = []
-    done = 0
-    while done < length:
-        want = min(CHUNK, length - done)
-        fa.seek(a_off + done)
-        fb.seek(b_off + done)
-        ca, cb = fa.read(want), fb.read(want)
-        if len(ca) != want or len(cb) != want:
-            runs.append((done, length - done))
-            break
-        if ca != cb:
-            xored = (int.from_bytes(ca, "little") ^ int.from_bytes(cb, "little")).to_bytes(
-                want, "little"
-            )
-            for m in _NONZERO.finditer(xored):
-                start = done + m.start()
-                if runs and runs[-1][0] + runs[-1][1] == start:
-                    runs[-1] = (runs[-1][0], runs[-1][1] + m.end() - m.start())
-                else:
-                    runs.append((start, m.end() - m.start()))
-        done += want
-    return runs
+def display(name: str) -> str:
+    """`elf.section[.rodata]` -> `section .rodata`, `elf.gap[after .text]` -> `gap after .text`."""
+    if name.endswith("]") and "[" in name:
+        head, inner = name[:-1].rsplit("[", 1)
+        return f"{head.rsplit('.', 1)[-1].replace('_', ' ')} {inner}"
+    return name
