@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Project
-from reprover import build
+from reprover import build, sandbox
 from reprover.cli.progress import ProgressDisplay, printable
 from reprover.digest import hash_files
 from reprover.errors import BuildError
@@ -51,7 +51,8 @@ def test_live_progress_on_a_terminal(project: Project) -> None:
     text = screen.decode()
     assert report.verdict.value == "pass"
     assert "\r\x1b[2K" in text  # the status line is redrawn in place
-    for stage in ("cloning", "building in", "hashing 2 file(s)", "comparing byte for byte"):
+    stages = ("cloning", "building in", "hashing 1 released file(s)", "comparing byte for byte")
+    for stage in stages:
         assert f"reprover: done: {stage}" in text, stage
     assert "| compiling-the-engine" in text  # the build's last log line, while it ran
     assert "[" + "#" * 24 + "]" in text  # the hashing bar reached its end
@@ -63,7 +64,8 @@ def test_plain_lines_when_not_a_terminal(project: Project) -> None:
     with ProgressDisplay(stream) as display:
         verify(project.manifest(), Options(), display.message, events=display.event)
     lines = stream.getvalue().splitlines()
-    assert lines[0].startswith("reprover: cloning ")
+    assert lines[0].startswith("reprover: hashing ")
+    assert lines[1].startswith("reprover: cloning ")
     assert any(line.startswith("reprover: building in ") for line in lines)
     assert "\r" not in stream.getvalue() and "\x1b" not in stream.getvalue()
 
@@ -91,16 +93,21 @@ def test_stage_interrupted_by_an_error_ends_its_line() -> None:
 def test_build_reports_log_lines_and_still_times_out(tmp_path: Path) -> None:
     seen: list[str] = []
     recipe = Recipe(command=("sh", "-c", "echo first-line; echo second-line; sleep 30"), timeout=1)
+    isolation = sandbox.find_isolation(network=False, allow_network=False, allow_weak=False)
+    (tmp_path / "checkout").mkdir()
+    box = sandbox.prepare(
+        isolation,
+        checkout=tmp_path / "checkout",
+        build_path=Path("/build/x"),
+        home=tmp_path,
+        hidden=(),
+    )
     started = time.monotonic()
     with pytest.raises(BuildError, match="timeout of 1 s"):
         build.run(
-            recipe,
-            tmp_path,
-            log_path=tmp_path.with_name(tmp_path.name + ".log"),
-            source_date_epoch=0,
-            isolation=build.Isolation((), "none", network_isolated=False),
+            recipe, box, log_path=tmp_path / "build.log", source_date_epoch=0,
             on_output=seen.append,
-        )
+        )  # fmt: skip
     assert time.monotonic() - started < 5
     assert "second-line" in seen
 

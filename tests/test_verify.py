@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -144,20 +147,26 @@ def test_unreadable_manifest_is_bad_input(project: Project, run_cli: Cli) -> Non
     assert "cannot read manifest" in err
 
 
-def test_build_path_is_removed_and_reusable(project: Project, run_cli: Cli) -> None:
+def test_build_path_exists_only_inside_the_sandbox(project: Project, run_cli: Cli) -> None:
+    """The checkout lives in a private folder bound at the build path: nothing on the host."""
     manifest = project.manifest()
     assert run_cli("verify", manifest)[0] == 0
     assert not (project.root / "build").exists()
-    assert run_cli("verify", manifest, "--keep-build")[0] == 0
-    assert (project.root / "build" / "out" / "hello").is_file()
+    code, _, err = run_cli("verify", manifest, "--keep-build")
+    assert code == 0
+    assert not (project.root / "build").exists()
+    [kept] = re.findall(r"kept in (\S+)", err)
+    assert (Path(kept) / "checkout" / "out" / "hello").is_file()
+    assert Path(kept).stat().st_mode & 0o777 == 0o700
+    shutil.rmtree(kept)
     assert run_cli("verify", manifest)[0] == 0
 
 
-def test_foreign_folder_at_build_path_is_not_deleted(project: Project, run_cli: Cli) -> None:
+def test_foreign_folder_at_build_path_is_not_touched(project: Project, run_cli: Cli) -> None:
     precious = project.root / "build" / "precious.txt"
     precious.parent.mkdir()
     precious.write_text("keep me")
-    code, _, err = run_cli("verify", project.manifest())
-    assert code == 2
-    assert "not created by reprover" in err
+    code, _, _ = run_cli("verify", project.manifest())
+    assert code == 0
     assert precious.read_text() == "keep me"
+    assert sorted(p.name for p in precious.parent.iterdir()) == ["precious.txt"]

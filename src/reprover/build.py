@@ -1,155 +1,57 @@
 """The hermetic build runner.
 
-Owns: running a recipe's command in a normalized environment (only PATH plus the recipe's env;
-a throw-away HOME; `LC_ALL=C.UTF-8`, `TZ=UTC`, umask 022, `SOURCE_DATE_EPOCH`), at a fixed
-absolute build path, without network when the recipe says so (a new network namespace through
-`unshare` or bubblewrap), under a timeout that kills the whole process group, with the full log
-kept on disk; and fingerprinting the toolchain the recipe names.
-Does not own: fetching the source (see `reprover.source`) or judging outputs.
+Owns: running a recipe's command inside the sandbox (`reprover.sandbox`) in a normalized
+environment (a fixed PATH plus the recipe's env; a private HOME; `LC_ALL=C.UTF-8`, `TZ=UTC`,
+umask 022, `SOURCE_DATE_EPOCH`; nothing from the verifier's own environment), under a timeout,
+with its output kept in a log of bounded size in a private folder; and fingerprinting the
+toolchain the recipe names, inside the same sandbox.
+Does not own: the sandbox itself (`reprover.sandbox`), fetching the source
+(`reprover.source`) or taking and judging outputs (`reprover.outputs`, `reprover.verify`).
+
+Threat model: the recipe and every program it starts are hostile. No program named by the
+recipe or found in the checkout runs outside the sandbox: the toolchain's `--version` runs in
+it too. When the build ends or is killed, every process it started is gone: under the strong
+sandbox its pid namespace ends with it; otherwise its process group is killed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import shutil
+import select
 import signal
 import subprocess
-import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from reprover.errors import BuildError, InputError
+from reprover.errors import BuildError
 from reprover.model import BuildInfo, Recipe
+from reprover.sandbox import Sandbox
+from reprover.workarea import create_file
 
-DEFAULT_BUILD_PATH = "/tmp/reprover-build"  # noqa: S108 - a fixed, recorded path is the point
+DEFAULT_BUILD_PATH = "/tmp/reprover-build"  # noqa: S108 - a path inside the sandbox only
+BUILD_PATH_ENV = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 LOG_TAIL_LINES = 25
+LOG_LIMIT = 256 << 20  # bytes of build output kept; the rest is counted and dropped
 POLL_SECONDS = 0.25
+DRAIN_SECONDS = 2.0
 TOOL_VARIABLES = ("CC", "CXX", "LD", "AR", "AS", "CPP", "RUSTC", "GO")
 DEFAULT_TOOLS = ("cc", "make")
-
-
-@dataclass(frozen=True)
-class Isolation:
-    """How the build is confined: a command prefix, a description, and what it guarantees.
-
-    `kind` is "bwrap" (bubblewrap: the whole filesystem read-only except the build path, the
-    build's HOME and a private /tmp; no network unless the recipe allows it), "unshare" (no
-    network; the filesystem is not protected) or "none".
-    """
-
-    kind: str
-    name: str
-    network_isolated: bool
-    prefix: tuple[str, ...] = ()
-
-    def argv(self, command: list[str], *, checkout: Path, home: Path) -> list[str]:
-        """The full argv that runs `command` confined."""
-        if self.kind != "bwrap":
-            return [*self.prefix, *command]
-        binds: list[str] = []
-        for path in (checkout, home):
-            binds += ["--bind", str(path), str(path)]
-        return [*self.prefix, *binds, "--chdir", str(checkout), "--", *command]
-
-
-_BWRAP = (
-    "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",  # noqa: S108 - a private, empty /tmp inside the sandbox
-    "--die-with-parent",
-)  # fmt: skip
-
-
-def find_isolation(*, network: bool, allow_network: bool) -> Isolation:
-    """Choose how to run the build: the strongest confinement that works on this machine.
-
-    Args:
-        network: the recipe allows network access.
-        allow_network: the user explicitly accepts a build with network when isolation is
-            unavailable (recorded in the report).
-
-    Raises:
-        BuildError: the recipe forbids network, no isolation works here, and the user did not
-            pass --allow-network.
-    """
-    net = () if network else ("--unshare-net",)
-    bwrap = Isolation(
-        "bwrap",
-        "bubblewrap: read-only filesystem outside the build path"
-        + ("" if network else ", no network"),
-        network_isolated=not network,
-        prefix=(*_BWRAP, *net),
-    )
-    if shutil.which("bwrap") and _works([*bwrap.prefix, "--", "true"]):
-        return bwrap
-    if network:
-        return Isolation("none", "network allowed by the recipe", network_isolated=False)
-    candidates = (
-        (("unshare", "--user", "--map-root-user", "--net", "--"), "new user+network namespace"),
-        (("unshare", "--net", "--"), "new network namespace"),
-    )
-    for prefix, name in candidates:
-        if shutil.which("unshare") and _works([*prefix, "true"]):
-            return Isolation(
-                "unshare",
-                f"unshare: {name}; filesystem NOT protected (install bubblewrap)",
-                network_isolated=True,
-                prefix=prefix,
-            )
-    if allow_network:
-        return Isolation("none", "NOT isolated: --allow-network given", network_isolated=False)
-    raise BuildError(
-        "the recipe forbids network access but no network isolation works on this machine",
-        hint="install bubblewrap (or util-linux's unshare), allow user namespaces, or pass "
-        "--allow-network to build with network (the report records it)",
-    )
-
-
-def _works(argv: list[str]) -> bool:
-    try:
-        return subprocess.run(argv, capture_output=True, timeout=10, check=False).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@contextlib.contextmanager
-def build_path(path: Path, *, keep: bool = False) -> Iterator[Path]:
-    """Reserve the fixed build path: lock it, clear a previous reprover build, remove it after.
-
-    Raises:
-        InputError: the path exists and was not made by reprover.
-        BuildError: another reprover run holds the path.
-    """
-    if not path.is_absolute():
-        raise InputError(f"build path {path} must be absolute")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + ".reprover-lock")
-    if path.exists() and not lock_path.exists():
-        raise InputError(
-            f"build path {path} exists and was not created by reprover",
-            hint="remove it, or choose another [build] path / --build-path",
-        )
-    with lock_path.open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise BuildError(f"another reprover run is using build path {path}") from exc
-        if path.exists():
-            shutil.rmtree(path)
-        try:
-            yield path
-        finally:
-            if not keep:
-                shutil.rmtree(path, ignore_errors=True)
-                lock_path.unlink(missing_ok=True)
+FINGERPRINT_TIMEOUT = 30
+FINGERPRINT_LIMIT = 64 * 1024
+_FINGERPRINT_SCRIPT = (
+    'for t do p=$(command -v -- "$t") || continue; case $p in /*) ;; *) continue;; esac; '
+    "printf '\\036%s\\037' \"$t\"; \"$p\" --version </dev/null 2>&1 || printf '\\035'; done "
+    f"| head -c {FINGERPRINT_LIMIT}"
+)
 
 
 def normalized_env(recipe: Recipe, *, home: Path, source_date_epoch: int) -> dict[str, str]:
-    """The build's whole environment: PATH, fixed locale/time settings, then the recipe's env."""
+    """The build's whole environment: fixed PATH, locale and time settings, then the recipe's."""
     env = {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "PATH": BUILD_PATH_ENV,
         "HOME": str(home),
         "LC_ALL": "C.UTF-8",
         "LANG": "C.UTF-8",
@@ -162,17 +64,17 @@ def normalized_env(recipe: Recipe, *, home: Path, source_date_epoch: int) -> dic
 
 def run(
     recipe: Recipe,
-    checkout: Path,
+    box: Sandbox,
     *,
     log_path: Path,
     source_date_epoch: int,
-    isolation: Isolation,
     on_output: Callable[[str], None] | None = None,
 ) -> BuildInfo:
-    """Run the recipe's command in `checkout` and return how it ran.
+    """Run the recipe's command confined by `box` and return how it ran.
 
-    `on_output`, when given, is called about every `POLL_SECONDS` while the build runs with
-    the last complete line of its log (or "" before the first), for a progress display.
+    `log_path` must not exist yet (it is created with O_EXCL|O_NOFOLLOW). `on_output`, when
+    given, is called about every `POLL_SECONDS` while the build runs with the last complete
+    line of its log (or "" before the first), for a progress display.
 
     Raises:
         BuildError: the command cannot start, exits non-zero, or exceeds the timeout; the
@@ -183,40 +85,51 @@ def run(
         if isinstance(recipe.command, str)
         else list(recipe.command)
     )
-    with tempfile.TemporaryDirectory(prefix="reprover-home-") as home:
-        env = normalized_env(recipe, home=Path(home), source_date_epoch=source_date_epoch)
-        toolchain = fingerprint_toolchain(recipe, env)
-        with log_path.open("wb") as log:
-            try:
-                process = subprocess.Popen(
-                    isolation.argv(argv, checkout=checkout, home=Path(home)),
-                    cwd=checkout,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    umask=0o022,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise BuildError(
-                    f"cannot start the build command {argv[0]!r}: {exc.strerror or exc}",
-                    hint="check [build] command; programs are looked up on PATH",
-                ) from exc
-            try:
-                code = _wait(process, recipe.timeout, log_path, on_output)
-            except subprocess.TimeoutExpired:
-                _kill_group(process)
-                raise BuildError(
-                    f"the build exceeded its timeout of {recipe.timeout} s and was killed",
-                    hint=f"raise [build] timeout if it needs longer; full log: {log_path}",
-                    details=_tail(log_path),
-                ) from None
-            except BaseException:
-                _kill_group(process)
-                raise
+    env = normalized_env(recipe, home=box.home, source_date_epoch=source_date_epoch)
+    toolchain = fingerprint_toolchain(recipe, env, box)
+    log_fd = create_file(log_path)
+    read_end, write_end = os.pipe()
+    try:
+        try:
+            process = subprocess.Popen(
+                box.argv(argv),
+                cwd=box.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=subprocess.STDOUT,
+                umask=0o022,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BuildError(
+                f"cannot start the build command {argv[0]!r}: {exc.strerror or exc}",
+                hint="check [build] command; programs are looked up on PATH",
+            ) from exc
+        finally:
+            os.close(write_end)
+        pump = _LogPump(read_end, log_fd)
+        try:
+            code = _wait(process, recipe.timeout, log_path, on_output)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            pump.finish()
+            raise BuildError(
+                f"the build exceeded its timeout of {recipe.timeout} s and was killed",
+                hint=f"raise [build] timeout if it needs longer; full log: {log_path}",
+                details=_tail(log_path),
+            ) from None
+        except BaseException:
+            _kill_group(process)
+            raise
+        _kill_group(process)  # weak isolation: whatever the build left behind in its group
+        pump.finish()
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(read_end)
+        os.close(log_fd)
     if code != 0:
-        network_note = "" if not isolation.network_isolated else " (it ran without network)"
+        network_note = "" if not box.isolation.network_isolated else " (it ran without network)"
         raise BuildError(
             f"the build failed with exit code {code}{network_note}",
             hint=f"full log: {log_path}",
@@ -224,13 +137,52 @@ def run(
         )
     return BuildInfo(
         command=recipe.command,
-        build_path=str(checkout),
+        build_path=str(box.build_path),
         env=dict(recipe.env),
         toolchain=toolchain,
-        network_isolated=isolation.network_isolated,
-        isolation=isolation.name,
+        network_isolated=box.isolation.network_isolated,
+        isolation=box.isolation.name,
         log_path=str(log_path),
     )
+
+
+class _LogPump:
+    """Copies the build's output into the log, up to LOG_LIMIT bytes, in a thread."""
+
+    def __init__(self, source: int, log_fd: int):
+        self.source, self.log_fd = source, log_fd
+        self.kept = self.dropped = 0
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        deadline: float | None = None
+        while True:
+            if self.ended.is_set() and deadline is None:
+                deadline = time.monotonic() + DRAIN_SECONDS
+            if deadline is not None and time.monotonic() > deadline:
+                return  # a survivor holds the pipe open (weak isolation): stop reading it
+            ready, _, _ = select.select([self.source], [], [], POLL_SECONDS)
+            if not ready:
+                continue
+            chunk = os.read(self.source, 1 << 16)
+            if not chunk:
+                return
+            keep = chunk[: max(0, LOG_LIMIT - self.kept)]
+            self.kept += len(keep)
+            self.dropped += len(chunk) - len(keep)
+            while keep:
+                keep = keep[os.write(self.log_fd, keep) :]
+
+    def finish(self) -> None:
+        """Wait for the output to drain (briefly), then note any dropped bytes in the log."""
+        self.ended.set()
+        self.thread.join()
+        if self.dropped:
+            note = f"\n[reprover: {self.dropped} further bytes of build output dropped: the "
+            note += f"log keeps the first {LOG_LIMIT} bytes]\n"
+            os.write(self.log_fd, note.encode())
 
 
 def _wait(
@@ -286,34 +238,41 @@ def _tail(log_path: Path) -> str:
     return "last lines of the build log:\n" + "\n".join(f"  | {line}" for line in lines)
 
 
-def fingerprint_toolchain(recipe: Recipe, env: Mapping[str, str]) -> dict[str, str]:
-    """First line of `--version` of the tools the recipe names.
+def fingerprint_toolchain(recipe: Recipe, env: Mapping[str, str], box: Sandbox) -> dict[str, str]:
+    """First line of `--version` of the tools the recipe names, run inside the sandbox.
 
     Those are: CC, CXX, ... and every other `[build] env` value that names a program, the
-    command's argv[0], and `cc` and `make`.
+    command's argv[0], and `cc` and `make`. They are looked up on the build's PATH inside the
+    sandbox, so a program from the checkout runs confined like the build. A tool that fails,
+    hangs or is missing is left out; output is limited to FINGERPRINT_LIMIT bytes.
     """
     named = [env.get(v, "") for v in TOOL_VARIABLES] + list(recipe.env.values())
     names: list[str] = [value.split()[0] for value in named if value.strip()]
     if isinstance(recipe.command, tuple):
         names.append(recipe.command[0])
     names.extend(DEFAULT_TOOLS)
+    wanted = [n for n in dict.fromkeys(names) if Path(n).name not in {"sh", "bash", "env"}]
+    argv = box.argv(["/bin/sh", "-c", _FINGERPRINT_SCRIPT, "fingerprint", *wanted])
+    try:
+        done = subprocess.run(
+            argv,
+            cwd=box.cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=FINGERPRINT_TIMEOUT,
+            check=False,
+            start_new_session=True,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
     toolchain: dict[str, str] = {}
-    for name in dict.fromkeys(names):
-        program = shutil.which(name, path=env["PATH"])
-        if program is None or Path(name).name in {"sh", "bash", "env"}:
+    for record in done.stdout.split(b"\x1e")[1:]:
+        name, _, output = record.partition(b"\x1f")
+        if output.endswith(b"\x1d"):
             continue
-        try:
-            done = subprocess.run(
-                [program, "--version"],
-                env=dict(env),
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        first = (done.stdout or done.stderr).strip().splitlines()
-        if done.returncode == 0 and first:
-            toolchain[name] = first[0].strip()
+        lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines()]
+        first = next((line for line in lines if line), "")
+        if first:
+            toolchain[name.decode("utf-8", "replace")] = first
     return toolchain

@@ -1,20 +1,24 @@
-"""Streaming SHA-256 of files, several files at once.
+"""Streaming SHA-256 of files, several files at once, and private copies hashed as copied.
 
 Owns: hashing the bytes as read, in bounded memory, in parallel threads (hashlib releases the
-GIL on large buffers, so two files hash on two cores).
-Does not own: deciding what to hash (see `reprover.verify`).
+GIL on large buffers, so two files hash on two cores); copying an open file into a private
+folder while hashing it, so that the digest and the copy are one read of the same bytes
+(`copy_and_hash`, `snapshot_files`).
+Does not own: deciding what to hash or copy (see `reprover.snapshot`, `reprover.outputs`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+import stat
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from reprover.errors import InputError
 from reprover.model import Digest
+from reprover.workarea import create_file
 
 BLOCK = 1 << 20
 
@@ -67,3 +71,87 @@ def hash_files(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         digests = pool.map(lambda p: hash_file(p, on_bytes), unique)
         return dict(zip(unique, digests, strict=True))
+
+
+def hash_fd(source: int) -> Digest:
+    """The digest of the open file `source`, read from its start.
+
+    Raises:
+        OSError: reading fails.
+    """
+    sha = hashlib.sha256()
+    size = 0
+    buffer = bytearray(min(BLOCK, os.fstat(source).st_size + 1))
+    while n := os.preadv(source, [buffer], size):
+        sha.update(memoryview(buffer)[:n])
+        size += n
+    return Digest(sha256=sha.hexdigest(), size=size)
+
+
+def copy_and_hash(source: int, dest: Path, on_bytes: Callable[[int], None] | None = None) -> Digest:
+    """Copy the open file `source` (read from its start) to the new file `dest`; hash as copied.
+
+    `dest` must not exist (it is created with O_EXCL|O_NOFOLLOW, mode 0600).
+
+    Raises:
+        OSError: reading or writing fails.
+    """
+    sha = hashlib.sha256()
+    size = 0
+    out = create_file(dest)
+    try:
+        buffer = bytearray(min(BLOCK, os.fstat(source).st_size + 1))
+        view = memoryview(buffer)
+        offset = 0
+        while n := os.preadv(source, [buffer], offset):
+            chunk = view[:n]
+            sha.update(chunk)
+            while chunk:
+                chunk = chunk[os.write(out, chunk) :]
+            offset += n
+            size += n
+            if on_bytes is not None:
+                on_bytes(n)
+    finally:
+        os.close(out)
+    return Digest(sha256=sha.hexdigest(), size=size)
+
+
+def snapshot_files(
+    sources: Mapping[str, Path],
+    folder: Path,
+    *,
+    on_bytes: Callable[[int], None] | None = None,
+) -> dict[str, tuple[Path, Digest]]:
+    """Copy each file into `folder` (new, private) under its name, hashing it as copied.
+
+    Each source is opened once; it must be a regular file. The result maps each name to the
+    private copy and the digest of the bytes copied, which later steps use instead of the
+    original path.
+
+    Raises:
+        InputError: a file cannot be opened or read, or is not a regular file.
+    """
+
+    def one(item: tuple[str, Path]) -> tuple[Path, Digest]:
+        name, path = item
+        dest = folder / name
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise InputError(f"{path} is not a regular file")
+                return dest, copy_and_hash(fd, dest, on_bytes)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise InputError(
+                f"cannot read {path}: {exc.strerror or exc}",
+                hint="check that the file exists and is readable",
+            ) from exc
+
+    items = list(sources.items())
+    workers = min(len(items), os.cpu_count() or 1, 8) or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip((n for n, _ in items), pool.map(one, items), strict=True))

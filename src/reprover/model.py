@@ -188,7 +188,10 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class BuildInfo:
-    """How the rebuild ran, so that others can repeat it."""
+    """How the rebuild ran, so that others can repeat it.
+
+    `weak_isolation` is True when the user accepted a build that could see this machine.
+    """
 
     command: tuple[str, ...] | str
     build_path: str
@@ -197,11 +200,15 @@ class BuildInfo:
     network_isolated: bool
     isolation: str
     log_path: str | None = None
+    weak_isolation: bool = False
 
 
 @dataclass(frozen=True)
 class Report:
-    """Everything a run found. Renderers turn it into bytes; it holds no wall clock."""
+    """Everything a run found. Renderers turn it into bytes; it holds no wall clock.
+
+    `snapshot` maps each trust input read before the build (`role: path`) to its SHA-256.
+    """
 
     command: str
     artifacts: tuple[ArtifactResult, ...]
@@ -213,6 +220,7 @@ class Report:
     policy_sha256: str | None = None
     strict: bool = False
     timestamp: str | None = None
+    snapshot: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:

@@ -2,15 +2,17 @@
 
 `verify()` runs these steps, in this order, and its body reads like them:
 
-1. load and validate the manifest;
-2. list and hash the released artifacts (bad input fails here, before any work; a release
-   that changes while the build runs fails the `release-integrity` check);
+1. load and validate the manifest (read once, kept in memory);
+2. take the trust snapshot (`reprover.snapshot`): copy and hash the released artifacts and
+   every trust file into a private folder; every later step reads these copies, never the
+   original paths (bad input fails here, before any work);
 3. pin the source: clone, check out the exact commit, verify its signature if required;
-4. rebuild it hermetically at the fixed build path;
-5. hash every released and rebuilt artifact, in parallel;
+4. rebuild it in the sandbox (`reprover.sandbox`), its checkout bound at the fixed build path;
+5. take the rebuilt artifacts without following links (`reprover.outputs`), hashing them;
 6. compare each pair and label every differing byte; apply the policy;
 7. verify the in-toto supply chain when the manifest has an `[in-toto]` table;
-8. collect the trust checks (commit signature, in-toto, ...) into the report.
+8. collect the trust checks (commit signature, in-toto, snapshot unchanged, and, under weak
+   isolation, the original release unchanged) into the report.
 
 It is the one place that turns a failed trust check into a finding in the report; errors that
 make a verdict impossible propagate to the caller (the CLI maps them to exit codes).
@@ -20,10 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from reprover import build, intoto, manifest, policy, source
+from reprover import build, intoto, manifest, outputs, policy, sandbox, snapshot, source, workarea
 from reprover.compare.pool import Pair, compare_pairs
 from reprover.digest import hash_files
 from reprover.errors import InputError, VerificationError
@@ -33,6 +35,7 @@ from reprover.model import (
     ArtifactVerdict,
     BuildInfo,
     CheckResult,
+    Digest,
     InTotoSpec,
     Manifest,
     Report,
@@ -76,17 +79,22 @@ class Options:
     allow_network: bool = False
     build_path: Path | None = None
     keep_build: bool = False
+    allow_weak_isolation: bool = False
     jobs: int = 1
 
 
 @dataclass(frozen=True)
 class Rebuild:
-    """A finished rebuild: the pinned source, how it ran, and where its outputs are."""
+    """A finished rebuild: the pinned source, how it ran, and its outputs as taken.
+
+    `checkout` is the private host folder of the source (bound at `info.build_path` in the
+    sandbox); `outputs` holds private copies of the rebuilt artifacts and their digests.
+    """
 
     pin: SourcePin
     info: BuildInfo
     checkout: Path
-    output: Path
+    outputs: outputs.Outputs
 
 
 def verify(
@@ -108,23 +116,49 @@ def verify(
     """
     spec = manifest.load(manifest_path)
     policy.validate_rules(spec.policy.allow)
-    released = released_artifacts(spec)
-    before = hash_files(released.values())
+    originals = released_artifacts(spec)
     checks: list[CheckResult] = []
-    with rebuilt_source(spec, options, progress, checks, events=events) as rebuild:
-        if rebuild is None:
-            return _report(spec, options=options, artifacts=(), checks=checks, pin=None, info=None)
-        _step(progress, events, "compare", f"comparing {len(released)} artifact(s)")
-        results = compare_release(spec, released, rebuild.output, events=events, jobs=options.jobs)
-    changed = [r.path for r in results if r.released and r.released != before[released[r.path]]]
-    if changed:
-        checks.append(release_changed_check(changed))
-    if spec.intoto is not None:
-        _step(progress, events, "in-toto", "verifying the in-toto supply chain")
-        checks.append(intoto_check(spec.intoto, released))
-    return _report(
-        spec, options=options, artifacts=results, checks=checks, pin=rebuild.pin, info=rebuild.info
-    )
+    with workarea.private_folder("reprover-run-", keep=options.keep_build) as work:
+        message = f"hashing {len(originals)} released file(s)"
+        progress(message)
+        if events is not None:
+            total = sum(p.stat().st_size for p in originals.values())
+            events(ProgressEvent("hash", message, total=total))
+        snap = snapshot.take(spec, originals, work / "snapshot", on_bytes=_bytes_events(events))
+        names = list(snap.released)
+        with rebuilt_source(
+            snap.manifest, options, progress, checks, events=events, work=work, names=names
+        ) as rebuild:
+            if rebuild is None:
+                return _report(spec, options, (), checks, None, None, snap.inputs)
+            _step(progress, events, "compare", f"comparing {len(names)} artifact(s)")
+            results = compare_release(
+                snap.manifest,
+                snap.released,
+                snap.digests,
+                rebuild,
+                events=events,
+                jobs=options.jobs,
+            )
+        if rebuild.outputs.problem is not None:
+            checks.append(CheckResult("build-outputs", False, rebuild.outputs.problem))
+        if snap.manifest.intoto is not None:
+            _step(progress, events, "in-toto", "verifying the in-toto supply chain")
+            checks.append(intoto_check(snap.manifest.intoto, snap.released))
+        if (changed := snap.changed()) is not None:
+            checks.append(changed)
+    if rebuild.info.weak_isolation:
+        after = hash_files(originals.values())
+        moved = [n for n, p in originals.items() if after[p] != snap.digests[n]]
+        if moved:
+            checks.append(release_changed_check(moved))
+    return _report(spec, options, results, checks, rebuild.pin, rebuild.info, snap.inputs)
+
+
+def _bytes_events(events: Events | None) -> Callable[[int], None] | None:
+    if events is None:
+        return None
+    return lambda n: events(ProgressEvent("hash", advance=n))
 
 
 @contextmanager
@@ -135,41 +169,65 @@ def rebuilt_source(
     checks: list[CheckResult],
     *,
     events: Events | None = None,
+    work: Path | None = None,
+    names: list[str] | None = None,
 ) -> Iterator[Rebuild | None]:
-    """Steps 3 and 4: pin the source and rebuild it; yields None when the source check failed.
+    """Steps 3 to 5: pin the source, rebuild it, take its outputs; None if the source failed.
 
-    The build path is reserved for the duration of the `with` block and removed afterwards
-    unless `options.keep_build`.
+    Everything happens in `work` (a private folder; a new one, removed afterwards unless
+    `options.keep_build`, when not given). `names` are the artifacts to take from the output
+    folder; when None, every regular file in it is taken.
 
     Raises:
         InputError, BuildError, ToolMissingError: as `verify`.
     """
-    path = options.build_path or Path(spec.recipe.path or build.DEFAULT_BUILD_PATH)
-    _refuse_release_inside(spec.release, path)
-    isolation = build.find_isolation(
-        network=spec.recipe.network, allow_network=options.allow_network
-    )
-    with build.build_path(path, keep=options.keep_build) as checkout:
-        _step(progress, events, "clone", f"cloning {spec.source.repo} at {spec.source.commit[:12]}")
-        try:
-            pin = source.checkout(spec.source, checkout)
-        except VerificationError as exc:
-            checks.append(CheckResult("source-signature", False, exc.message))
-            yield None
+    if work is None:
+        with workarea.private_folder("reprover-run-", keep=options.keep_build) as folder:
+            with rebuilt_source(
+                spec, options, progress, checks, events=events, work=folder, names=names
+            ) as rebuild:
+                yield rebuild
             return
-        if pin.signer is not None:
-            checks.append(CheckResult("source-signature", True, f"commit signed by {pin.signer}"))
-        _step(progress, events, "build", f"building in {checkout} ({isolation.name})")
-        on_output = (lambda line: events(ProgressEvent("build", detail=line))) if events else None
-        info = build.run(
-            spec.recipe,
-            checkout,
-            log_path=path.with_name(path.name + ".log"),
-            source_date_epoch=pin.committer_time,
-            isolation=isolation,
-            on_output=on_output,
-        )
-        yield Rebuild(pin, info, checkout, checkout / spec.recipe.output)
+    path = options.build_path or Path(spec.recipe.path or build.DEFAULT_BUILD_PATH)
+    isolation = sandbox.find_isolation(
+        network=spec.recipe.network,
+        allow_network=options.allow_network,
+        allow_weak=options.allow_weak_isolation,
+    )
+    checkout = work / "checkout"
+    (work / "home").mkdir(mode=0o700)
+    box = sandbox.prepare(
+        isolation,
+        checkout=checkout,
+        build_path=path,
+        home=work / "home",
+        hidden=(spec.release, spec.path.parent, Path.home(), work),
+    )
+    _step(progress, events, "clone", f"cloning {spec.source.repo} at {spec.source.commit[:12]}")
+    try:
+        pin = source.checkout(spec.source, checkout)
+    except VerificationError as exc:
+        checks.append(CheckResult("source-signature", False, exc.message))
+        yield None
+        return
+    if pin.signer is not None:
+        checks.append(CheckResult("source-signature", True, f"commit signed by {pin.signer}"))
+    _step(progress, events, "build", f"building in {path} ({isolation.name})")
+    on_output = (lambda line: events(ProgressEvent("build", detail=line))) if events else None
+    log_folder = workarea.make_private("reprover-log-")
+    info = build.run(
+        spec.recipe,
+        box,
+        log_path=log_folder / "build.log",
+        source_date_epoch=pin.committer_time,
+        on_output=on_output,
+    )
+    info = replace(info, weak_isolation=not isolation.strong)
+    progress(f"build log: {info.log_path}")
+    taken = outputs.take(checkout, spec.recipe.output, names, work / "rebuilt", list_others=True)
+    if options.keep_build:
+        progress(f"the checkout and outputs are kept in {work}")
+    yield Rebuild(pin, info, checkout, taken)
 
 
 def release_changed_check(paths: list[str]) -> CheckResult:
@@ -235,39 +293,28 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
 def compare_release(
     spec: Manifest,
     released: dict[str, Path],
-    output: Path,
+    digests: dict[str, Digest],
+    rebuild: Rebuild,
     *,
     events: Events | None = None,
     jobs: int = 1,
 ) -> tuple[ArtifactResult, ...]:
-    """Steps 5 and 6: hash and compare every artifact; list unexpected rebuilt files.
+    """Step 6: compare every artifact (private copies, hashed once); list unexpected files.
 
-    Differing pairs are compared in up to `jobs` processes; the results keep the order of
-    `released`, so the report is the same whatever `jobs` is.
+    A released artifact whose rebuilt counterpart was refused (a link, a FIFO, a hard link...)
+    is `missing`, with the reason in its notes. Differing pairs are compared in up to `jobs`
+    processes; the results keep the order of `released`, so the report is the same whatever
+    `jobs` is.
 
     Raises:
-        InputError: a file cannot be read or a rebuilt path escapes the output folder.
+        InputError: a file cannot be read.
         InconclusiveError: a comparison process died.
     """
-    rebuilt: dict[str, Path] = {}
-    if output.is_file() and len(released) == 1:
-        rebuilt = {next(iter(released)): output}
-    elif output.is_dir():
-        for name in released:
-            candidate = contained(output, name, what="rebuilt artifact")
-            if candidate.is_file():
-                rebuilt[name] = candidate
-    to_hash = [*released.values(), *rebuilt.values()]
-    on_bytes = None
-    if events is not None:
-        total = sum(p.stat().st_size for p in to_hash)
-        events(ProgressEvent("hash", f"hashing {len(to_hash)} file(s)", total=total))
-        on_bytes = lambda n: events(ProgressEvent("hash", advance=n))  # noqa: E731
-    digests = hash_files(to_hash, on_bytes=on_bytes)
+    taken = rebuild.outputs
     pairs = [
-        Pair(name, path, rebuilt[name], (digests[path], digests[rebuilt[name]]))
+        Pair(name, path, taken.files[name], (digests[name], taken.digests[name]))
         for name, path in released.items()
-        if name in rebuilt
+        if name in taken.files
     ]
     if events is not None:
         events(ProgressEvent("compare", "comparing byte for byte", total=len(pairs)))
@@ -278,37 +325,28 @@ def compare_release(
         r.path: r
         for r in compare_pairs(pairs, spec.policy, judge=policy.judge, jobs=jobs, on_done=on_done)
     }
-    results = [
-        compared.get(name) or ArtifactResult(name, ArtifactVerdict.MISSING, digests[path], None)
-        for name, path in released.items()
-    ]
-    if not spec.artifacts and output.is_dir():
-        for path in sorted(p for p in output.rglob("*") if p.is_file()):
-            name = path.relative_to(output).as_posix()
-            if name not in released:
-                results.append(
-                    ArtifactResult(name, ArtifactVerdict.UNEXPECTED, None, hash_files([path])[path])
-                )
+    results = [compared.get(name) or _missing(name, digests[name], taken) for name in released]
+    if not spec.artifacts:
+        for name, digest in sorted(taken.unexpected.items()):
+            results.append(ArtifactResult(name, ArtifactVerdict.UNEXPECTED, None, digest))
     return tuple(results)
 
 
-def _refuse_release_inside(release: Path, build_path: Path) -> None:
-    release, build_path = release.resolve(), build_path.resolve()
-    if release == build_path or build_path in release.parents:
-        raise InputError(
-            f"the release path {release} lies inside the build path {build_path}",
-            hint="the released artifacts must come from outside the rebuild",
-        )
+def _missing(name: str, digest: Digest, taken: outputs.Outputs) -> ArtifactResult:
+    """A released artifact without a rebuilt counterpart; a refusal's reason in its notes."""
+    reason = taken.refused.get(name) or taken.problem
+    notes = (f"refused: {reason}",) if reason and "does not exist" not in reason else ()
+    return ArtifactResult(name, ArtifactVerdict.MISSING, digest, None, notes=notes)
 
 
-def _report(
+def _report(  # noqa: PLR0917 - one private call site per outcome, all positional
     spec: Manifest,
-    *,
     options: Options,
     artifacts: tuple[ArtifactResult, ...],
     checks: list[CheckResult],
     pin: SourcePin | None,
     info: BuildInfo | None,
+    inputs: dict[str, str],
 ) -> Report:
     return Report(
         command="verify",
@@ -320,4 +358,5 @@ def _report(
         policy=spec.policy,
         policy_sha256=policy.policy_digest(spec.policy),
         strict=options.strict,
+        snapshot=dict(inputs),
     )

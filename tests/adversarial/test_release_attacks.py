@@ -111,11 +111,17 @@ def test_release_symlink_out_of_the_folder_is_refused(project: Project, run_cli:
     assert "outside" in err
 
 
-def test_release_inside_build_path_is_refused(project: Project, run_cli: Cli) -> None:
-    manifest = project.manifest(build_path=str(project.root / "release"))
-    code, _, err = run_cli("verify", manifest)
-    assert code == 2
-    assert "inside the build path" in err
+def test_release_at_the_build_path_is_untouched(project: Project, run_cli: Cli) -> None:
+    """The build path only exists inside the sandbox: naming the release there changes nothing.
+
+    The checkout is a private folder bound at that path in the sandbox; the release on the host
+    is neither seen nor written, and the comparison reads the copies taken before the build.
+    """
+    before = {p.name: p.read_bytes() for p in project.release.iterdir()}
+    manifest = project.manifest(build_path=str(project.release))
+    code, out, _ = run_cli("verify", manifest, "--format", "json")
+    assert code == 0, out
+    assert {p.name: p.read_bytes() for p in project.release.iterdir()} == before
 
 
 def test_build_cannot_write_outside_its_folder(project: Project, run_cli: Cli) -> None:
@@ -143,10 +149,15 @@ def test_release_changed_during_build_fails(
     target = project.release / "hello"
     (project.release / "hello").write_bytes(b"tampered release")
     command = f'["sh", "-c", "make && cp out/hello {target}"]'
-    code, out, _ = run_cli("verify", project.manifest(command=command), "--format", "json")
+    manifest = project.manifest(command=command)
+    code, _, err = run_cli("verify", manifest, "--format", "json")
+    assert code == 3
+    assert "--allow-weak-isolation" in err
+    code, out, _ = run_cli("verify", manifest, "--format", "json", "--allow-weak-isolation")
     assert code == 1
     report = json.loads(out)
-    assert "filesystem NOT protected" in report["build"]["isolation"]
+    assert "WEAK isolation" in report["build"]["isolation"]
+    assert report["build"]["weak_isolation"] is True
     [check] = report["checks"]
     assert check["name"] == "release-integrity"
     assert check["passed"] is False

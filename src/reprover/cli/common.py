@@ -132,6 +132,12 @@ def emit_report(report: Report, args: argparse.Namespace) -> int:
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
+    weak = report.build is not None and report.build.weak_isolation
+    if weak and not args.quiet:
+        err(
+            "reprover: WEAK isolation accepted (--allow-weak-isolation): the build could see "
+            "this machine"
+        )
     if not args.quiet and (args.output is not None or args.format != "text" or extra):
-        err(f"reprover: {report.verdict.value}")
+        err(f"reprover: {report.verdict.value}" + (" (WEAK isolation)" if weak else ""))
     return int(VERDICT_EXIT[report.verdict])

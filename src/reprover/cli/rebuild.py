@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 from reprover import intoto, keys, manifest
 from reprover.cli.common import add_common_options, err
-from reprover.digest import hash_file
+from reprover.digest import copy_and_hash, hash_file
 from reprover.errors import ExitCode, InputError
 from reprover.fsutil import write_atomic
 from reprover.model import CheckResult
@@ -45,6 +45,11 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--allow-network", action="store_true", help="build with network if isolation is missing"
     )
+    parser.add_argument(
+        "--allow-weak-isolation",
+        action="store_true",
+        help="build even where the strong sandbox cannot run (as for verify)",
+    )
     parser.add_argument("--build-path", type=Path, help="absolute build path (as for verify)")
     add_common_options(parser)
     parser.set_defaults(run=run)
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     options = Options(
         allow_network=args.allow_network,
         build_path=args.build_path.absolute() if args.build_path else None,
+        allow_weak_isolation=args.allow_weak_isolation,
     )
 
     def progress(message: str) -> None:
@@ -83,20 +89,27 @@ def run(args: argparse.Namespace) -> int:
             for check in checks:
                 err(f"reprover: {check.name}: {check.detail}")
             return int(ExitCode.FAIL)
+        taken = rebuild.outputs
+        if taken.problem is not None:
+            raise InputError(f"the rebuilt outputs cannot be taken: {taken.problem}")
+        if taken.refused:
+            name, reason = next(iter(taken.refused.items()))
+            raise InputError(f"rebuilt artifact {name} refused: {reason}")
         progress("recording the source tree and the rebuilt artifacts")
         materials = intoto.hash_artifacts(intoto.tracked_files(rebuild.checkout), hash_file)
-        built = intoto.list_artifacts(rebuild.output)
+        built = {n: p for n, p in taken.files.items() if not _excluded(n)}
         if not built:
             raise InputError(f"the rebuild produced nothing in {spec.recipe.output}")
-        products = intoto.hash_artifacts(built, hash_file)
+        products = {name: {"sha256": taken.digests[name].sha256} for name in sorted(built)}
         out.mkdir(parents=True, exist_ok=True)
         for name, path in built.items():
             target = out / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-    copied = intoto.hash_artifacts({n: out / n for n in built}, hash_file)
-    if copied != products:
-        raise InputError(f"the artifacts copied into {out} changed while copying")
+            with path.open("rb") as source:
+                copied = copy_and_hash(source.fileno(), target)
+            if copied != taken.digests[name]:
+                raise InputError(f"{name} changed while it was copied into {out}")
+            target.chmod(0o644)
     command = spec.recipe.command
     filename, data = intoto.make_link(
         STEP,
@@ -114,3 +127,8 @@ def run(args: argparse.Namespace) -> int:
             f"keyid {signer.public_key.keyid}"
         )
     return 0
+
+
+def _excluded(name: str) -> bool:
+    """Whether in-toto's default excludes (link files, .git, ...) leave `name` out."""
+    return any(fnmatchcase(p, x) for p in name.split("/") for x in intoto.DEFAULT_EXCLUDES)

@@ -44,6 +44,12 @@ def register(sub: Any) -> None:
         help="build with network when isolation is unavailable (recorded in the report)",
     )
     parser.add_argument(
+        "--allow-weak-isolation",
+        action="store_true",
+        help="build even where the strong sandbox (bubblewrap with namespaces) cannot run; "
+        "the build can then see this machine, and the report and summary line say so",
+    )
+    parser.add_argument(
         "--build-path",
         type=Path,
         help="absolute path to build in (default: the manifest's [build] path, else "
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         build_path=args.build_path.absolute() if args.build_path else None,
         keep_build=args.keep_build,
         jobs=cores(args),
+        allow_weak_isolation=args.allow_weak_isolation,
     )
     attestation = prepare_attestation(args)
     log_plan = prepare_log(args, attesting=attestation is not None)

@@ -151,8 +151,10 @@ def reproduce_command(report: Report) -> tuple[str, str]:
         if report.strict:
             argv.append("--strict")
         if report.build is not None:
-            if report.build.isolation.startswith(NOT_ISOLATED_PREFIX):
+            if NOT_ISOLATED_PREFIX in report.build.isolation:
                 argv.append("--allow-network")
+            if report.build.weak_isolation:
+                argv.append("--allow-weak-isolation")
             argv += ["--build-path", report.build.build_path]
         note = f"{MANIFEST_PLACEHOLDER} is the manifest"
         if report.manifest_sha256:

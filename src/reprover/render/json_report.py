@@ -42,7 +42,10 @@ def to_dict(report: Report) -> dict[str, Any]:
             "toolchain": dict(build.toolchain),
             "network_isolated": build.network_isolated,
             "isolation": build.isolation,
+            "weak_isolation": build.weak_isolation,
         }
+    if report.snapshot:
+        data["snapshot"] = dict(report.snapshot)
     if report.timestamp is not None:
         data["timestamp"] = report.timestamp
     return data

@@ -52,6 +52,8 @@ def _one_line(report: Report) -> str:
     failed = sum(1 for c in report.checks if not c.passed)
     if report.checks:
         parts.append(f"{len(report.checks) - failed}/{len(report.checks)} checks passed")
+    if report.build is not None and report.build.weak_isolation:
+        parts.append("WEAK isolation")
     return ", ".join(parts) or "no artifacts"
 
 
