@@ -1,7 +1,8 @@
 """The evidence log on disk: create, append in batches, read the tree, find and prove entries.
 
-Owns: the order of writes that makes every crash recoverable (oversized contents, then entry
-bundles and hash tiles, fsynced, then the signed checkpoint last, then removal of the
+Owns: the order of writes that makes every crash recoverable (oversized contents, entry
+bundles and hash tiles, then one barrier that makes them all durable, then the signed
+checkpoint, fsynced, last, then removal of the
 superseded partial tiles), the check that the tiles an append builds on match the signed
 checkpoint, and reading complete-subtree hashes out of the tiles for proofs.
 Does not own: file access (see `reprover.tlog.store`), the full audit (`reprover.tlog.audit`),
@@ -166,7 +167,7 @@ def append(folder: Path, contents: Sequence[bytes], key: Ed25519PrivateKey) -> A
             store.remove(leftover)
         entries = [_store_blob(store, content) for content in contents]
         size = _extend(store, reader, entries)
-        store.sync()
+        store.barrier()
         root = TreeReader(store, size).root()
         new_signed = note.sign(checkpoint.body(origin, size, root), origin, key)
         store.write(CHECKPOINT, new_signed)
@@ -180,45 +181,61 @@ def append(folder: Path, contents: Sequence[bytes], key: Ed25519PrivateKey) -> A
 def _store_blob(store: Store, content: bytes) -> bytes:
     entry = tiles.entry_for(content)
     if entry is not content:
-        store.write(tiles.blob_path(hashlib.sha256(content).hexdigest()), content)
+        store.write(tiles.blob_path(hashlib.sha256(content).hexdigest()), content, durable=False)
     return entry
 
 
 def _extend(store: Store, reader: TreeReader, entries: Sequence[bytes]) -> int:
-    """Write the bundles and tiles of the tree grown by `entries`; return the new size."""
+    """Write the bundles and tiles of the tree grown by `entries`; return the new size.
+
+    Files are written without fsync; the caller calls `store.barrier()` before signing.
+    """
+    width = tiles.TILE_WIDTH
     size = reader.size
     depth = max(tiles.levels(size + len(entries)), 1)
     edges = [reader.edge(level) for level in range(depth)]
-    first = size - len(edges[0])
     bundle: list[bytes] = []
     if edges[0]:
-        path = tiles.tile_path(None, size // tiles.TILE_WIDTH, len(edges[0]))
+        path = tiles.tile_path(None, size // width, len(edges[0]))
+        first = size - len(edges[0])
         bundle = tiles.decode_bundle(store.read(path), len(edges[0]), path=path, first=first)
-    for entry in entries:
-        bundle.append(entry)
-        edges[0].append(merkle.leaf_hash(entry))
-        size += 1
-        level = 0
-        while len(edges[level]) == tiles.TILE_WIDTH:
-            index = size // tiles.TILE_WIDTH ** (level + 1) - 1
-            store.write(tiles.tile_path(level, index), b"".join(edges[level]))
-            if level == 0:
-                store.write(tiles.tile_path(None, index), tiles.encode_bundle(bundle))
-                bundle = []
-            carried = merkle.root_of(edges[level])
-            edges[level] = []
-            level += 1
-            if level == len(edges):
-                edges.append([])
-            edges[level].append(carried)
+    sha256 = hashlib.sha256
+    leaves = [sha256(b"\x00" + entry).digest() for entry in entries]
+    pos = 0
+    while pos < len(leaves):
+        take = min(width - len(edges[0]), len(leaves) - pos)
+        edges[0].extend(leaves[pos : pos + take])
+        bundle.extend(entries[pos : pos + take])
+        pos += take
+        size += take
+        if len(edges[0]) == width:
+            index = size // width - 1
+            store.write(tiles.tile_path(None, index), tiles.encode_bundle(bundle), durable=False)
+            bundle = []
+            _carry(store, edges, size)
     for level, edge in enumerate(edges):
         if edge:
-            index = size // tiles.TILE_WIDTH ** (level + 1)
-            store.write(tiles.tile_path(level, index, len(edge)), b"".join(edge))
+            index = size // width ** (level + 1)
+            path = tiles.tile_path(level, index, len(edge))
+            store.write(path, b"".join(edge), durable=False)
     if bundle:
-        index = size // tiles.TILE_WIDTH
-        store.write(tiles.tile_path(None, index, len(bundle)), tiles.encode_bundle(bundle))
+        path = tiles.tile_path(None, size // width, len(bundle))
+        store.write(path, tiles.encode_bundle(bundle), durable=False)
     return size
+
+
+def _carry(store: Store, edges: list[list[bytes]], size: int) -> None:
+    """Write each full edge tile, from level 0 up, and carry its root to the level above."""
+    level = 0
+    while len(edges[level]) == tiles.TILE_WIDTH:
+        index = size // tiles.TILE_WIDTH ** (level + 1) - 1
+        store.write(tiles.tile_path(level, index), b"".join(edges[level]), durable=False)
+        carried = merkle.root_of(edges[level])
+        edges[level] = []
+        level += 1
+        if level == len(edges):
+            edges.append([])
+        edges[level].append(carried)
 
 
 def _drop_superseded(store: Store, old: int, new: int) -> None:
