@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=50)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv or [])
     run(args.entries, args.batch, args.samples)
 
 
