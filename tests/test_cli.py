@@ -156,6 +156,17 @@ def test_demo_runs_end_to_end(run_cli: Cli, tmp_path: Path) -> None:
         assert code == 1
         [intoto] = [c for c in json.loads(out)["checks"] if c["name"] == "in-toto"]
         assert intoto["passed"] is False
+        # the reviewer re-checks that both results are in the evidence log, offline
+        vkey = "evidence-log/log.vkey"
+        for name in ("pass", "fail"):
+            proof = f"{name}.intoto.json.proof.json"
+            assert run_cli("log", "check", proof, f"{name}.intoto.json", "--vkey", vkey)[0] == 0
+        assert run_cli("log", "audit", "evidence-log", "--vkey", vkey)[0] == 0
+        code, _, err = run_cli(
+            "verify-attestation", "pass.intoto.json", "--artifact", "release/scan",
+            "--key", "keys/lab.pub.pem", "--log-vkey", vkey,
+        )  # fmt: skip
+        assert code == 0, err
     finally:
         os.chdir(cwd)
     # A second run replaces the previous demo; a foreign folder is never replaced.

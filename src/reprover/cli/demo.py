@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         f"  cd {where} && reprover verify reprover-tampered.toml        # tampered code: exit 1\n"
         f"  cd {where} && reprover verify reprover-tampered-links.toml  # tampered link: exit 1\n"
         f"  cd {where} && reprover verify --format html -o report.html  # the auditor report\n"
+        f"  cd {where} && reprover log check pass.intoto.json.proof.json pass.intoto.json "
+        "--vkey evidence-log/log.vkey  # logged\n"
+        f"  cd {where} && reprover log audit evidence-log --vkey evidence-log/log.vkey\n"
     )
     out.write("demo: every step behaved as expected\n" if result.ok else "demo: FAILED\n")
     out.flush()

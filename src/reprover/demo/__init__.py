@@ -6,7 +6,8 @@ Windows engine (Authenticode, when mingw-w64, openssl and osslsigncode are insta
 the whole supply chain as signed in-toto links (owner, author, builder, signer, two
 rebuilders), then verifies it with the real pipeline from another folder at a later time
 (pass), again after changing one byte of code in a copy of the release (fail), and again with
-a build link edited after signing (fail).
+a build link edited after signing (fail); the lab signs the first two results and logs them
+in an evidence log, and a reviewer checks their inclusion and audits the log.
 Does not own: printing (the CLI prints the steps this returns), the chain's parties
 (`reprover.demo.chain`) or the signing (`reprover.demo.signing`).
 """
@@ -21,8 +22,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from reprover.demo import chain, signing
-from reprover.errors import BuildError, InputError, ToolMissingError
+from reprover.demo import chain, evidence, signing
+from reprover.errors import BuildError, Error, InputError, ToolMissingError
 from reprover.fsutil import write_atomic
 from reprover.model import ArtifactVerdict, Report, Verdict
 from reprover.verify import Options, verify
@@ -100,6 +101,7 @@ def run(workspace: Path, progress: Callable[[str], None] = lambda _: None) -> De
     manifest = options.write(workspace, "reprover.toml", "release", links.links)
     progress("reviewer verifies the release")
     report = verify(manifest, Options(), progress)
+    results = [("pass", report, manifest)]
     verdicts = {a.path: a.verdict for a in report.artifacts}
     expected_exe = ArtifactVerdict.SIGNATURE_ONLY if sign else ArtifactVerdict.IDENTICAL
     steps.append(
@@ -118,6 +120,7 @@ def run(workspace: Path, progress: Callable[[str], None] = lambda _: None) -> De
     manifest = options.write(workspace, "reprover-tampered.toml", "release-tampered", links.links)
     progress("reviewer verifies a release with one changed code byte")
     report = verify(manifest, Options(), progress)
+    results.append(("fail", report, manifest))
     changed = [a for a in report.artifacts if a.verdict is ArtifactVerdict.DIFFERENT]
     steps.append(
         Step(
@@ -146,7 +149,20 @@ def run(workspace: Path, progress: Callable[[str], None] = lambda _: None) -> De
             report,
         )
     )
+    progress("the lab attests both results; the transparency center logs them; a reviewer checks")
+    steps.append(_evidence_step(workspace, results))
     return DemoResult(workspace, steps)
+
+
+def _evidence_step(workspace: Path, results: list[tuple[str, Report, Path]]) -> Step:
+    """Attest and log the passed and the failed result; the reviewer checks the log offline."""
+    title = "the passed and the failed result are signed, logged, and checked by a reviewer"
+    expected = "both attestations proven in the evidence log; the audit recomputes it all"
+    try:
+        seen = evidence.log_results(workspace, results)
+    except Error as exc:
+        return Step(title, expected, ok=False, notes=[exc.diagnostics()])
+    return Step(title, expected, ok=True, notes=seen)
 
 
 def _fresh_workspace(workspace: Path) -> Path:
