@@ -33,6 +33,7 @@ class ArtifactVerdict(str, Enum):
     DIFFERENT = "different"
     MISSING = "missing"
     UNEXPECTED = "unexpected"
+    INCONCLUSIVE = "inconclusive"  # could not be decided (a limit hit inside an archive)
 
 
 class Kind(str, Enum):
@@ -52,6 +53,7 @@ class Kind(str, Enum):
     OVERLAY = "overlay"
     PADDING = "padding"
     UNPARSED = "unparsed"
+    HIDDEN = "hidden"  # bytes of an archive no member or header accounts for: never allowed
 
 
 class Cause(str, Enum):
@@ -248,12 +250,14 @@ def overall_verdict(
 ) -> Verdict:
     """Combine artifact and check results.
 
-    A failed check fails the run; no artifacts at all is never a pass.
+    A failed check fails the run; no artifacts at all is never a pass. An `inconclusive`
+    artifact makes the run inconclusive unless another artifact or check failed.
     """
     if not all(c.passed for c in checks):
         return Verdict.FAIL
     if not artifacts or all(a.verdict is ArtifactVerdict.UNEXPECTED for a in artifacts):
         return Verdict.INCONCLUSIVE
-    if all(artifact_passes(a, strict=strict) for a in artifacts):
-        return Verdict.PASS
+    undecided = [a for a in artifacts if a.verdict is ArtifactVerdict.INCONCLUSIVE]
+    if all(artifact_passes(a, strict=strict) for a in artifacts if a not in undecided):
+        return Verdict.INCONCLUSIVE if undecided else Verdict.PASS
     return Verdict.FAIL

@@ -27,6 +27,9 @@ from reprover.errors import InputError
 from reprover.model import ArtifactResult, ArtifactVerdict, Difference, Kind, Policy
 
 _MACHO = r"macho(?:\[[^\]]+\])?"
+_ARCHIVE = r"(?:zip|tar|ar|cpio|cab|ole|gzip|xz|bz2|zstd)"
+# a member field: names inside [] are escaped (no brackets), so the field is what follows
+_MEMBER = _ARCHIVE + r"\.(?:entry|member|file|stream)\[[^\[\]]*\]\."
 OVERLAPPING = "overlapping-structure:"  # the notes the region maps' findings start with
 K = Kind
 
@@ -98,6 +101,41 @@ RULES: dict[str, Rule] = {
             (r"pe\.certificate_table", r"pe\.certificate_padding",
              r"pe\.data_directory\[SECURITY\]", _MACHO + r"\.code_signature(?:\..+)?"),
             frozenset({K.SIGNATURE}),
+        ),
+        Rule(
+            "archive.mtime",
+            "Archive timestamps: member times (ZIP DOS time and time extras, TAR mtime/atime/"
+            "ctime and pax times, ar, cpio), the gzip header time. Only when every member's "
+            "content is identical or itself allowed",
+            (_MEMBER + r"(?:[\w.]+\.)?[amc]time", r"gzip\.header\.mtime"),
+            frozenset({K.TIMESTAMP}),
+        ),
+        Rule(
+            "archive.order",
+            "Member order inside an archive (same members, stored in another order)",
+            (_ARCHIVE + r"\.order",),
+            frozenset({K.METADATA}),
+        ),
+        Rule(
+            "archive.owner",
+            "Member owners: uid, gid, user and group names (TAR, pax, ar, cpio, ZIP Unix extra)",
+            (_MEMBER + r"(?:[\w.]+\.)?(?:uid|gid|uname|gname|owner)",),
+            frozenset({K.METADATA}),
+        ),
+        Rule(
+            "archive.mode",
+            "Member permission bits, except setuid, setgid, sticky, executable and file-type "
+            "changes (named .mode.special, never allowed)",
+            (_MEMBER + r"(?:[\w.]+\.)?mode",),
+            frozenset({K.METADATA}),
+        ),
+        Rule(
+            "archive.compression",
+            "Compressed bytes of the same content: ZIP method, flags, version needed, sizes and "
+            "data, the gzip XFL and OS bytes, the compressed stream of gzip, xz, bzip2, zstd",
+            (_MEMBER + r"compression(?:\.\w+)?",
+             r"(?:gzip|xz|bz2|zstd)\.(?:header\.)?compression\.\w+"),
+            frozenset({K.METADATA}),
         ),
         Rule(
             "debug-info",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from reprover import build, intoto, manifest, outputs, policy, sandbox, snapshot, source, workarea
-from reprover.compare.pool import Pair, compare_pairs
+from reprover.compare.pool import Pair, compare_groups
 from reprover.digest import hash_files
 from reprover.errors import InputError, VerificationError
 from reprover.fsutil import contained
@@ -321,11 +321,13 @@ def compare_release(
     on_done = (
         (lambda name: events(ProgressEvent("compare", advance=1, detail=name))) if events else None
     )
-    compared = {
-        r.path: r
-        for r in compare_pairs(pairs, spec.policy, judge=policy.judge, jobs=jobs, on_done=on_done)
-    }
-    results = [compared.get(name) or _missing(name, digests[name], taken) for name in released]
+    groups = compare_groups(pairs, spec.policy, judge=policy.judge, jobs=jobs, on_done=on_done)
+    compared = {group[0].path: group for group in groups}
+    results = [
+        result
+        for name in released
+        for result in compared.get(name) or (_missing(name, digests[name], taken),)
+    ]
     if not spec.artifacts:
         for name, digest in sorted(taken.unexpected.items()):
             results.append(ArtifactResult(name, ArtifactVerdict.UNEXPECTED, None, digest))

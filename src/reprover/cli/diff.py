@@ -8,7 +8,7 @@ from typing import Any
 
 from reprover import policy as policies
 from reprover.cli.common import add_report_options, emit_report
-from reprover.compare import compare_files
+from reprover.compare import compare_artifact
 from reprover.digest import hash_files
 from reprover.errors import InputError
 from reprover.fsutil import contained
@@ -66,15 +66,17 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             pair = (digests[olds[name]], digests[news[name]])
-            results.append(
-                compare_files(
+            results.extend(
+                compare_artifact(
                     name, olds[name], news[name], policy, digests=pair, judge=policies.judge
                 )
             )
     report = Report(
         command="diff",
         artifacts=tuple(results),
-        checks=_same_files(results) if old.is_dir() else (),
+        checks=_same_files([r for r in results if r.path in olds.keys() | news.keys()])
+        if old.is_dir()
+        else (),
         policy=policy,
         policy_sha256=policies.policy_digest(policy),
         strict=not args.allow,

@@ -10,10 +10,12 @@ differences a policy allows (`reprover.policy`, a sibling this package may not i
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from reprover.compare.archives import Budget, Context, Limits, compare_tree
 from reprover.compare.ledger import DEFAULT_MAX_RUNS, explain
 from reprover.compare.signatures.authenticode import prove_signature_only
 from reprover.compare.signatures.macho import is_macho, prove_macho_signature_only
@@ -23,6 +25,37 @@ from reprover.model import ArtifactResult, ArtifactVerdict, Digest, Policy
 SIGNATURE_RULE = "signature"
 
 Judge = Callable[[ArtifactResult, Policy], ArtifactResult]
+
+
+def compare_artifact(
+    path: str,
+    released: Path,
+    rebuilt: Path,
+    policy: Policy,
+    *,
+    digests: tuple[Digest, Digest],
+    judge: Judge | None = None,
+    limits: Limits | None = None,
+) -> tuple[ArtifactResult, ...]:
+    """Like `compare_files`, but archives and installers are opened member by member.
+
+    Returns the artifact's result first, then one result per member that is not identical
+    (`path!member`, recursively; see `reprover.compare.archives`). A bound of `limits` hit
+    inside an archive makes that member, or the archive, `inconclusive`.
+
+    Raises:
+        InputError: a file cannot be read, or the policy names an unknown rule.
+    """
+    if digests[0] == digests[1]:
+        return (ArtifactResult(path, ArtifactVerdict.IDENTICAL, *digests),)
+    budget = Budget(limits or Limits(), max(d.size for d in digests))
+
+    def leaf(name: str, a: Path, b: Path, pair: tuple[Digest, Digest]) -> ArtifactResult:
+        return compare_files(name, a, b, policy, digests=pair, judge=judge)
+
+    with tempfile.TemporaryDirectory(prefix="reprover-members-") as tmp:
+        ctx = Context(policy, judge, leaf, budget, Path(tmp))
+        return compare_tree(path, released, rebuilt, digests, ctx)
 
 
 def compare_files(

@@ -1,10 +1,10 @@
 """Compare many artifact pairs at once: one process per core, results in the order given.
 
-Owns: running `compare_files` for the pairs whose digests differ in up to `jobs` processes.
+Owns: running `compare_artifact` (archives opened member by member) for the pairs whose digests differ in up to `jobs` processes.
 Each process has its own isolated LIEF worker (`compare.isolation.worker`), so N cores parse N
 files at once, each child under the same memory, CPU and time limits. Results come back in the
 order the pairs were given, so the report is the same bytes whatever the parallelism.
-Does not own: the comparison itself (`compare_files`), or choosing the pairs (`verify`).
+Does not own: the comparison itself (`compare_artifact`), or choosing the pairs (`verify`).
 
 Processes, not threads: labelling a ledger is Python and would serialize on the GIL. Inside a
 daemonic process (a Dask worker runs its tasks in one) no child process may be started, so the
@@ -20,7 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from reprover.compare import Judge, compare_files
+from reprover.compare import Judge, compare_artifact
 from reprover.errors import Error, InconclusiveError, InputError
 from reprover.model import ArtifactResult, Digest, Policy
 
@@ -45,6 +45,9 @@ class _Failure:
     details: str | None
 
 
+Group = tuple[ArtifactResult, ...]
+
+
 def compare_pairs(
     pairs: Sequence[Pair],
     policy: Policy,
@@ -53,7 +56,25 @@ def compare_pairs(
     jobs: int = 1,
     on_done: Callable[[str], None] | None = None,
 ) -> list[ArtifactResult]:
-    """Compare every pair; the result list follows the order of `pairs`.
+    """`compare_groups`, flattened: each artifact followed by its members, in pair order.
+
+    Raises:
+        InputError, InconclusiveError: as `compare_groups`.
+    """
+    groups = compare_groups(pairs, policy, judge=judge, jobs=jobs, on_done=on_done)
+    return [result for group in groups for result in group]
+
+
+def compare_groups(
+    pairs: Sequence[Pair],
+    policy: Policy,
+    *,
+    judge: Judge | None,
+    jobs: int = 1,
+    on_done: Callable[[str], None] | None = None,
+) -> list[Group]:
+    """Compare every pair; one group per pair (the artifact, then its archive members), in the
+    order of `pairs`.
 
     Identical pairs are decided here (no parsing needed); the others go to up to `jobs`
     processes. `judge` must be a module-level function (it is sent to the processes by name).
@@ -87,9 +108,9 @@ def compare_pairs(
 
 def _in_order(
     pairs: Sequence[Pair],
-    outcomes: Iterator[ArtifactResult | _Failure],
+    outcomes: Iterator[Group | _Failure],
     on_done: Callable[[str], None] | None,
-) -> Iterator[ArtifactResult]:
+) -> Iterator[Group]:
     for pair, outcome in zip(pairs, outcomes, strict=True):
         if isinstance(outcome, _Failure):
             kind = InputError if outcome.bad_input else InconclusiveError
@@ -99,15 +120,13 @@ def _in_order(
         yield outcome
 
 
-def _compare(pair: Pair, policy: Policy, judge: Judge | None) -> ArtifactResult:
-    return compare_files(
+def _compare(pair: Pair, policy: Policy, judge: Judge | None) -> Group:
+    return compare_artifact(
         pair.path, pair.released, pair.rebuilt, policy, digests=pair.digests, judge=judge
     )
 
 
-def _compare_or_failure(
-    pair: Pair, policy: Policy, judge: Judge | None
-) -> ArtifactResult | _Failure:
+def _compare_or_failure(pair: Pair, policy: Policy, judge: Judge | None) -> Group | _Failure:
     """In a pool process: compare, or carry a reprover error back as data."""
     try:
         return _compare(pair, policy, judge)

@@ -43,6 +43,7 @@ KIND_COLOURS: dict[str, str] = {
     Kind.OVERLAY.value: "#393b79",
     Kind.PADDING.value: "#a0a0a0",
     Kind.UNPARSED.value: "#000000",
+    Kind.HIDDEN.value: "#ff00ff",
 }
 
 

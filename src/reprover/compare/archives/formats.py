@@ -1,0 +1,84 @@
+"""Which archive format a file is, and opening it as a `Listing`.
+
+Owns: `sniff` (format from the first bytes, and for the ZIP family from the name too, so that
+a ZIP with data prepended, such as one appended to a PE, is still read as a ZIP and its prefix
+reported) and `open_listing` (dispatch to the format module; compressed streams are unwrapped
+into a private temporary file first, their header kept as container fields).
+Does not own: any format's details (one module each), comparing (`driver`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import ExitStack
+from typing import BinaryIO
+
+from reprover.compare.archives.limits import Budget
+from reprover.compare.archives.listing import Listing, Member, Opener
+from reprover.compare.archives.streams import stream_format, unwrap
+from reprover.compare.archives.tarfmt import _opener, is_tar, read_tar
+from reprover.compare.archives.zipfmt import read_zip
+
+ZIP_NAMES = (".zip", ".whl", ".jar", ".war", ".ear", ".apk", ".aar", ".nupkg", ".egg", ".xpi")
+STREAM_SUFFIXES = {"gzip": (".gz", ".tgz"), "xz": (".xz", ".txz"), "bz2": (".bz2", ".tbz2"),
+                   "zstd": (".zst", ".tzst")}  # fmt: skip
+HEAD = 512
+
+
+def sniff(head: bytes, name: str) -> str | None:
+    """The archive format of a file starting with `head` (at least 512 bytes if it has them)."""
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    stream = stream_format(head)
+    if stream is not None:
+        return stream
+    if is_tar(head):
+        return "tar"
+    if name.lower().endswith(ZIP_NAMES):
+        return "zip"
+    return None
+
+
+def head_of(f: BinaryIO) -> bytes:
+    """The first bytes of an open file, for `sniff`."""
+    f.seek(0)
+    return f.read(HEAD)
+
+
+def open_listing(fmt: str, f: BinaryIO, budget: Budget, stack: ExitStack, hint: str) -> Listing:
+    """Read the archive in `f` as `fmt`. `hint` names a lone compressed member (`x.gz` -> `x`).
+
+    Temporary files live until `stack` closes.
+
+    Raises:
+        MalformedArchive: the bytes are not a well-formed `fmt` archive.
+        LimitHit: a bound of `budget` was reached.
+    """
+    size = os.fstat(f.fileno()).st_size
+    if fmt == "zip":
+        return read_zip(f, size, budget)
+    if fmt == "tar":
+        return read_tar(f, size, budget, Listing("tar", "tar.member"))
+    tmp = stack.enter_context(tempfile.TemporaryFile(prefix="reprover-stream-"))  # noqa: SIM115
+    fields, hidden, digest = unwrap(fmt, f, size, tmp, budget)
+    inner = tmp.tell()
+    tmp.seek(0)
+    listing = Listing(fmt, f"{fmt}.member", fields=fields, hidden=hidden, inner=digest)
+    if is_tar(tmp.read(HEAD)):
+        listing.notes.append(f"tar offsets are in the {fmt}-decompressed stream")
+        return read_tar(tmp, inner, budget, listing)
+    name = _strip(hint, fmt)
+    opener: Opener = _opener(tmp, 0, inner)
+    listing.members.append(Member(name, "file", {}, 0, opener=opener))
+    return listing
+
+
+def _strip(name: str, fmt: str) -> str:
+    """The member name of a lone compressed file: `x.gz` -> `x`, `x.tgz` -> `x.tar`."""
+    base = name.rsplit("!", 1)[-1].rsplit("/", 1)[-1]
+    for suffix in STREAM_SUFFIXES.get(fmt, ()):
+        if base.lower().endswith(suffix):
+            stem = base[: -len(suffix)]
+            return stem + ".tar" if suffix.startswith(".t") else stem
+    return base + ".data"

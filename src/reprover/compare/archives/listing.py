@@ -1,0 +1,114 @@
+"""What a format module reads from one archive: members, metadata fields and hidden bytes.
+
+Owns: the plain values every format module returns (`Listing`, `Member`, `Field`, `Hidden`),
+`quote` (member names are data: shown escaped, never used as paths) and `MalformedArchive`.
+Does not own: reading any format (one module per format), comparing two listings (`driver`).
+
+A `Field` is one metadata value with the byte range it came from, keyed by a short name whose
+last part decides which policy rule may allow it (`mtime`, `uid`, `mode`, `compression`, ...).
+A `Hidden` is a byte range of the archive that no member or header accounts for, or a
+structure that disagrees with itself; it is never allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from reprover.model import Kind
+
+CHUNK = 1 << 20
+
+Opener = Callable[[], Iterator[bytes]]
+
+
+class MalformedArchive(Exception):  # noqa: N818 - a finding about the input
+    """The bytes are not a well-formed archive of the format they claim."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """One metadata value and where it lies (offset in this layer's bytes)."""
+
+    value: object
+    offset: int
+    length: int
+    kind: Kind = Kind.METADATA
+    show: str | None = None
+    number: int | None = None  # the value as a number, where it is one (mode bits)
+
+    def display(self) -> str:
+        """The value as a person reads it."""
+        if self.show is not None:
+            return self.show
+        if isinstance(self.value, bytes):
+            return self.value.hex() if len(self.value) <= 32 else f"{len(self.value)} bytes"
+        return str(self.value)
+
+
+@dataclass(frozen=True)
+class Hidden:
+    """Bytes nothing accounts for, or a structure contradicting itself."""
+
+    offset: int
+    length: int
+    reason: str
+
+
+@dataclass
+class Member:
+    """One member. `opener` streams its content; `raw` is a digest of its stored bytes."""
+
+    name: str
+    kind: str  # file, dir, symlink, hardlink, device, other
+    fields: dict[str, Field]
+    offset: int
+    opener: Opener | None = None
+    target: str | None = None
+    raw: str | None = None  # sha256 of the compressed/stored bytes, when they differ by format
+
+
+@dataclass
+class Listing:
+    """Everything read from one archive, in stored order."""
+
+    format: str
+    prefix: str  # region prefix of members: "zip.entry", "tar.member", ...
+    members: list[Member] = field(default_factory=list)
+    fields: dict[str, Field] = field(default_factory=dict)
+    hidden: list[Hidden] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    inner: str | None = None  # sha256 of the decompressed stream, for compressed containers
+
+
+def quote(name: str) -> str:
+    """`name` safe to show inside a region or an artifact path.
+
+    `%`, `!` (the layer separator), `[`, `]` and control characters are percent-escaped, so a
+    hostile name cannot forge another layer or another region.
+    """
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if ch in "%![]" or code < 0x20 or code == 0x7F or 0xDC80 <= code <= 0xDCFF:
+            out.append(f"%{code & 0xFF:02X}" if code > 0xFF else f"%{code:02X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def decode_name(raw: bytes, *, utf8: bool = True) -> str:
+    """A member name as text; undecodable bytes are kept (surrogateescape) and shown escaped."""
+    if utf8:
+        return raw.decode("utf-8", "surrogateescape")
+    return raw.decode("cp437")
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why a member name would be dangerous as a path (`..`, absolute), or None."""
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "an absolute name"
+    parts = name.replace("\\", "/").split("/")
+    if ".." in parts:
+        return "a name with '..'"
+    return None

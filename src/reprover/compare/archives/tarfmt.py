@@ -1,0 +1,225 @@
+"""TAR (ustar, GNU, pax): every header byte labelled, every block accounted for.
+
+Owns: reading a tar stream (plain, or already decompressed by `streams`) into a `Listing`:
+members from stdlib `tarfile`, then each member's header block compared as raw fields (name,
+mode, uid, gid, size, mtime, checksum, type, link, magic, uname, gname, device, prefix or the
+GNU atime/ctime), its pax records and its extension headers; `Hidden` for a gap between
+members, non-zero padding after member data and non-zero bytes after the end-of-archive
+marker.
+Does not own: decompression (`streams`), comparing two listings (`driver`).
+
+`tarfile` finds the members (pax, GNU long names); the byte accounting around them is done here
+because `tarfile` skips padding and stops silently at the first bad header after the first.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any, BinaryIO, cast
+
+from reprover.compare.archives.limits import Budget, LimitHit
+from reprover.compare.archives.listing import (
+    CHUNK,
+    Field,
+    Hidden,
+    Listing,
+    MalformedArchive,
+    Member,
+    Opener,
+)
+from reprover.model import Kind
+
+BLOCK = 512
+USTAR = (
+    ("name", 0, 100), ("mode", 100, 8), ("uid", 108, 8), ("gid", 116, 8), ("size", 124, 12),
+    ("mtime", 136, 12), ("checksum", 148, 8), ("type", 156, 1), ("target", 157, 100),
+    ("format", 257, 8), ("uname", 265, 32), ("gname", 297, 32), ("device", 329, 16),
+)  # fmt: skip
+USTAR_TAIL = (("prefix", 345, 155), ("pad", 500, 12))
+GNU_TAIL = (("atime", 345, 12), ("ctime", 357, 12), ("gnu", 369, 143))
+PAX_KEYS = {
+    "mtime": "mtime", "atime": "atime", "ctime": "ctime", "uid": "uid", "gid": "gid",
+    "uname": "uname", "gname": "gname",
+}  # fmt: skip
+KINDS = {
+    tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file",
+    tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink",
+    tarfile.CHRTYPE: "device", tarfile.BLKTYPE: "device", tarfile.FIFOTYPE: "device",
+}  # fmt: skip
+
+
+def is_tar(head: bytes) -> bool:
+    """Whether the first block looks like a ustar/GNU/pax header."""
+    return len(head) >= 263 and head[257:262] == b"ustar"
+
+
+def _octal(raw: bytes) -> int | None:
+    """A numeric header field: octal text, or GNU base-256 when the high bit is set."""
+    if raw and raw[0] & 0x80:
+        return int.from_bytes(bytes([raw[0] & 0x7F]) + raw[1:], "big")
+    text = raw.split(b"\0", 1)[0].strip(b" ")
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        return None
+
+
+def _block_fields(block: bytes, base: int, prefix: str) -> dict[str, Field]:
+    gnu = block[257:265] == b"ustar  \0"
+    fields = {}
+    for key, at, size in (*USTAR, *(GNU_TAIL if gnu else USTAR_TAIL)):
+        raw = block[at : at + size]
+        kind = Kind.TIMESTAMP if key in ("mtime", "atime", "ctime") else Kind.METADATA
+        if key == "pad" and raw.strip(b"\0"):
+            kind = Kind.HIDDEN
+        show = raw.rstrip(b"\0").decode("latin-1")
+        number = _octal(raw) if key in ("mode", "uid", "gid", "mtime", "size") else None
+        if key == "mode" and number is not None:
+            show = f"{number:o}"
+        elif kind is Kind.TIMESTAMP and number is not None:
+            show = (
+                f"{number} ({datetime.fromtimestamp(number, tz=timezone.utc):%Y-%m-%dT%H:%M:%SZ})"
+            )
+        fields[prefix + key] = Field(raw, base + at, size, kind, show, number)
+    return fields
+
+
+def _pax_fields(data: bytes, base: int) -> dict[str, Field]:
+    """One field per pax record (`pax.mtime`, `pax[SCHILY.xattr...]`)."""
+    fields, pos = {}, 0
+    while pos < len(data):
+        space = data.find(b" ", pos)
+        length = _int(data[pos:space]) if space > pos else None
+        if length is None or length <= 0 or pos + length > len(data):
+            fields["pax.records"] = Field(data[pos:], base + pos, len(data) - pos)
+            break
+        record = data[pos + len(data[pos:space]) + 1 : pos + length - 1]
+        key, _, value = record.partition(b"=")
+        name = key.decode("utf-8", "replace")
+        label = "pax." + PAX_KEYS[name] if name in PAX_KEYS else f"pax[{name}]"
+        kind = Kind.TIMESTAMP if name in ("mtime", "atime", "ctime") else Kind.METADATA
+        fields[label] = Field(value, base + pos, length, kind, value.decode("utf-8", "replace"))
+        pos += length
+    return fields
+
+
+def _int(raw: bytes) -> int | None:
+    return int(raw) if raw.isdigit() else None
+
+
+def _read(f: BinaryIO, offset: int, size: int) -> bytes:
+    f.seek(offset)
+    data = f.read(size)
+    if len(data) != size:
+        raise MalformedArchive(f"tar truncated at {offset}")
+    return data
+
+
+def _extensions(f: BinaryIO, start: int, main: int) -> dict[str, Field]:
+    """Fields of the extension headers (pax `x`, GNU `L`/`K`) between `start` and `main`."""
+    fields: dict[str, Field] = {}
+    pos = start
+    while pos < main:
+        block = _read(f, pos, BLOCK)
+        kind = chr(block[156])
+        label = {"x": "pax.header.", "L": "longname.header.", "K": "longlink.header."}.get(
+            kind, f"extension[{kind}].header."
+        )
+        fields.update(_block_fields(block, pos, label))
+        size = _octal(block[124:136]) or 0
+        data = _read(f, pos + BLOCK, size)
+        if kind == "x":
+            fields.update(_pax_fields(data, pos + BLOCK))
+        else:
+            fields[label.removesuffix("header.") + "data"] = Field(data, pos + BLOCK, size)
+        pos += BLOCK + (size + BLOCK - 1) // BLOCK * BLOCK
+    return fields
+
+
+def _zero(f: BinaryIO, start: int, end: int) -> bool:
+    f.seek(start)
+    left = end - start
+    while left > 0:
+        block = f.read(min(CHUNK, left))
+        if not block:
+            return True
+        if block.strip(b"\0"):
+            return False
+        left -= len(block)
+    return True
+
+
+def read_tar(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> Listing:
+    """Read the tar stream in `f` (`size` bytes) into `listing` (its container fields kept).
+
+    Raises:
+        MalformedArchive: `tarfile` cannot read it.
+        LimitHit: a bound of `budget` was reached, or a member is sparse.
+    """
+    listing.format, listing.prefix = "tar", "tar.member"
+    f.seek(0)
+    try:
+        tar = tarfile.open(fileobj=f, mode="r:")  # noqa: SIM115 - closed below
+    except tarfile.TarError as exc:
+        raise MalformedArchive(f"tar: {exc}") from exc
+    pos = 0
+    try:
+        while True:
+            try:
+                info = tar.next()
+            except tarfile.TarError as exc:
+                raise MalformedArchive(f"tar: {exc}") from exc
+            if info is None:
+                break
+            budget.member(info.name.encode("utf-8", "surrogateescape"))
+            if info.issparse():
+                raise LimitHit("archive.unsupported", f"sparse member {info.name!r}")
+            cast(Any, tar).members.clear()  # memory stays flat: the listing keeps what is needed
+            if info.offset != pos:
+                listing.hidden.append(Hidden(pos, info.offset - pos, "bytes between members"))
+            main = info.offset_data - BLOCK
+            fields = _extensions(f, info.offset, main)
+            fields.update(_block_fields(_read(f, main, BLOCK), main, ""))
+            data_size = info.size if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE,
+                                                   tarfile.CONTTYPE) else 0  # fmt: skip
+            end = info.offset_data + (info.size + BLOCK - 1) // BLOCK * BLOCK
+            if not _zero(f, info.offset_data + info.size, end):
+                listing.hidden.append(
+                    Hidden(info.offset_data + info.size, end - info.offset_data - info.size,
+                           f"non-zero padding after {info.name!r}")
+                )  # fmt: skip
+            member = Member(
+                info.name,
+                KINDS.get(info.type, "other"),
+                fields,
+                info.offset,
+                target=info.linkname or None,
+            )
+            if data_size:
+                member.opener = _opener(f, info.offset_data, data_size)
+            else:
+                member.opener = _opener(f, info.offset_data, 0)
+            listing.members.append(member)
+            pos = end
+    finally:
+        tar.close()
+    if not _zero(f, pos, size):
+        listing.hidden.append(Hidden(pos, size - pos, "non-zero bytes after the end-of-archive"))
+    return listing
+
+
+def _opener(f: BinaryIO, start: int, size: int) -> Opener:
+    def content() -> Iterator[bytes]:
+        left, pos = size, start
+        while left:
+            f.seek(pos)
+            block = f.read(min(CHUNK, left))
+            if not block:
+                raise MalformedArchive("tar member truncated")
+            pos += len(block)
+            left -= len(block)
+            yield block
+
+    return content

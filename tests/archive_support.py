@@ -1,0 +1,144 @@
+"""Builders of real archives for the archive tests (stdlib zipfile/tarfile, real tools).
+
+Every builder writes deterministic bytes from its arguments, so a test changes one thing
+(a time, a mode, a byte of content) between the released and the rebuilt archive.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import tarfile
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FILES = {
+    "pkg/__init__.py": b"VERSION = '1.0'\n",
+    "pkg/core.py": b"def run():\n    return 42\n" * 40,
+}
+DATE = (2024, 1, 2, 3, 4, 6)
+
+Entry = tuple[str, bytes]
+
+
+def write_zip(
+    path: Path,
+    files: dict[str, bytes] | Sequence[Entry] | None = None,
+    *,
+    date: tuple[int, int, int, int, int, int] = DATE,
+    mode: int = 0o644,
+    method: int = zipfile.ZIP_DEFLATED,
+    comment: bytes = b"",
+    between: bytes = b"",
+) -> Path:
+    """A ZIP of `files` (in order); `between` is written after each member's data (hidden)."""
+    files = FILES if files is None else files
+    items = list(files.items()) if isinstance(files, dict) else list(files)
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in items:
+            info = zipfile.ZipInfo(name, date)
+            info.external_attr = mode << 16
+            info.create_system = 3
+            info.compress_type = method
+            z.writestr(info, data)
+            if between:
+                z.fp.write(between)  # type: ignore[union-attr]
+                z.start_dir = z.fp.tell()  # type: ignore[union-attr]
+        z.comment = comment
+    return path
+
+
+def write_tar(
+    path: Path,
+    files: dict[str, bytes] | Sequence[Entry] | None = None,
+    *,
+    mtime: int = 1_700_000_000,
+    mode: int = 0o644,
+    uid: int = 0,
+    compression: str = "",
+    fmt: int = tarfile.PAX_FORMAT,
+) -> Path:
+    """A TAR of `files` (in order), optionally compressed (`gz`, `xz`, `bz2`, or `zst`)."""
+    files = FILES if files is None else files
+    items = list(files.items()) if isinstance(files, dict) else list(files)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=fmt) as tar:
+        for name, data in items:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode, info.uid, info.gid = len(data), mtime, mode, uid, 0
+            info.uname = info.gname = "root" if uid == 0 else "builder"
+            tar.addfile(info, io.BytesIO(data))
+    data = raw.getvalue()
+    if compression == "gz":
+        import gzip
+
+        data = gzip.compress(data, mtime=mtime)
+    elif compression == "xz":
+        import lzma
+
+        data = lzma.compress(data)
+    elif compression == "bz2":
+        import bz2
+
+        data = bz2.compress(data)
+    elif compression == "zst":
+        import zstandard
+
+        data = zstandard.ZstdCompressor().compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def zip_eocd(data: bytes) -> int:
+    """Offset of the end-of-central-directory record."""
+    return data.rindex(b"PK\x05\x06")
+
+
+def patch_local_name(data: bytes, old: bytes, new: bytes) -> bytes:
+    """Rename a member in its local header only (same length): the central directory disagrees."""
+    at = data.index(b"PK\x03\x04")
+    while data[at + 30 : at + 30 + len(old)] != old:
+        at = data.index(b"PK\x03\x04", at + 4)
+    assert len(old) == len(new)
+    return data[: at + 30] + new + data[at + 30 + len(old) :]
+
+
+def add_overlapping_entry(data: bytes, name: bytes, alias: bytes) -> bytes:
+    """Copy the central-directory entry of `name` under `alias`: two entries, one local header."""
+    eocd = zip_eocd(data)
+    _, _, _, count, cd_size, cd_offset = struct.unpack_from("<HHHHII", data, eocd + 4)
+    cd = data[cd_offset : cd_offset + cd_size]
+    at = 0
+    while True:
+        nlen, xlen, clen = struct.unpack_from("<HHH", cd, at + 28)
+        if cd[at + 46 : at + 46 + nlen] == name:
+            break
+        at += 46 + nlen + xlen + clen
+    entry = cd[at : at + 46 + nlen + xlen + clen]
+    copy = entry[:28] + struct.pack("<H", len(alias)) + entry[30:46] + alias + entry[46 + nlen :]
+    tail = bytearray(data[eocd:])
+    struct.pack_into("<HHII", tail, 8, count + 1, count + 1, cd_size + len(copy), cd_offset)
+    return data[:cd_offset] + cd + copy + bytes(tail)
+
+
+def report(run_cli: Callable[..., tuple[int, str, str]], *argv: str | Path) -> tuple[int, Any]:
+    """Run the CLI with `--format json`; return (exit code, the report)."""
+    code, out, err = run_cli(*argv, "--format", "json")
+    assert out, err
+    return code, json.loads(out)
+
+
+def artifact(rep: Any, path: str) -> Any:
+    """The artifact named `path` in a JSON report."""
+    found = [a for a in rep["artifacts"] if a["path"] == path]
+    assert found, [a["path"] for a in rep["artifacts"]]
+    return found[0]
+
+
+def regions(art: Any) -> dict[str, Any]:
+    """The differences of an artifact by region."""
+    return {d["region"]: d for d in art["differences"]}
