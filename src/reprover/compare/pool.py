@@ -1,9 +1,10 @@
 """Compare many artifact pairs at once: one process per core, results in the order given.
 
-Owns: running `compare_artifact` (archives opened member by member) for the pairs whose digests differ in up to `jobs` processes.
-Each process has its own isolated LIEF worker (`compare.isolation.worker`), so N cores parse N
-files at once, each child under the same memory, CPU and time limits. Results come back in the
-order the pairs were given, so the report is the same bytes whatever the parallelism.
+Owns: running `compare_artifact` (archives opened member by member) for the pairs whose
+digests differ in up to `jobs` processes. Each process has its own isolated LIEF worker
+(`compare.isolation.worker`), so N cores parse N files at once, each child under the same
+memory, CPU and time limits. Results come back in the order the pairs were given, so the
+report is the same bytes whatever the parallelism.
 Does not own: the comparison itself (`compare_artifact`), or choosing the pairs (`verify`).
 
 Processes, not threads: labelling a ledger is Python and would serialize on the GIL. Inside a
