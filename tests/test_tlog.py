@@ -195,3 +195,15 @@ def test_oversized_entry_is_kept_by_content_address(tmp_path: Path) -> None:
     (tmp_path / "log" / "blobs" / digest).write_bytes(big[:-1] + b"!")
     with Store(tmp_path / "log") as store, pytest.raises(VerificationError, match="entry 0"):
         audit.audit(store, vkey)
+
+
+def test_a_file_that_looks_like_a_digest_record_is_kept_as_content(tmp_path: Path) -> None:
+    """Submitting a fake digest record cannot make every later audit fail."""
+    key = Ed25519PrivateKey.generate()
+    vkey = log.create(tmp_path / "log", "log.example/a", key)
+    fake = tiles.digest_record(b"x" * 70000)
+    log.append(tmp_path / "log", [fake], key)
+    assert (tmp_path / "log" / "blobs" / hashlib.sha256(fake).hexdigest()).read_bytes() == fake
+    with Store(tmp_path / "log") as store:
+        assert audit.audit(store, vkey).blobs == 1
+        proof.check(proof.prove(store, tiles.entry_for(fake)), fake, vkey)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -82,9 +83,12 @@ func open(msg []byte, vkey string) tlog.Tree {
 	return tlog.Tree{N: size, Hash: hash}
 }
 
-// entry is what reprover logs for a file: its bytes, or a digest record when over 65535 bytes.
+var digestRecord = regexp.MustCompile(`\Areprover/tlog-blob/v1\nsha256 [0-9a-f]{64}\nsize [1-9][0-9]*\n\z`)
+
+// entry is what reprover logs for a file: its bytes, or a digest record when over 65535 bytes
+// (or when the file itself looks like a digest record).
 func entry(content []byte) []byte {
-	if len(content) <= 65535 {
+	if len(content) <= 65535 && !digestRecord.Match(content) {
 		return content
 	}
 	return []byte(fmt.Sprintf("reprover/tlog-blob/v1\nsha256 %x\nsize %d\n", sha256.Sum256(content), len(content)))

@@ -127,14 +127,21 @@ def digest_record(content: bytes) -> bytes:
 
 
 def entry_for(content: bytes) -> bytes:
-    """The log entry for a file: the bytes themselves, or their digest record when too large."""
-    return content if len(content) <= MAX_ENTRY else digest_record(content)
+    """The log entry for a file: its bytes, or its digest record when too large.
+
+    A small file that itself looks like a digest record is logged by its digest record too,
+    so every digest record in the log names content kept next to it (and a submitted file
+    cannot make the audit look for content that was never stored).
+    """
+    if len(content) <= MAX_ENTRY and _DIGEST_RECORD.fullmatch(content) is None:
+        return content
+    return digest_record(content)
 
 
 def blob_digest(entry: bytes) -> tuple[str, int] | None:
-    """(sha256 hex, size) when `entry` is a digest record of an oversized file, else None."""
+    """(sha256 hex, size) when `entry` is a digest record, else None."""
     match = _DIGEST_RECORD.fullmatch(entry)
-    if match is None or int(match.group(2)) <= MAX_ENTRY:
+    if match is None:
         return None
     return match.group(1).decode(), int(match.group(2))
 
