@@ -1,9 +1,12 @@
 """Checking attestations offline: who signed, what they say, and whether k of n agree.
 
 Owns: `check_attestation` (one file: DSSE envelope or sigstore bundle; signature by a trusted
-key or identity, payload type, Statement and VSA shape, a subject for each artifact's sha256,
-optional policy digest, result PASSED) and `require_threshold` (k distinct trusted signers over
-all accepted attestations). Sigstore bundles are verified against a pinned trusted root: the
+key or identity, payload type, Statement and VSA shape, a `verifier.id` the reader accepts,
+reprover's rebuild extension (unless the reader waives it) agreeing with the VSA, a subject for
+each artifact's sha256 *under the artifact's name*, optional commit and policy (manifest)
+digest pins, result PASSED) and `require_threshold` (k distinct trusted signers over all
+accepted attestations; a key is its public key, SubjectPublicKeyInfo DER, never a keyid
+string). Sigstore bundles are verified against a pinned trusted root: the
 one shipped inside the installed sigstore package, or a file the user names; never sigstore's
 writable user cache.
 Does not own: hashing the artifacts (the caller passes their sha256), loading keys from files
@@ -21,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key
 
-from reprover.attest.dsse import is_envelope, verify_envelope
+from reprover.attest.dsse import is_envelope, key_identity, verify_envelope
 from reprover.attest.sigstore_verify import Identity, verify_dsse_bundle
 from reprover.attest.statement import (
     PASSED,
     PAYLOAD_TYPE,
     REBUILD_PREDICATE,
     SHA256_HEX,
+    VERIFIER_ID,
     parse_statement,
 )
 from reprover.errors import InputError, VerificationError
@@ -40,16 +44,51 @@ SIGSTORE_BUNDLE_MEDIA_PREFIX = "application/vnd.dev.sigstore.bundle"
 
 @dataclass(frozen=True)
 class Trust:
-    """Whom to trust: public keys (DSSE) and sigstore identities under a pinned trusted root."""
+    """Whom to trust: public keys (DSSE) and sigstore identities under a pinned trusted root.
+
+    Keys are deduplicated by their public key (SubjectPublicKeyInfo DER): the same key given
+    twice, in any spelling, is one signer.
+    """
 
     keys: tuple[Key, ...] = ()
     identities: tuple[Identity, ...] = ()
     trusted_root: TrustedRoot | None = None
 
+    def __post_init__(self) -> None:
+        unique: dict[bytes, Key] = {}
+        for key in self.keys:
+            unique.setdefault(key_identity(key), key)
+        object.__setattr__(self, "keys", tuple(unique.values()))
+
     @property
     def size(self) -> int:
         """How many distinct signers could ever count (n in k of n)."""
-        return len({k.keyid for k in self.keys}) + len(set(self.identities))
+        return len({key_identity(k) for k in self.keys}) + len(set(self.identities))
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What the reader requires of an attestation beyond its signature.
+
+    `verifier_ids`: the VSA `verifier.id` values accepted (default: reprover's own).
+    `require_rebuild`: reprover's rebuild extension must be present and agree with the VSA.
+    `policy_digest`: the VSA `policy.digest.sha256` (the manifest's sha256) must equal it.
+    `commit`: the rebuild extension's `source.commit` must equal it.
+    """
+
+    verifier_ids: tuple[str, ...] = (VERIFIER_ID,)
+    require_rebuild: bool = True
+    policy_digest: str | None = None
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """An artifact and the subject it matched: the name and the sha256 both agree."""
+
+    artifact: str
+    subject: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -59,6 +98,7 @@ class Accepted:
     source: str
     signers: tuple[str, ...]
     statement: Mapping[str, Any] = field(repr=False)
+    matches: tuple[Match, ...] = ()
 
     @property
     def commit(self) -> str | None:
@@ -68,6 +108,18 @@ class Accepted:
         commit = source.get("commit") if isinstance(source, dict) else None
         return commit if isinstance(commit, str) else None
 
+    @property
+    def manifest_sha256(self) -> str | None:
+        """The VSA policy digest: the sha256 of the manifest the verifier ran."""
+        digest = self.statement["predicate"]["policy"].get("digest")
+        value = digest.get("sha256") if isinstance(digest, dict) else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def verifier(self) -> str:
+        """The VSA `verifier.id`."""
+        return str(self.statement["predicate"]["verifier"]["id"])
+
 
 def check_attestation(
     data: bytes,
@@ -76,6 +128,7 @@ def check_attestation(
     trust: Trust,
     artifacts: Mapping[str, str],
     policy_digest: str | None = None,
+    expect: Expect | None = None,
 ) -> Accepted:
     """Check one attestation file's bytes; return it with its trusted signers, or raise.
 
@@ -83,22 +136,27 @@ def check_attestation(
         data: the file's bytes (a DSSE envelope or a sigstore bundle, JSON).
         source: how to name the file in messages.
         trust: the trusted keys and identities.
-        artifacts: artifact name -> sha256 of the bytes on disk; each needs a subject.
+        artifacts: the subject name each file must have -> the sha256 of its bytes on disk;
+            each needs a subject with that name and that digest.
         policy_digest: when given, the VSA `policy.digest.sha256` must equal it (it pins the
-            manifest, hence the repository, commit, recipe and policy).
+            manifest, hence the repository, commit, recipe and policy); overrides `expect`'s.
+        expect: the accepted verifiers, the rebuild extension and the pins (default `Expect()`).
 
     Raises:
         InputError: the file is not JSON, or neither a DSSE envelope nor a sigstore bundle.
         VerificationError: any check said no; the message gives the reason (the caller names
             the file, once).
     """
+    expect = expect or Expect()
+    if policy_digest is not None:
+        expect = Expect(expect.verifier_ids, expect.require_rebuild, policy_digest, expect.commit)
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{source}: not a JSON attestation: {exc}") from exc
     payload_type, payload, signers = _signed_payload(document, data, source, trust)
-    statement = _judge(payload_type, payload, artifacts, policy_digest)
-    return Accepted(source, signers, statement)
+    statement, matches = _judge(payload_type, payload, artifacts, expect)
+    return Accepted(source, signers, statement, matches)
 
 
 def require_threshold(
@@ -155,21 +213,60 @@ def _signed_payload(
 
 
 def _judge(
-    payload_type: str, payload: bytes, artifacts: Mapping[str, str], policy_digest: str | None
-) -> dict[str, Any]:
-    """Check what a verified payload says: types, subjects, policy digest, result."""
+    payload_type: str, payload: bytes, artifacts: Mapping[str, str], expect: Expect
+) -> tuple[dict[str, Any], tuple[Match, ...]]:
+    """Check what a verified payload says: types, verifier, subjects, pins, result."""
     if payload_type != PAYLOAD_TYPE:
         raise VerificationError(f"payloadType is {payload_type!r}, expected {PAYLOAD_TYPE!r}")
     statement = parse_statement(payload)
-    _check_subjects(statement, artifacts)
-    _check_policy(statement, policy_digest)
-    result = statement["predicate"]["verificationResult"]
+    predicate = statement["predicate"]
+    verifier = predicate["verifier"]["id"]
+    if verifier not in expect.verifier_ids:
+        raise VerificationError(
+            f"made by verifier {verifier!r}, which you do not accept (accepted: "
+            f"{', '.join(expect.verifier_ids)})",
+            hint="accept another verifier with --verifier-id ID only if you trust what it checks",
+        )
+    _check_rebuild(predicate, expect.require_rebuild)
+    matches = _check_subjects(statement, artifacts)
+    _check_policy(statement, expect.policy_digest)
+    _check_commit(statement, expect.commit)
+    result = predicate["verificationResult"]
     if result != PASSED:
         raise VerificationError(
             f"the verifier attested verificationResult {result}: the release did not verify "
             "for them"
         )
-    return statement
+    return statement, matches
+
+
+def _check_rebuild(predicate: Mapping[str, Any], required: bool) -> None:
+    """Reprover's rebuild extension: present (unless waived) and agreeing with the VSA."""
+    rebuild = predicate.get(REBUILD_PREDICATE)
+    if rebuild is None:
+        if required:
+            raise VerificationError(
+                f"carries no rebuild extension ({REBUILD_PREDICATE}): nothing says the release "
+                "was rebuilt from its source",
+                hint="pass --allow-no-rebuild only to accept summaries of other checks",
+            )
+        return
+    source = rebuild.get("source") if isinstance(rebuild, dict) else None
+    if not isinstance(source, dict) or not isinstance(source.get("commit"), str):
+        raise VerificationError("the rebuild extension names no source commit")
+    verdict = "pass" if predicate["verificationResult"] == PASSED else "fail"
+    if rebuild.get("verdict") != verdict:
+        raise VerificationError(
+            f"the rebuild extension's verdict {rebuild.get('verdict')!r} contradicts "
+            f"verificationResult {predicate['verificationResult']}"
+        )
+    digest = predicate["policy"].get("digest")
+    policy = digest.get("sha256") if isinstance(digest, dict) else None
+    if rebuild.get("manifestSha256") != policy:
+        raise VerificationError(
+            f"the rebuild extension's manifestSha256 {rebuild.get('manifestSha256')} differs "
+            f"from the policy digest {policy}"
+        )
 
 
 def _is_bundle(document: Any) -> bool:
@@ -177,18 +274,48 @@ def _is_bundle(document: Any) -> bool:
     return isinstance(media, str) and media.startswith(SIGSTORE_BUNDLE_MEDIA_PREFIX)
 
 
-def _check_subjects(statement: Mapping[str, Any], artifacts: Mapping[str, str]) -> None:
-    subjects = statement["subject"]
-    attested = {str(s["digest"].get("sha256", "")).lower(): s.get("name", "_") for s in subjects}
+def _check_subjects(
+    statement: Mapping[str, Any], artifacts: Mapping[str, str]
+) -> tuple[Match, ...]:
+    """Each artifact must be a subject: the same sha256 under the same name."""
+    subjects = [
+        (str(s.get("name", "")), str(s["digest"].get("sha256", "")).lower())
+        for s in statement["subject"]
+    ]
     if not artifacts:
         raise InputError("no --artifact to check the attestation against")
+    matches = []
     for name, sha256 in artifacts.items():
-        if sha256.lower() not in attested:
-            listed = ", ".join(f"{n} ({d[:12]})" for d, n in attested.items())
+        digest = sha256.lower()
+        if (name, digest) in subjects:
+            matches.append(Match(name, name, digest))
+            continue
+        same_bytes = [n for n, d in subjects if d == digest]
+        if same_bytes:
             raise VerificationError(
-                f"no subject matches artifact {name} (sha256 {sha256[:12]}...): the attestation "
-                f"is about another file: {listed}"
+                f"artifact {name}: its bytes are those of subject {same_bytes[0]!r}, not of a "
+                f"subject named {name!r}: another file under this name (substitution)",
+                hint=f"if this file is {same_bytes[0]}, say so with --subject {same_bytes[0]}",
             )
+        listed = ", ".join(f"{n} ({d[:12]})" for n, d in subjects)
+        raise VerificationError(
+            f"no subject matches artifact {name} (sha256 {sha256[:12]}...): the attestation "
+            f"is about another file: {listed}"
+        )
+    return tuple(matches)
+
+
+def _check_commit(statement: Mapping[str, Any], commit: str | None) -> None:
+    if commit is None:
+        return
+    rebuild = statement["predicate"].get(REBUILD_PREDICATE)
+    source = rebuild.get("source") if isinstance(rebuild, dict) else None
+    actual = source.get("commit") if isinstance(source, dict) else None
+    if actual != commit.lower():
+        raise VerificationError(
+            f"attests commit {actual}, expected {commit.lower()}: an attestation of another "
+            "release (rollback or replay)"
+        )
 
 
 def _check_policy(statement: Mapping[str, Any], policy_digest: str | None) -> None:

@@ -9,7 +9,8 @@ Does not own: loading keys from files (see `reprover.keys`), what the payload sa
 The envelope is the standard JSON form (`payload` and `sig` in base64, `payloadType`,
 `signatures[].keyid`) that securesystemslib's `dsse.Envelope.from_dict` and other DSSE tools
 read. A signature's `keyid` is an unauthenticated hint: when it names no trusted key, every
-trusted key is tried.
+trusted key is tried. A key is its public key (`key_identity`, the SubjectPublicKeyInfo DER):
+two signatures by one key count once, whatever keyids they claim.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.exceptions import VerificationError as SslibVerificationError
-from securesystemslib.signer import Key, Signature, Signer
+from securesystemslib.signer import Key, Signature, Signer, SSlibKey
 
 from reprover.attest.statement import PAYLOAD_TYPE
 from reprover.errors import InputError, VerificationError
@@ -37,6 +40,21 @@ class VerifiedEnvelope:
     payload_type: str
     payload: bytes
     keyids: tuple[str, ...]
+
+
+def key_identity(key: Key) -> bytes:
+    """A key's identity: its SubjectPublicKeyInfo DER (the keyid string when it has none).
+
+    Keys of kinds without a `cryptography` public key fall back to `keytype:keyid`.
+    """
+    if isinstance(key, SSlibKey):
+        try:
+            return key._crypto_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        except (ValueError, TypeError, KeyError, UnsupportedAlgorithm):
+            pass
+    return f"{key.keytype}:{key.keyid}".encode()
 
 
 def sign_envelope(payload: bytes, signers: Sequence[Signer]) -> bytes:
@@ -61,7 +79,8 @@ def is_envelope(document: Any) -> bool:
 def verify_envelope(document: dict[str, Any], keys: Sequence[Key]) -> VerifiedEnvelope:
     """Verify a parsed DSSE envelope against trusted keys.
 
-    Every signature is checked; the result lists each trusted key that verified one, once.
+    Every signature is checked; the result lists each trusted key that verified one, once (one
+    public key counts once, whatever keyids its signatures claim).
     Signatures by keys that are not trusted are ignored (they never count).
 
     Raises:
@@ -80,6 +99,7 @@ def verify_envelope(document: dict[str, Any], keys: Sequence[Key]) -> VerifiedEn
     pae = Envelope(payload, payload_type, {}).pae()
     trusted = {key.keyid: key for key in keys}
     verified: list[str] = []
+    identities: set[bytes] = set()
     broken: list[str] = []
     unknown: list[str] = []
     for entry in signatures:
@@ -90,7 +110,9 @@ def verify_envelope(document: dict[str, Any], keys: Sequence[Key]) -> VerifiedEn
         candidates = [trusted[hint]] if hint in trusted else list(trusted.values())
         signer = _first_verifying(candidates, sig, pae)
         if signer is not None:
-            if signer not in verified:
+            identity = key_identity(trusted[signer])
+            if identity not in identities:
+                identities.add(identity)
                 verified.append(signer)
         elif hint in trusted:
             broken.append(hint)

@@ -10,7 +10,8 @@ deciding whether an attestation is trusted (see `reprover.attest.check`).
 The rebuild extension (`https://reprover.dev/rebuild/v1`) holds:
 
 - `verdict` (`pass` | `fail`), `strict`;
-- `source`: `repo`, `commit`, `tree`, `committerTime`, `signer` (`tree` and the rest are null
+- `source`: `repo` (a URL, or a path relative to the manifest's folder: never a machine-local
+  absolute path), `commit`, `tree`, `committerTime`, `signer` (`tree` and the rest are null
   when the source could not be pinned);
 - `recipe`: `sha256` of the canonical JSON of the manifest's `[build]` table (`command`, `env`,
   `network`, `output`, `path`, `timeout`) and `buildPath` actually used;
@@ -28,12 +29,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from reprover import __version__
 from reprover.errors import InconclusiveError, InputError, VerificationError
@@ -124,7 +127,12 @@ def input_attestations(manifest: Manifest) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class StatementInputs:
-    """What a Statement says beyond the report: taken from the manifest, or given."""
+    """What a Statement says beyond the report: taken from the manifest, or given.
+
+    `repo` is written as given: a URL, or a path relative to the manifest's folder, never a
+    machine-local absolute path. `release_name` names the release when it has several
+    artifacts (the release folder's name).
+    """
 
     subjects: Mapping[str, Digest]
     recipe: Recipe
@@ -132,6 +140,7 @@ class StatementInputs:
     commit: str
     manifest_name: str
     inputs: Sequence[Mapping[str, Any]] = ()
+    release_name: str = "release"
 
 
 def inputs_from_manifest(
@@ -148,11 +157,23 @@ def inputs_from_manifest(
     return StatementInputs(
         subjects=dict(subjects if subjects is not None else released_subjects(report)),
         recipe=manifest.recipe,
-        repo=manifest.source.repo,
+        repo=portable_repo(manifest.source.repo, manifest.path.parent),
         commit=manifest.source.commit,
         manifest_name=manifest.path.name,
         inputs=input_attestations(manifest),
+        release_name=manifest.release.name,
     )
+
+
+def portable_repo(repo: str, base: Path) -> str:
+    """A repository as a statement may name it: a URL as is, a local path relative to `base`.
+
+    A signed statement must not carry a machine-local absolute path: it means nothing to
+    others and tells them about the verifier's machine.
+    """
+    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return repo
+    return Path(os.path.relpath(Path(repo).absolute(), base.absolute())).as_posix()
 
 
 def build_statement(
@@ -182,7 +203,7 @@ def build_statement(
     predicate: dict[str, Any] = {
         "verifier": {"id": VERIFIER_ID, "version": {"reprover": __version__}},
         "timeVerified": when.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        "resourceUri": _resource_uri(inputs.repo, inputs.commit),
+        "resourceUri": resource_uri(inputs),
         "policy": policy,
         "inputAttestations": [dict(i) for i in inputs.inputs],
         "verificationResult": result,
@@ -291,7 +312,7 @@ def _rebuild(report: Report, inputs: StatementInputs) -> dict[str, Any]:
         "verdict": report.verdict.value,
         "strict": report.strict,
         "source": {
-            "repo": pin.repo if pin else inputs.repo,
+            "repo": inputs.repo,
             "commit": pin.commit if pin else inputs.commit,
             "tree": pin.tree if pin else None,
             "committerTime": pin.committer_time if pin else None,
@@ -326,17 +347,22 @@ def _digest(digest: Digest | None) -> dict[str, Any] | None:
     return None if digest is None else {"sha256": digest.sha256, "size": digest.size}
 
 
-def _resource_uri(repo: str, commit: str) -> str:
-    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
-        return f"git+{repo}@{commit}"
-    return f"git+{Path(repo).absolute().as_uri()}@{commit}"
+def resource_uri(inputs: StatementInputs) -> str:
+    """The VSA `resourceUri`: the artifact verified (a relative URI reference, its name).
+
+    With one subject, its name; with several, the release folder's name and a slash (the
+    subjects list each file).
+    """
+    names = sorted(inputs.subjects)
+    name = names[0] if len(names) == 1 else f"{inputs.release_name}/"
+    return quote(name, safe="/@:+-._~")
 
 
 def _file_uri(path: Path, base: Path) -> str:
     try:
         return path.relative_to(base).as_posix()
     except ValueError:
-        return path.as_uri()
+        return path.name
 
 
 def _sha256_file(path: Path) -> str:
