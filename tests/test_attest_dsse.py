@@ -67,7 +67,7 @@ def test_statement_is_a_vsa_v1_with_the_rebuild_extension(scene: dict[str, Path]
     assert vsa["verifier"]["id"].startswith("https://")
     assert vsa["verifier"]["version"]["reprover"]
     assert vsa["timeVerified"] == "2026-02-01T12:00:00Z"
-    assert vsa["resourceUri"] == f"git+https://git.example/engine.git@{COMMIT}"
+    assert vsa["resourceUri"] == "engine"  # the artifact, not the source repository
     assert vsa["policy"] == {
         "uri": "reprover.toml",
         "digest": {"sha256": report.manifest_sha256},
@@ -148,6 +148,7 @@ def test_envelope_made_by_other_means_is_accepted(scene: dict[str, Path]) -> Non
         trust=trust,
         artifacts={"engine": sha},
         policy_digest="sha256:" + "5" * 64,
+        expect=check.Expect(verifier_ids=("https://lab.example/verifier",), require_rebuild=False),
     )
     assert accepted.signers == (f"key:{keys.load_public_key(scene['lab_a_pub']).keyid}",)
 

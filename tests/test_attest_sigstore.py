@@ -265,5 +265,6 @@ def test_bundle_made_by_sigstore_directly_is_accepted(
         trust=trust,
         artifacts={"engine": sha},
         policy_digest="6" * 64,
+        expect=check.Expect(verifier_ids=("https://ci.example/gate",), require_rebuild=False),
     )
     assert accepted.signers == (f"sigstore:{ISSUER}|{ALICE}",)

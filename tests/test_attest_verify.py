@@ -61,7 +61,14 @@ def test_verify_signs_pass_and_fail_and_others_check_them(
     assert statement["subject"] == [
         {"name": "hello", "digest": {"sha256": hashlib.sha256(released.read_bytes()).hexdigest()}}
     ]
-    code, _, err = run_cli(
+    # Nothing machine-local is signed: the repository is named relative to the manifest, the
+    # resource is the artifact. (The build path is the recipe's `[build] path`, the same for
+    # everyone who repeats the build; this test's recipe puts it under its own folder.)
+    payload_text = envelope.payload.decode().replace(f'"buildPath":"{project.root}/build"', "")
+    assert str(project.root) not in payload_text and "file:" not in payload_text
+    assert vsa["resourceUri"] == "hello"
+    assert rebuild["source"]["repo"] == "repo"
+    code, text, err = run_cli(
         "verify-attestation",
         out,
         "--artifact",
@@ -70,8 +77,13 @@ def test_verify_signs_pass_and_fail_and_others_check_them(
         encrypted_pub,
         "--policy-digest",
         _manifest_sha(manifest),
+        "--commit",
+        project.commit,
     )
     assert code == 0, err
+    sha = hashlib.sha256(released.read_bytes()).hexdigest()
+    assert f"subject hello sha256 {sha} matches {released}" in text
+    assert f"commit {project.commit}, manifest sha256 {_manifest_sha(manifest)}" in text
 
     # The vendor ships a changed binary: the run fails, and the failure is attested too.
     data = bytearray(released.read_bytes())

@@ -14,11 +14,33 @@ import traceback
 from collections.abc import Sequence
 
 from reprover import __version__
-from reprover.cli import attest, demo, diff, key, layout, log, rebuild, report, signcheck, verify
+from reprover.cli import (
+    demo,
+    diff,
+    key,
+    layout,
+    log,
+    rebuild,
+    report,
+    signcheck,
+    verify,
+    verify_attestation,
+)
 from reprover.cli.common import err, quiet_libraries
 from reprover.errors import Error, ExitCode
 
-COMMAND_MODULES = (verify, diff, demo, key, signcheck, attest, layout, rebuild, log, report)
+COMMAND_MODULES = (
+    verify,
+    diff,
+    demo,
+    key,
+    signcheck,
+    verify_attestation,
+    layout,
+    rebuild,
+    log,
+    report,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

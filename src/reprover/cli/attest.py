@@ -1,17 +1,16 @@
 """`reprover verify-attestation` and the `--attest*` options of `reprover verify`.
 
-Owns: parsing the attestation options, reading keys, passphrases and the ambient OIDC identity
-from the environment, writing the signed attestation after a verification, and rendering the
-result of checking attestations (text, or JSON with `"schema": "reprover/attestation-check/v1"`).
-Does not own: building, signing or checking attestations (see `reprover.attest`).
+Owns: parsing the attestation options of `reprover verify`, reading keys, passphrases and the
+ambient OIDC identity from the environment, and writing the signed attestation after a
+verification.
+Does not own: building, signing or checking attestations (see `reprover.attest`), nor
+`verify-attestation` (see `reprover.cli.verify_attestation`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,17 +18,13 @@ from typing import Any
 from securesystemslib.signer import Signer
 
 from reprover import keys, manifest
-from reprover.attest import check, dsse, sigstore_sign, sigstore_verify, statement
-from reprover.cli.common import add_common_options, err
-from reprover.cli.log import add_log_check_options, check_logged
+from reprover.attest import dsse, sigstore_sign, statement
+from reprover.cli.common import err
 from reprover.digest import hash_files
-from reprover.errors import ExitCode, InconclusiveError, InputError, VerificationError
+from reprover.errors import InconclusiveError, InputError
 from reprover.fsutil import write_atomic
 from reprover.model import Digest, Manifest, Report, Verdict
 from reprover.verify import released_artifacts
-
-CHECK_SCHEMA = "reprover/attestation-check/v1"
-
 
 # --- reprover verify --attest ... -----------------------------------------------------------
 
@@ -178,202 +173,3 @@ def _hash_release(spec: Manifest) -> dict[str, Digest]:
     released = released_artifacts(spec)
     digests = hash_files(released.values())
     return {name: digests[path] for name, path in released.items()}
-
-
-# --- reprover verify-attestation --------------------------------------------------------------
-
-
-def register(sub: Any) -> None:
-    """Add the `verify-attestation` subcommand."""
-    parser = sub.add_parser(
-        "verify-attestation",
-        help="check signed verification results offline, requiring k of n trusted signers",
-        description=(
-            "Check attestations written by 'reprover verify --attest' (DSSE envelopes or "
-            "sigstore bundles): each signature by a trusted key or identity, the payload and "
-            "predicate types, that a subject's sha256 equals each artifact's, that the result "
-            "is PASSED and, when given, the policy digest. Every FILE must pass; then at least "
-            "K distinct trusted signers must have signed. Works offline."
-        ),
-        epilog="exit codes: 0 verified, 1 a check said no, 2 bad input, 3 inconclusive",
-    )
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="attestation files")
-    parser.add_argument(
-        "--artifact",
-        action="append",
-        type=Path,
-        required=True,
-        metavar="PATH",
-        help="a released file the attestations must cover (repeatable)",
-    )
-    parser.add_argument(
-        "--key",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="PUB.pem",
-        help="a trusted public key (repeatable); DSSE envelopes must be signed by one",
-    )
-    parser.add_argument(
-        "--identity",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="a trusted sigstore signer identity (certificate SAN; repeatable)",
-    )
-    parser.add_argument(
-        "--issuer",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="the OIDC issuer of each --identity (one for all, or one per --identity)",
-    )
-    parser.add_argument(
-        "--trusted-root",
-        type=Path,
-        metavar="FILE",
-        help="sigstore trusted_root.json to pin (default: the one shipped with sigstore)",
-    )
-    parser.add_argument(
-        "--threshold",
-        type=int,
-        default=1,
-        metavar="K",
-        help="distinct trusted signers required (default: 1)",
-    )
-    parser.add_argument(
-        "--policy-digest",
-        metavar="SHA256",
-        help="require this policy digest (the sha256 of the verified reprover.toml, which pins "
-        "repository, commit, recipe and policy)",
-    )
-    add_log_check_options(parser)
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write output here")
-    add_common_options(parser)
-    parser.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Check every attestation, then the threshold; render the outcome.
-
-    Raises:
-        InputError: bad options, unreadable files or keys, malformed attestations.
-        InconclusiveError: the output cannot be written.
-    """
-    trust = _trust(args)
-    if args.policy_digest is not None:
-        digest = args.policy_digest.lower().removeprefix("sha256:")
-        if not statement.SHA256_HEX.fullmatch(digest):
-            raise InputError(f"--policy-digest {args.policy_digest!r} is not a sha256 hex digest")
-    if args.threshold < 1 or args.threshold > trust.size:
-        check.require_threshold([], args.threshold, trust)  # raises the precise InputError
-    for path in args.artifact:
-        if not path.is_file():
-            raise InputError(f"artifact {path} is not a readable file")
-    digests = hash_files(args.artifact)
-    artifacts = {str(path): digests[path].sha256 for path in args.artifact}
-    results, accepted = _check_files(args, trust, artifacts)
-    failures = [f"{r['file']}: {r['reason']}" for r in results if not r["passed"]]
-    signers: tuple[str, ...] = ()
-    threshold_failure = None
-    if not failures:
-        try:
-            signers = check.require_threshold(accepted, args.threshold, trust)
-        except VerificationError as exc:
-            threshold_failure = exc.message
-            failures.append(exc.message)
-    outcome = {
-        "schema": CHECK_SCHEMA,
-        "verdict": "fail" if failures else "pass",
-        "threshold": args.threshold,
-        "trusted_signers": trust.size,
-        "distinct_signers": list(signers),
-        "artifacts": [{"path": p, "sha256": s} for p, s in artifacts.items()],
-        "attestations": results,
-        "failures": failures,
-        "threshold_failure": threshold_failure,
-    }
-    _emit(outcome, args)
-    if failures:
-        if not args.quiet:
-            for reason in failures:
-                err(f"reprover: {reason}")
-        return int(ExitCode.FAIL)
-    return int(ExitCode.OK)
-
-
-def _check_files(
-    args: argparse.Namespace, trust: check.Trust, artifacts: dict[str, str]
-) -> tuple[list[dict[str, Any]], list[check.Accepted]]:
-    results: list[dict[str, Any]] = []
-    accepted: list[check.Accepted] = []
-    for path in args.files:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read attestation {path}: {exc.strerror or exc}") from exc
-        try:
-            item = check.check_attestation(
-                data,
-                source=str(path),
-                trust=trust,
-                artifacts=artifacts,
-                policy_digest=args.policy_digest,
-            )
-            check_logged(args, path, data)
-        except VerificationError as exc:
-            results.append({"file": str(path), "passed": False, "reason": exc.message})
-            continue
-        accepted.append(item)
-        signers = list(item.signers)
-        results.append(
-            {"file": str(path), "passed": True, "signers": signers, "commit": item.commit}
-        )
-    return results, accepted
-
-
-def _trust(args: argparse.Namespace) -> check.Trust:
-    if not args.key and not args.identity:
-        raise InputError("trust someone: give --key PUB.pem or --identity ID --issuer URL")
-    identities: list[sigstore_verify.Identity] = []
-    if args.identity:
-        issuers = args.issuer
-        if len(issuers) == 1:
-            issuers = issuers * len(args.identity)
-        if len(issuers) != len(args.identity):
-            raise InputError("give one --issuer for all identities, or one per --identity")
-        identities = [
-            sigstore_verify.Identity(i, s) for i, s in zip(args.identity, issuers, strict=True)
-        ]
-    elif args.issuer or args.trusted_root:
-        raise InputError("--issuer and --trusted-root go with --identity")
-    root = sigstore_verify.load_trusted_root(args.trusted_root) if identities else None
-    public = tuple(keys.load_public_key(path) for path in args.key)
-    return check.Trust(keys=public, identities=tuple(dict.fromkeys(identities)), trusted_root=root)
-
-
-def _emit(outcome: dict[str, Any], args: argparse.Namespace) -> None:
-    if args.format == "json":
-        data = (json.dumps(outcome, sort_keys=True, indent=2) + "\n").encode()
-    else:
-        lines = [f"verdict: {outcome['verdict']}"]
-        for artifact in outcome["artifacts"]:
-            lines.append(f"artifact: {artifact['path']} sha256 {artifact['sha256']}")
-        for item in outcome["attestations"]:
-            if item["passed"]:
-                lines.append(f"ok   {item['file']}: signed by {', '.join(item['signers'])}")
-            else:
-                lines.append(f"FAIL {item['file']}: {item['reason']}")
-        lines.append(
-            f"signers: {len(outcome['distinct_signers'])} distinct trusted, "
-            f"{outcome['threshold']} required, {outcome['trusted_signers']} trusted"
-        )
-        if outcome["threshold_failure"]:
-            lines.append(f"FAIL threshold: {outcome['threshold_failure']}")
-        data = ("\n".join(lines) + "\n").encode()
-    if args.output is not None:
-        write_atomic(args.output, data)
-    else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
