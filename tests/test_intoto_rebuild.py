@@ -174,6 +174,13 @@ def test_verify_with_in_toto_table_passes_then_fails_without_a_rebuilder(
     check = next(c for c in report["checks"] if c["name"] == "in-toto")
     assert check["passed"] is True
     assert "rebuild 2/2" in check["detail"]
+    assert "are products of sign" in check["detail"]
+    # The manifest names the release step; it reaches the check through the trust snapshot.
+    named = project.manifest(extra=intoto + 'release_step = "rebuild"\n', name="named.toml")
+    code, out, err = run_cli("verify", named, "--format", "json")
+    assert code == 0, err
+    check = next(c for c in json.loads(out)["checks"] if c["name"] == "in-toto")
+    assert "are products of rebuild" in check["detail"]
 
     next(links.glob("rebuild.*.link")).unlink()
     code, out, err = run_cli("verify", manifest, "--format", "json")

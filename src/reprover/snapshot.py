@@ -24,7 +24,7 @@ from pathlib import Path
 
 from reprover.digest import hash_file, snapshot_files
 from reprover.errors import InputError
-from reprover.model import CheckResult, Digest, InTotoSpec, Manifest
+from reprover.model import CheckResult, Digest, Manifest
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,8 @@ def take(
         source = replace(source, gpg_keyring=keyring)
     intoto = spec.intoto
     if intoto is not None:
-        intoto = InTotoSpec(
+        intoto = replace(
+            intoto,
             layout=copy_all("in-toto layout", [intoto.layout])[0],
             layout_keys=copy_all("in-toto layout key", intoto.layout_keys),
             links=_copy_links(intoto.links, folder / "trust" / "links", copy),
