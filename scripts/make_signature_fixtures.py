@@ -14,7 +14,13 @@ Makes, with real tools only:
   certificate shaped like Microsoft's "nShield TSS ESN" one (signed by a key whose certificate is
   not carried, as Microsoft's is) added to the outer token's certificate set;
 - an ad-hoc signed and an unsigned Mach-O from macho.c (clang -target x86_64-apple-macos11,
-  ld64.lld `-adhoc_codesign` / `-no_adhoc_codesign`).
+  ld64.lld `-adhoc_codesign` / `-no_adhoc_codesign`), and an arm64 linker-signed one;
+- Mach-O files signed the way Apple's tools sign (`tests/macho_sign.py`, since no codesign runs
+  here): `codesign -s -` ad-hoc (`macho-codesign`: requirements blob, empty CMS wrapper), with
+  entitlements (`macho-entitled`, from `entitlements.plist`), Developer ID style
+  (`macho-devid`: hardened runtime, a detached CMS SignedData over the CodeDirectory made by
+  `openssl cms` with the test leaf), and universal files of the x86_64 and arm64 slices
+  (`macho-universal-linker`: as linked; `macho-universal-codesign`: each slice `codesign -s -`).
 
 Run: .venv/bin/python scripts/make_signature_fixtures.py [GROUP...]  (no group: all; new keys)
 """
@@ -297,9 +303,63 @@ def microsoft_style(out: str) -> None:
     (HERE / out).write_bytes(bytes(data))
 
 
+def arm64_macho(source: str, out: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        obj, target = Path(tmp) / "macho.o", Path(tmp) / "engine"
+        run("clang", "-target", "arm64-apple-macos11", "-ffreestanding", "-nostdlib", "-O1",
+            "-c", source, "-o", str(obj))  # fmt: skip
+        run(LD64, "-arch", "arm64", "-platform_version", "macos", "11.0", "11.0", "-e",
+            "_start", "-adhoc_codesign", "-o", str(target), str(obj))  # fmt: skip
+        shutil.copyfile(target, HERE / out)
+
+
+def cms_signer(code_directory: bytes) -> bytes:
+    """A detached CMS SignedData over the CodeDirectory, as codesign writes for Developer ID."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "cd").write_bytes(code_directory)
+        run("openssl", "cms", "-sign", "-binary", "-nosmimecap", "-md", "sha256",
+            "-in", f"{tmp}/cd", "-signer", "leaf.pem", "-inkey", "leaf.key",
+            "-certfile", "ca.pem", "-outform", "DER", "-out", f"{tmp}/sig")  # fmt: skip
+        return (Path(tmp) / "sig").read_bytes()
+
+
+def apple_signed() -> None:
+    """Mach-O files signed as codesign does (see tests/macho_sign.py)."""
+    sys.path.insert(0, str(HERE.parent.parent))
+    import macho_sign
+
+    arm64_macho("macho.c", "macho-arm64")
+    x86, arm = (HERE / "macho-adhoc").read_bytes(), (HERE / "macho-arm64").read_bytes()
+    plist = (HERE / "entitlements.plist").read_bytes()
+    entitled = {"com.apple.security.cs.allow-jit": True}
+    outputs = {
+        "macho-codesign": macho_sign.sign(x86, identifier="engine"),
+        "macho-entitled": macho_sign.sign(
+            x86,
+            identifier="engine",
+            entitlements=plist,
+            entitlements_der=macho_sign.der_entitlements(entitled),
+        ),
+        "macho-devid": macho_sign.sign(
+            x86, identifier="engine", flags=macho_sign.RUNTIME, cms_sign=cms_signer
+        ),
+        "macho-universal-linker": macho_sign.fat(
+            [(macho_sign.CPU_X86_64, x86), (macho_sign.CPU_ARM64, arm)]
+        ),
+        "macho-universal-codesign": macho_sign.fat(
+            [
+                (macho_sign.CPU_X86_64, macho_sign.sign(x86, identifier="engine")),
+                (macho_sign.CPU_ARM64, macho_sign.sign(arm, identifier="engine", page_log=14)),
+            ]
+        ),
+    }
+    for name, data in outputs.items():
+        (HERE / name).write_bytes(data)
+
+
 def main() -> None:
-    """Make every fixture, or only the groups named on the command line (`ms-style`)."""
-    groups = {"ms-style": lambda: microsoft_style("ms-style.exe")}
+    """Make every fixture, or only the groups named on the command line (`ms-style`, `apple`)."""
+    groups = {"ms-style": lambda: microsoft_style("ms-style.exe"), "apple": apple_signed}
     if sys.argv[1:]:
         for name in sys.argv[1:]:
             groups[name]()
@@ -336,6 +396,7 @@ def main() -> None:
     sign("other-unsigned.exe", "other-signed.exe", "leaf")
     microsoft_style("ms-style.exe")
     macho("macho.c")
+    apple_signed()
     for leftover in HERE.glob("*.srl"):
         leftover.unlink()
 

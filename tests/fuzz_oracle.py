@@ -269,6 +269,9 @@ def judge(  # noqa: PLR0911, PLR0912, PLR0917 - one flat list of invariants read
     if "internal error" in outcome.stderr:
         bad.append(f"{name}: internal error: {_line(outcome.stderr, 'internal error')}")
     code = outcome.code
+    kinds = {_kind(mutant), _kind(original)}
+    if code == 2 and name.startswith("sign-check") and (len(kinds) > 1 or "other" in kinds):
+        return bad, None  # sign-check: a file that is not PE or Mach-O is bad input
     if code is not None and code not in (0, 1, 3):
         bad.append(f"{name}: exit {code} for a readable file: {_line(outcome.stderr, '')}")
     if code != 0:
@@ -294,6 +297,13 @@ def judge(  # noqa: PLR0911, PLR0912, PLR0917 - one flat list of invariants read
     where = ", ".join(f"0x{a:x}-0x{b:x}" for a, b in left[:4])
     bad.append(f"{name}: exit 0 with changed bytes no allow rule covers: {where}")
     return bad, None
+
+
+def _kind(data: bytes) -> str:
+    """What sign-check takes a file for (its exit is 2 for anything but PE and Mach-O)."""
+    if data[:2] == b"MZ":
+        return "pe"
+    return "macho" if data[:4] in MACHO_THIN or data[:4] in FAT_MAGICS else "other"
 
 
 def _line(text: str, needle: str) -> str:

@@ -44,7 +44,9 @@ def test_short_campaign_keeps_every_invariant() -> None:
     assert summary.commands == 3 * 240
     assert summary.crashes == 0
     for name, codes in summary.exits.items():
-        assert set(codes) <= {0, 1, 3}, (name, codes)
+        # sign-check refuses a file that is not PE or Mach-O as bad input (2); the oracle
+        # accepts that exit only for such files
+        assert set(codes) <= ({0, 1, 2, 3} if name == "sign-check" else {0, 1, 3}), (name, codes)
         assert codes[1] > 0, (name, codes)
     assert summary.max_seconds < plan.limits.seconds
     assert set(summary.mutators) == set(fs.MUTATORS), summary.mutators

@@ -132,3 +132,19 @@ def test_in_toto_release_step(tmp_path: Path) -> None:
     assert manifest.intoto is not None and manifest.intoto.release_step == "package"
     with pytest.raises(InputError, match=r"\[in-toto\] release_step: expected a string"):
         load(_write(tmp_path, GOOD + table + "release_step = 1\n"))
+
+
+def test_signature_macho_pins(tmp_path: Path) -> None:
+    table = (
+        '\n[signature]\nmacho_identifier = "com.vendor.engine"\nmacho_flags = 0x10000\n'
+        'entitlements = "macos/engine.entitlements"\n'
+    )
+    policy = load(_write(tmp_path, GOOD + table)).policy
+    assert (policy.macho_identifier, policy.macho_flags) == ("com.vendor.engine", 0x10000)
+    assert policy.entitlements == "macos/engine.entitlements"
+    assert policy.entitlements_data is None  # read from the pinned commit by verify
+    for bad in ('"../outside.plist"', '"/etc/x.plist"'):
+        with pytest.raises(InputError, match=r"\[signature\] entitlements: expected a relative"):
+            load(_write(tmp_path, GOOD + f"\n[signature]\nentitlements = {bad}\n"))
+    with pytest.raises(InputError, match=r"\[signature\] macho_flags: expected an integer"):
+        load(_write(tmp_path, GOOD + '\n[signature]\nmacho_flags = "0x2"\n'))

@@ -27,11 +27,12 @@ def write(tmp_path: Path, data: bytes) -> Path:
 def test_adhoc_signature_covers_rebuilt_pages(tmp_path: Path) -> None:
     rebuilt = write(tmp_path, ADHOC)
     proof = prove_macho_signature_only(fx("macho-adhoc"), rebuilt)
-    assert proof.identifier == "engine"
-    assert proof.hash_type == "sha256"
-    assert proof.pages == (find_code_signature(ADHOC, "m") or (0, 0))[0] // 4096 + 1
-    assert proof.flags & 0x2  # CS_ADHOC
-    assert any("not proven: who signed" in f for f in proof.findings())
+    (one,) = proof.slices
+    assert one.identifier == "engine"
+    assert one.hash_type == "sha256"
+    assert one.pages == (find_code_signature(ADHOC, "m") or (0, 0))[0] // 4096 + 1
+    assert one.flags & 0x2  # CS_ADHOC
+    assert any("ad-hoc (no signer; integrity, not identity)" in f for f in proof.findings())
     assert [r.region for r in proof.regions][:2] == [
         "macho.code_signature.superblob",
         "macho.code_signature.code_directory",
@@ -80,9 +81,10 @@ def test_data_hidden_after_superblob_fails(tmp_path: Path) -> None:
     assert size >= length
 
 
-def test_trusted_is_refused_for_macho() -> None:
+def test_trusted_with_an_adhoc_signature_is_bad_input() -> None:
+    """An ad-hoc signature names no signer: a pin cannot apply (exit 2, not 1)."""
     argv = ["sign-check", str(fx("macho-adhoc")), str(fx("macho-adhoc")), "-q"]
-    assert main([*argv, "--trusted", str(fx("ca.pem"))]) == 1
+    assert main([*argv, "--trusted", str(fx("ca.pem"))]) == 2
 
 
 @given(st.binary(max_size=64))

@@ -171,3 +171,29 @@ def test_gpg_signed_commit_with_keyring(tmp_path: Path, run_cli: Cli) -> None:
     )
     assert code == 1
     assert "not among the trusted keys" in json.loads(out)["checks"][0]["detail"]
+
+
+def test_entitlements_are_read_from_the_commit_not_the_tree(tmp_path: Path) -> None:
+    """`[signature] entitlements` is the file as committed: a later edit in the tree is ignored."""
+    import subprocess
+
+    from reprover.errors import InputError
+    from reprover.source import git_env, read_committed
+
+    repo = tmp_path / "src"
+    repo.mkdir()
+    env = git_env(
+        tmp_path,
+        GIT_AUTHOR_NAME="a", GIT_AUTHOR_EMAIL="a@x", GIT_COMMITTER_NAME="a",
+        GIT_COMMITTER_EMAIL="a@x",
+    )  # fmt: skip
+    (repo / "e.plist").write_bytes(b"<plist>committed</plist>")
+    for argv in (["init", "-q"], ["add", "e.plist"], ["commit", "-qm", "x"]):
+        subprocess.run(["git", *argv], cwd=repo, env=env, check=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    (repo / "e.plist").write_bytes(b"<plist>edited by the build</plist>")
+    assert read_committed(repo, commit, "e.plist") == b"<plist>committed</plist>"
+    with pytest.raises(InputError, match="has no file"):
+        read_committed(repo, commit, "missing.plist")

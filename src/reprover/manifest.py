@@ -33,7 +33,7 @@ TABLES: Mapping[str, frozenset[str]] = {
     "release": frozenset({"path"}),
     "artifact": frozenset({"path"}),
     "policy": frozenset({"allow"}),
-    "signature": frozenset({"trusted"}),
+    "signature": frozenset({"trusted", "macho_identifier", "macho_flags", "entitlements"}),
     "in-toto": frozenset({"layout", "layout_keys", "links", "release_step", "inspection_tools"}),
 }
 REQUIRED = ("source", "build", "release")
@@ -139,11 +139,13 @@ def parse(data: Mapping[str, Any], *, path: Path, text: str, sha256: str) -> Man
     recipe = _recipe(_Reader(path, text, "build", data["build"]))
     release = _Reader(path, text, "release", data["release"]).text_value("path", required=True)
     artifacts = _artifacts(data.get("artifact", []), path, text)
+    signature = _table(data, "signature", path, text)
     policy = Policy(
         allow=_table(data, "policy", path, text).strings("allow"),
-        trusted_signers=tuple(
-            base / p for p in _table(data, "signature", path, text).strings("trusted")
-        ),
+        trusted_signers=tuple(base / p for p in signature.strings("trusted")),
+        macho_identifier=signature.text_value("macho_identifier"),
+        macho_flags=signature.get("macho_flags", int),
+        entitlements=_source_path(signature, "entitlements"),
     )
     intoto = _intoto(data, path, text, base) if "in-toto" in data else None
     assert release is not None  # noqa: S101 - required=True guarantees it
@@ -157,6 +159,14 @@ def parse(data: Mapping[str, Any], *, path: Path, text: str, sha256: str) -> Man
         policy=policy,
         intoto=intoto,
     )
+
+
+def _source_path(reader: _Reader, key: str) -> str | None:
+    """A relative POSIX path inside the source checkout (no `..`, not absolute)."""
+    value = reader.text_value(key)
+    if value is not None and (value.startswith("/") or "\\" in value or ".." in value.split("/")):
+        reader.fail(key, "expected a relative path inside the source checkout")
+    return value
 
 
 def _table(data: Mapping[str, Any], name: str, path: Path, text: str) -> _Reader:

@@ -129,6 +129,10 @@ class Policy:
 
     allow: tuple[str, ...] = ()
     trusted_signers: tuple[Path, ...] = ()
+    macho_identifier: str | None = None
+    macho_flags: int | None = None
+    entitlements: str | None = None  # a path in the source checkout (`[signature] entitlements`)
+    entitlements_data: bytes | None = None  # its bytes, read from the pinned commit
 
 
 @dataclass(frozen=True)

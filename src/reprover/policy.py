@@ -210,10 +210,13 @@ def judge(result: ArtifactResult, policy: Policy) -> ArtifactResult:
 
 def policy_digest(policy: Policy) -> str:
     """Return the SHA-256 (hex) of the policy's canonical JSON (rules sorted, signer paths)."""
-    canonical = {
+    canonical: dict[str, object] = {
         "allow": sorted(set(policy.allow)),
         "trusted_signers": sorted(str(p) for p in policy.trusted_signers),
     }
+    pins = (policy.macho_identifier, policy.macho_flags, policy.entitlements)
+    if any(p is not None for p in pins):  # Mach-O pins, only when set (older digests unchanged)
+        canonical["macho"] = dict(zip(("identifier", "flags", "entitlements"), pins, strict=True))
     data = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(data).hexdigest()
 

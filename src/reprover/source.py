@@ -132,6 +132,31 @@ def _checkout(spec: SourceSpec, dest: Path, env: dict[str, str], home: Path) -> 
     )
 
 
+def read_committed(repo: Path, commit: str, path: str) -> bytes:
+    """The bytes of the file `path` as committed in `commit` (from git's objects, not the tree).
+
+    Raises:
+        InputError: the commit holds no regular file at `path`.
+        ToolMissingError: git is not installed.
+    """
+    spec = f"{commit}:{path}"
+    with private_folder("reprover-git-") as home:
+        env = git_env(home)
+        try:
+            kind = _git(["cat-file", "-t", spec], cwd=repo, env=env).strip()
+        except subprocess.CalledProcessError:
+            kind = ""
+        if kind != "blob":
+            raise InputError(
+                f"commit {commit[:12]} has no file {path!r} (for [signature] entitlements)"
+            )
+        done = subprocess.run(
+            ["git", *SAFE_CONFIG, "cat-file", "blob", spec], cwd=repo, env=env,
+            capture_output=True, timeout=GIT_TIMEOUT, check=True,
+        )  # fmt: skip
+    return done.stdout
+
+
 def _verify_signature(spec: SourceSpec, repo: Path, env: dict[str, str], home: Path) -> str | None:
     """Return a description of the verified signer, None when no signature is required.
 

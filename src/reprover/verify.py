@@ -38,6 +38,7 @@ from reprover.model import (
     Digest,
     InTotoSpec,
     Manifest,
+    Policy,
     Report,
     SourcePin,
 )
@@ -95,6 +96,7 @@ class Rebuild:
     info: BuildInfo
     checkout: Path
     outputs: outputs.Outputs
+    policy: Policy
 
 
 def verify(
@@ -133,7 +135,7 @@ def verify(
                 return _report(spec, options, (), checks, None, None, snap.inputs)
             _step(progress, events, "compare", f"comparing {len(names)} artifact(s)")
             results = compare_release(
-                snap.manifest,
+                replace(snap.manifest, policy=rebuild.policy),
                 snap.released,
                 snap.digests,
                 rebuild,
@@ -212,6 +214,11 @@ def rebuilt_source(
         return
     if pin.signer is not None:
         checks.append(CheckResult("source-signature", True, f"commit signed by {pin.signer}"))
+    pins = spec.policy
+    if pins.entitlements is not None:  # read before the build can touch the checkout
+        pins = replace(
+            pins, entitlements_data=source.read_committed(checkout, pin.commit, pins.entitlements)
+        )
     _step(progress, events, "build", f"building in {path} ({isolation.name})")
     on_output = (lambda line: events(ProgressEvent("build", detail=line))) if events else None
     log_folder = workarea.make_private("reprover-log-")
@@ -227,7 +234,7 @@ def rebuilt_source(
     taken = outputs.take(checkout, spec.recipe.output, names, work / "rebuilt", list_others=True)
     if options.keep_build:
         progress(f"the checkout and outputs are kept in {work}")
-    yield Rebuild(pin, info, checkout, taken)
+    yield Rebuild(pin, info, checkout, taken, pins)
 
 
 def release_changed_check(paths: list[str]) -> CheckResult:

@@ -1,24 +1,34 @@
 """`reprover sign-check UNSIGNED SIGNED`: prove signing changed nothing but the signature.
 
 The release engineer's check before publishing: SIGNED must be exactly UNSIGNED plus a valid
-code signature (Authenticode for PE; for Mach-O, a code signature whose CodeDirectory page
-hashes match UNSIGNED's pages, see `reprover.compare.signatures.macho` for what that proves).
-Exit 0 proven, 1 not proven (the report and stderr say why), 2 bad input, 3 inconclusive.
+code signature (Authenticode for PE; for Mach-O, thin or universal, a code signature whose
+CodeDirectories cover UNSIGNED's pages and whose assertions are UNSIGNED's own or pinned, see
+`reprover.compare.signatures.macho`). The ledger is the one `diff` shows for the same pair.
+Exit 0 proven, 1 not proven (the report and stderr say why), 2 bad input (not PE or Mach-O,
+formats that differ, pins that do not apply), 3 inconclusive.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from reprover.cli.common import add_report_options, emit_report, err
-from reprover.compare.signatures.authenticode import as_differences, label_signature_regions
+from reprover.compare import compare_files
 from reprover.compare.signatures.authenticode import prove_signature_only as prove_pe
-from reprover.compare.signatures.macho import is_macho, prove_macho_signature_only
+from reprover.compare.signatures.macho import (
+    MachOPins,
+    NoSignerError,
+    is_macho,
+    prove_macho_signature_only,
+)
 from reprover.digest import hash_file
 from reprover.errors import InputError, VerificationError
-from reprover.model import ArtifactResult, ArtifactVerdict, CheckResult, Difference, Report
+from reprover.model import ArtifactVerdict, CheckResult, Policy, Report
+
+SIGNATURE_RULE = "signature"
 
 
 def register(sub: Any) -> None:
@@ -29,7 +39,8 @@ def register(sub: Any) -> None:
         description=(
             "Prove that signing changed nothing but the signature: the signed file must be the "
             "unsigned file plus a well-formed, valid Authenticode signature (PE) or code "
-            "signature (Mach-O), with no other byte changed or added. Exit 0 only when proven."
+            "signature (Mach-O, thin or universal), with no other byte changed or added. Exit 0 "
+            "only when proven."
         ),
     )
     parser.add_argument("unsigned", type=Path, help="the file before signing (or a rebuild)")
@@ -40,79 +51,110 @@ def register(sub: Any) -> None:
         type=Path,
         default=[],
         metavar="CERT.pem",
-        help="pinned CA or signer certificate; the signer must chain to one (repeatable)",
+        help="pinned CA or signer certificate; every signer must chain to one (repeatable; "
+        "Authenticode, and Mach-O CMS signatures)",
+    )
+    parser.add_argument(
+        "--macho-identifier",
+        metavar="ID",
+        help="Mach-O: accept this CodeDirectory identifier when it is not UNSIGNED's own",
+    )
+    parser.add_argument(
+        "--macho-flags",
+        type=_flags,
+        metavar="FLAGS",
+        help="Mach-O: accept these CodeDirectory flags (e.g. 0x10000 for the hardened runtime)",
+    )
+    parser.add_argument(
+        "--entitlements",
+        type=Path,
+        metavar="PLIST",
+        help="Mach-O: accept these entitlements (an XML plist, as committed in the source)",
     )
     add_report_options(parser)
     parser.set_defaults(run=run)
 
 
-def _head(path: Path) -> bytes:
+def _flags(value: str) -> int:
+    try:
+        return int(value, 0)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer such as 0x10000: {value!r}") from exc
+
+
+def _kind(path: Path) -> str:
     try:
         with path.open("rb") as f:
-            return f.read(4)
+            head = f.read(4)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if head[:2] == b"MZ":
+        return "pe"
+    if is_macho(head):
+        return "macho"
+    what = "an ELF file" if head == b"\x7fELF" else "neither PE nor Mach-O"
+    raise InputError(
+        f"{path}: sign-check proves PE (Authenticode) and Mach-O code signatures; this is {what}",
+        hint="ELF files carry no embedded code signature; compare them with `reprover diff`",
+    )
+
+
+def _pins(args: argparse.Namespace, kind: str) -> MachOPins:
+    given = [args.macho_identifier, args.macho_flags, args.entitlements]
+    if kind != "macho":
+        if any(v is not None for v in given):
+            raise InputError("--macho-identifier, --macho-flags and --entitlements are for Mach-O")
+        return MachOPins()
+    entitlements = None
+    if args.entitlements is not None:
+        try:
+            entitlements = args.entitlements.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {args.entitlements}: {exc.strerror or exc}") from exc
+    return MachOPins(args.macho_identifier, args.macho_flags, entitlements)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the proof and emit the report.
+    """Run the proof, label every differing byte as `diff` would, and emit the report.
 
     Raises:
-        InputError: a file or a pinned certificate cannot be read.
+        InputError: unreadable files or pins, a format other than PE or Mach-O, formats that
+            differ, pins that do not apply (Mach-O pins for a PE; --trusted for an ad-hoc
+            Mach-O signature, which names no signer).
     """
     unsigned, signed = args.unsigned, args.signed
+    kind = _kind(signed)
+    if _kind(unsigned) != kind:
+        raise InputError(f"{unsigned} and {signed} are not the same format")
+    pins = _pins(args, kind)
     trusted = tuple(args.trusted)
-    head = _head(signed)
-    _head(unsigned)
-    released, rebuilt = hash_file(signed), hash_file(unsigned)
-    differences: tuple[Difference, ...] = ()
+    name = "macho-code-signature" if kind == "macho" else "authenticode"
     try:
-        if is_macho(head):
-            _no_pins(trusted)
-            macho = prove_macho_signature_only(signed, unsigned)
-            name, detail, findings = "macho-code-signature", macho.summary(), macho.findings()
-            differences = tuple(
-                Difference(r.offset, r.length, r.region, r.kind, allowed=True, rule="signature")
-                for r in macho.regions
-            )
+        if kind == "macho":
+            proof: Any = prove_macho_signature_only(signed, unsigned, trusted=trusted, pins=pins)
         else:
             proof = prove_pe(signed, unsigned, trusted=trusted)
-            name, detail, findings = "authenticode", proof.summary(), proof.findings()
-            differences = tuple(
-                Difference(r.offset, r.length, r.region, r.kind, allowed=True, rule="signature")
-                for r in proof.regions
-            )
-        verdict, passed = ArtifactVerdict.SIGNATURE_ONLY, True
+        check = CheckResult(name, True, proof.summary(), proof.findings())
+    except NoSignerError as exc:
+        raise InputError(
+            f"--trusted does not apply: {exc.message}",
+            hint="drop --trusted for ad-hoc signatures (they prove integrity, not identity)",
+        ) from exc
     except VerificationError as exc:
-        name = "macho-code-signature" if is_macho(head) else "authenticode"
-        detail, findings = exc.message, ()
-        verdict, passed = ArtifactVerdict.DIFFERENT, False
-        differences = _labels(signed)
+        check = CheckResult(name, False, exc.message)
         if not args.quiet:
             err(f"reprover: sign-check: {exc.diagnostics()}")
-    artifact = ArtifactResult(
-        path=signed.name,
-        verdict=verdict,
-        released=released,
-        rebuilt=rebuilt,
-        differences=differences,
-    )
-    check = CheckResult(name=name, passed=passed, detail=detail, findings=findings)
+    digests = (hash_file(signed), hash_file(unsigned))
+    artifact = compare_files(signed.name, signed, unsigned, Policy(), digests=digests)
+    if check.passed:
+        artifact = replace(
+            artifact,
+            verdict=ArtifactVerdict.SIGNATURE_ONLY,
+            differences=tuple(
+                replace(d, allowed=True, rule=SIGNATURE_RULE) for d in artifact.differences
+            ),
+        )
+    elif artifact.verdict is not ArtifactVerdict.DIFFERENT:
+        artifact = replace(artifact, verdict=ArtifactVerdict.DIFFERENT)
     report = Report(command="sign-check", artifacts=(artifact,), checks=(check,))
     return emit_report(report, args)
-
-
-def _no_pins(trusted: tuple[Path, ...]) -> None:
-    if trusted:
-        raise VerificationError(
-            "--trusted applies to Authenticode only; a Mach-O ad-hoc signature names no signer "
-            "to pin"
-        )
-
-
-def _labels(signed: Path) -> tuple[Difference, ...]:
-    try:
-        data = signed.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {signed}: {exc.strerror or exc}") from exc
-    return as_differences(label_signature_regions(data))

@@ -18,7 +18,7 @@ from pathlib import Path
 from reprover.compare.archives import Budget, Context, Limits, compare_tree
 from reprover.compare.ledger import DEFAULT_MAX_RUNS, explain
 from reprover.compare.signatures.authenticode import prove_signature_only
-from reprover.compare.signatures.macho import is_macho, prove_macho_signature_only
+from reprover.compare.signatures.macho import MachOPins, is_macho, prove_macho_signature_only
 from reprover.errors import VerificationError
 from reprover.model import ArtifactResult, ArtifactVerdict, Digest, Policy
 
@@ -112,6 +112,19 @@ def compare_files(
     return result
 
 
+def _macho_pins(policy: Policy) -> MachOPins:
+    """The Mach-O pins of a policy; an entitlements pin that was never read fails closed.
+
+    Raises:
+        VerificationError: `[signature] entitlements` is set but its bytes were not read.
+    """
+    if policy.entitlements is not None and policy.entitlements_data is None:
+        raise VerificationError(
+            f"the entitlements pin {policy.entitlements!r} was not read from the source"
+        )
+    return MachOPins(policy.macho_identifier, policy.macho_flags, policy.entitlements_data)
+
+
 def _signature_only(
     result: ArtifactResult, released: Path, rebuilt: Path, policy: Policy
 ) -> ArtifactResult:
@@ -126,7 +139,9 @@ def _signature_only(
         if head[:2] == b"MZ":
             proof = prove_signature_only(released, rebuilt, trusted=policy.trusted_signers)
         elif is_macho(head):
-            proof = prove_macho_signature_only(released, rebuilt)  # type: ignore[assignment]
+            proof = prove_macho_signature_only(  # type: ignore[assignment]
+                released, rebuilt, trusted=policy.trusted_signers, pins=_macho_pins(policy)
+            )
         else:
             note = "signature proofs not applicable: not a PE or Mach-O file"
             return replace(result, notes=(*result.notes, note))

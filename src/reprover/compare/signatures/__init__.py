@@ -3,6 +3,8 @@
 Owns: Authenticode (`authenticode`: the proofs; `pe_certtable`: the certificate table and the
 Authenticode hash; `pkcs7`: Authenticode signers, nested signatures; `cms`: the closed
 SignedData grammar; `timestamps`: RFC 3161 and PKCS#9 countersignatures; `der`: a strict,
-bounded DER reader), trust anchors (`trust`) and Mach-O code signatures (`macho`).
+bounded DER reader), trust anchors (`trust`) and Mach-O code signatures (`macho`: the proof
+and pins; `macho_layout`: fat slices and load commands; `macho_blobs`: SuperBlob and
+CodeDirectory; `macho_cms`: the Developer ID style CMS signer).
 Does not own: region maps of the rest of the file (`reprover.compare.regions`) or policy.
 """

@@ -1,349 +1,459 @@
-"""Mach-O code signatures: find `LC_CODE_SIGNATURE`, read its SuperBlob, check page hashes.
+"""Mach-O code signatures: released = rebuilt + a code signature, per slice, with what it asserts.
 
-Owns: recognising thin Mach-O files, locating the code signature through `LC_CODE_SIGNATURE`,
-strict parsing of the SuperBlob and its CodeDirectory (every offset bounds-checked), labelling
-the signature's byte regions, and `prove_macho_signature_only`.
+Owns: thin and universal (fat) Mach-O layout for signatures (load commands, `LC_CODE_SIGNATURE`,
+`__LINKEDIT`, the fat header and its slices), the proof `prove_macho_signature_only` and its
+result, and the pins (`MachOPins`) that decide which asserted fields a release may change.
+Does not own: blob parsing (`macho_blobs`) or the CMS signer (`macho_cms`).
 
-What `prove_macho_signature_only(released, rebuilt)` proves, exactly:
+What `prove_macho_signature_only(released, rebuilt)` proves, per slice (a thin file is one slice;
+a universal file's slices must match the rebuild's by CPU type, lie in order without overlap,
+with only zero bytes between them and after the fat header, the last one ending the file):
 
-- the released file is a thin Mach-O whose code signature is the last thing in the file
-  (`dataoff + datasize` = end of file) and is a well-formed SuperBlob holding one CodeDirectory
-  (plus, optionally, a requirements blob and an entitlements blob whose special-slot hashes
-  match), with only zero bytes after the SuperBlob;
-- the CodeDirectory covers every byte before the signature (`codeLimit = dataoff`), and each of
-  its page hashes equals the hash of the same page of the *rebuilt* file;
-- every byte of the released file before the signature equals the rebuilt file's (so the page
-  hashes are not the only thing relied on), and the rebuilt file's own signature also ends
-  exactly at its end of file (nothing of the rebuild is left out).
+- transplant: the rebuilt slice carries its own code signature (ld64 signs every arm64 link;
+  link x86_64 with `-adhoc_codesign`) at the same offset, ending the slice; replacing, in the
+  rebuilt bytes before it, only `LC_CODE_SIGNATURE.datasize` and `__LINKEDIT`'s `vmsize` and
+  `filesize` by the released values gives the released bytes before the signature, byte for
+  byte; the released signature ends the slice and `__LINKEDIT`;
+- the released signature is a well-formed SuperBlob (see `macho_blobs`) whose every
+  CodeDirectory covers every byte before it with page hashes that match, and whose special
+  slots (requirements, entitlements) hash to the blobs present;
+- what the signature asserts is the rebuild's own, or pinned: identifier
+  (`[signature] macho_identifier`), flags other than adhoc/linker-signed (`macho_flags`),
+  entitlements (`entitlements`, a plist from the reviewed source), team id (the rebuild's, or
+  the verified CMS signer's organizational unit), exec-segment base, limit and flags (the
+  rebuild's), requirements (the rebuild's, the empty set, or any when a CMS signer chains to
+  pinned trust);
+- signer: an empty CMS wrapper or none (ad-hoc: integrity, no identity; the adhoc flag must be
+  set) or a CMS SignedData over the CodeDirectory (`macho_cms`; the adhoc flag must be clear),
+  verified, and with pinned certificates chained to one.
 
-What it does not prove: that anyone in particular signed the file. An ad-hoc signature (what
-`ld64.lld` writes, and the only kind generated here) names no signer; it is a checksum list.
-A CMS blob (Apple's signer identity) is refused, not verified: no Apple CMS signing or
-verification tool runs here, and unverified bytes are never accepted. Nor does it prove that
-macOS would run the file (no trust cache, notarization or hardened-runtime policy is
-consulted). Fat (universal) files are refused: check each slice (`llvm-lipo -thin`).
-
-Because the load command and `__LINKEDIT` sizes are inside page 0, a rebuild must carry a code
-signature of the same size at the same offset (link it with `-adhoc_codesign`) for the
-page-hash proof to hold; otherwise the proof fails and says so.
+Not proven: that macOS would run the file (no notarization, trust cache or OS policy).
 """
 
 from __future__ import annotations
 
 import hashlib
+import plistlib
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from cryptography import x509
+
+from reprover.compare.signatures.macho_blobs import (
+    SLOT_CMS,
+    SLOT_ENTITLEMENTS,
+    SLOT_ENTITLEMENTS_DER,
+    SLOT_REQUIREMENTS,
+    CodeDirectory,
+    CodeSignature,
+    der_entitlements,
+    parse_signature,
+)
+from reprover.compare.signatures.macho_cms import CmsSigner, verify_cms
+from reprover.compare.signatures.macho_layout import (
+    SliceLayout,
+    fat_slices,
+    find_code_signature,
+    first_difference,
+    is_fat,
+    is_macho,
+    slice_layout,
+)
 from reprover.compare.signatures.pe_certtable import SignatureRegion
+from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import InputError, VerificationError
 from reprover.model import Kind
 
-MH_MAGIC_64 = 0xFEEDFACF
-MH_MAGIC = 0xFEEDFACE
-FAT_MAGICS = (b"\xca\xfe\xba\xbe", b"\xbe\xba\xfe\xca", b"\xca\xfe\xba\xbf", b"\xbf\xba\xfe\xca")
-LC_CODE_SIGNATURE = 0x1D
-SUPERBLOB = 0xFADE0CC0
-CODEDIRECTORY = 0xFADE0C02
-REQUIREMENTS = 0xFADE0C01
-ENTITLEMENTS = 0xFADE7171
-ENTITLEMENTS_DER = 0xFADE7172
-BLOBWRAPPER = 0xFADE0B01
-CSSLOT_CODEDIRECTORY = 0
-SPECIAL_SLOTS = {2: REQUIREMENTS, 5: ENTITLEMENTS, 7: ENTITLEMENTS_DER}
-HASHES = {1: ("sha1", 20), 2: ("sha256", 32), 3: ("sha256", 20), 4: ("sha384", 48)}
-MAX_BLOBS = 16
+__all__ = [
+    "MachOPins",
+    "MachOSignatureProof",
+    "NoSignerError",
+    "find_code_signature",
+    "is_macho",
+]
+
+CS_ADHOC = 0x2
+CS_LINKER_SIGNED = 0x20000
+SIGNATURE_KIND_FLAGS = CS_ADHOC | CS_LINKER_SIGNED
+EMPTY_REQUIREMENTS = bytes.fromhex("fade0c010000000c00000000")
+
+
+class NoSignerError(VerificationError):
+    """Pinned trust was asked for, but the signature names no signer (ad-hoc)."""
+
+
+@dataclass(frozen=True)
+class MachOPins:
+    """Values the manifest pins for what a Mach-O signature asserts (None: the rebuild's)."""
+
+    identifier: str | None = None
+    flags: int | None = None
+    entitlements: bytes | None = None
+
+
+@dataclass(frozen=True)
+class SliceProof:
+    """What was proven about one slice."""
+
+    offset: int
+    identifier: str
+    team_id: str | None
+    flags: int
+    hash_type: str
+    page_size: int
+    pages: int
+    exec_seg: tuple[int, int, int] | None
+    requirements: str
+    entitlements: str
+    signer: CmsSigner | None
+
+    def lines(self) -> tuple[str, ...]:
+        """Report lines for this slice."""
+        where = f"slice at {self.offset:#x}: " if self.offset else ""
+        seg = (
+            "none"
+            if self.exec_seg is None
+            else f"base {self.exec_seg[0]:#x} limit {self.exec_seg[1]:#x} flags "
+            f"{self.exec_seg[2]:#x}"
+        )
+        who = (
+            "ad-hoc (no signer; integrity, not identity)"
+            if self.signer is None
+            else f"CMS signer {self.signer.subject}, issuer {self.signer.issuer}"
+            + (" (chains to pinned trust)" if self.signer.chain else " (signer not pinned)")
+        )
+        return (
+            f"{where}identifier {self.identifier}; team id {self.team_id or 'none'}; flags "
+            f"{self.flags:#x}; hash {self.hash_type}; page size {self.page_size}; {self.pages} "
+            "pages match the rebuilt file",
+            f"{where}exec segment {seg}",
+            f"{where}requirements {self.requirements}",
+            f"{where}entitlements {self.entitlements}",
+            f"{where}signer: {who}",
+        )
 
 
 @dataclass(frozen=True)
 class MachOSignatureProof:
-    """What was proven about a Mach-O pair: identifier, hash type, pages, regions."""
+    """What was proven about a Mach-O pair (every slice) and the regions signing wrote."""
 
-    identifier: str
-    hash_type: str
-    page_size: int
-    pages: int
-    flags: int
+    slices: tuple[SliceProof, ...]
     regions: tuple[SignatureRegion, ...]
 
     def summary(self) -> str:
         """One line: what was proven."""
-        kind = "ad-hoc " if self.flags & 0x2 else ""
+        first = self.slices[0]
+        count = f"{len(self.slices)} slices; " if len(self.slices) > 1 else ""
+        kind = "ad-hoc " if all(s.signer is None for s in self.slices) else ""
         return (
-            f"released = rebuilt + {kind}code signature; CodeDirectory '{self.identifier}' "
-            f"covers {self.pages} pages of the rebuilt file ({self.hash_type})"
+            f"released = rebuilt + {kind}code signature; {count}identifier '{first.identifier}'; "
+            f"every page of the rebuilt file covered ({first.hash_type})"
         )
 
     def findings(self) -> tuple[str, ...]:
-        """Lines for reports: what was and was not proven, and the regions."""
+        """Lines for reports: what each slice asserts, who signed, and the regions."""
         return (
-            f"identifier {self.identifier}; flags {self.flags:#x}; hash {self.hash_type}; "
-            f"page size {self.page_size}; {self.pages} pages match the rebuilt file",
-            "not proven: who signed (ad-hoc signatures name no signer; CMS is not verified)",
+            *(line for s in self.slices for line in s.lines()),
             *(f"region {r.region}: {r.offset:#x}+{r.length:#x}" for r in self.regions),
         )
 
 
-@dataclass(frozen=True)
-class _CodeSig:
-    dataoff: int
-    datasize: int
-    cd_offset: int
-    cd: bytes
-    blobs: tuple[tuple[int, int, int], ...]  # (slot type, file offset, length)
-    superblob_length: int
+def _describe_entitlements(sig: CodeSignature, name: str) -> str:
+    xml, der_blob = sig.slot(SLOT_ENTITLEMENTS), sig.slot(SLOT_ENTITLEMENTS_DER)
+    if xml is None and der_blob is None:
+        return "none"
+    value = _entitlements_value(sig, name)
+    keys = sorted(value) if isinstance(value, dict) else value
+    return f"{keys} (sha256 {hashlib.sha256((xml or b'') + (der_blob or b'')).hexdigest()})"
 
 
-def is_macho(head: bytes) -> bool:
-    """Whether the first bytes are a thin or fat Mach-O magic."""
-    if len(head) < 4:
-        return False
-    magic = struct.unpack_from("<I", head)[0]
-    return magic in (MH_MAGIC, MH_MAGIC_64) or head[:4] in FAT_MAGICS
+def _entitlements_value(sig: CodeSignature, name: str) -> object:
+    """The entitlements as Python values; XML and DER forms must agree when both are present."""
+    xml, der_blob = sig.slot(SLOT_ENTITLEMENTS), sig.slot(SLOT_ENTITLEMENTS_DER)
+    values: list[object] = []
+    if xml is not None:
+        values.append(_plist(xml[8:], f"{name}: entitlements"))
+    if der_blob is not None:
+        values.append(der_entitlements(der_blob, name))
+    if len(values) == 2 and values[0] != values[1]:
+        raise VerificationError(f"{name}: the XML and DER entitlements say different things")
+    return values[0] if values else None
 
 
-def _be32(data: bytes, off: int) -> int:
-    return int(struct.unpack_from(">I", data, off)[0])
+def _plist(data: bytes, what: str) -> object:
+    try:
+        return plistlib.loads(data, fmt=plistlib.FMT_XML)
+    except Exception as exc:  # plistlib raises several types on malformed XML
+        raise VerificationError(f"{what}: not an XML property list ({exc})") from exc
 
 
-def find_code_signature(data: bytes, name: str) -> tuple[int, int] | None:
-    """Return (dataoff, datasize) of `LC_CODE_SIGNATURE`, or None when the file has none.
-
-    Raises:
-        VerificationError: not a thin little-endian Mach-O, or a load command is out of bounds.
-    """
-    if data[:4] in FAT_MAGICS:
-        raise VerificationError(f"{name}: fat Mach-O; check each slice (llvm-lipo -thin)")
-    if len(data) < 28:
-        raise VerificationError(f"{name}: not a Mach-O file")
-    magic = struct.unpack_from("<I", data)[0]
-    if magic not in (MH_MAGIC, MH_MAGIC_64):
-        raise VerificationError(f"{name}: not a little-endian thin Mach-O file")
-    ncmds, sizeofcmds = struct.unpack_from("<II", data, 16)
-    pos = 32 if magic == MH_MAGIC_64 else 28
-    end = pos + sizeofcmds
-    if end > len(data):
-        raise VerificationError(f"{name}: load commands run past the end of the file")
-    found: tuple[int, int] | None = None
-    for _ in range(ncmds):
-        if pos + 8 > end:
-            raise VerificationError(f"{name}: load command at {pos:#x} is truncated")
-        cmd, size = struct.unpack_from("<II", data, pos)
-        if size < 8 or pos + size > end:
-            raise VerificationError(f"{name}: load command at {pos:#x} has a bad size {size}")
-        if cmd == LC_CODE_SIGNATURE:
-            if found is not None or size != 16:
-                raise VerificationError(f"{name}: malformed or repeated LC_CODE_SIGNATURE")
-            off, sz = struct.unpack_from("<II", data, pos + 8)
-            found = (int(off), int(sz))
-        pos += size
-    return found
-
-
-def _parse_signature(data: bytes, name: str) -> _CodeSig:
-    found = find_code_signature(data, name)
-    if found is None:
-        raise VerificationError(f"{name}: no LC_CODE_SIGNATURE: the file is not signed")
-    off, size = found
-    if off + size != len(data):
-        raise VerificationError(
-            f"{name}: the code signature ({off:#x}+{size:#x}) does not end at end of file "
-            f"({len(data):#x}); bytes outside it would not be covered"
-        )
-    if size < 12 or _be32(data, off) != SUPERBLOB:
-        raise VerificationError(f"{name}: the code signature is not a SuperBlob")
-    length, count = _be32(data, off + 4), _be32(data, off + 8)
-    if length > size or count > MAX_BLOBS or 12 + 8 * count > length:
-        raise VerificationError(f"{name}: SuperBlob length {length} or count {count} is bad")
-    if any(data[off + length : off + size]):
-        raise VerificationError(f"{name}: non-zero bytes after the SuperBlob")
-    blobs = _walk_blobs(data, off, length, count, name)
-    _check_blob_kinds(data, blobs, name)
-    cd_start, cd_len = next((s, n) for t, s, n in blobs if t == CSSLOT_CODEDIRECTORY)
-    return _CodeSig(off, size, cd_start, data[cd_start : cd_start + cd_len], blobs, length)
-
-
-def _walk_blobs(
-    data: bytes, off: int, length: int, count: int, name: str
-) -> tuple[tuple[int, int, int], ...]:
-    """The SuperBlob's index: blobs in order, contiguous but for zero alignment padding."""
-    blobs: list[tuple[int, int, int]] = []
-    cursor = off + 12 + 8 * count
-    for i in range(count):
-        slot, rel = struct.unpack_from(">II", data, off + 12 + 8 * i)
-        start = off + rel
-        if not cursor <= start < cursor + 16 or any(data[cursor:start]) or rel + 8 > length:
-            raise VerificationError(
-                f"{name}: SuperBlob entry {i} at {rel:#x} overlaps or leaves more than zero "
-                "alignment padding before it (blobs must follow each other in order)"
-            )
-        blob_len = _be32(data, start + 4)
-        if blob_len < 8 or rel + blob_len > length:
-            raise VerificationError(f"{name}: blob {i} length {blob_len} is out of bounds")
-        blobs.append((int(slot), start, blob_len))
-        cursor = start + blob_len
-    if cursor != off + length:
-        raise VerificationError(
-            f"{name}: {off + length - cursor} bytes in the SuperBlob belong to no blob"
-        )
-    return tuple(blobs)
-
-
-def _check_blob_kinds(data: bytes, blobs: tuple[tuple[int, int, int], ...], name: str) -> None:
-    """One CodeDirectory; other blobs only requirements or entitlements; CMS refused."""
-    cds = [b for b in blobs if b[0] == CSSLOT_CODEDIRECTORY]
-    if len(cds) != 1 or _be32(data, cds[0][1]) != CODEDIRECTORY:
-        raise VerificationError(f"{name}: expected exactly one CodeDirectory")
-    for slot, start, _ in blobs:
-        magic = _be32(data, start)
-        if slot == CSSLOT_CODEDIRECTORY:
-            continue
-        if magic == BLOBWRAPPER:
-            raise VerificationError(
-                f"{name}: a CMS signature blob is present; reprover cannot verify Apple CMS "
-                "signatures, so it refuses the bytes rather than accept them unverified"
-            )
-        if SPECIAL_SLOTS.get(slot) != magic:
-            raise VerificationError(f"{name}: unknown blob {magic:#x} in slot {slot:#x}")
-
-
-def _check_code_directory(
-    sig: _CodeSig, released: bytes, rebuilt: bytes, name: str
-) -> MachOSignatureProof:
-    cd = sig.cd
-    if len(cd) < 44:
-        raise VerificationError(f"{name}: CodeDirectory is truncated")
-    (
-        _,
-        length,
-        version,
-        flags,
-        hash_off,
-        ident_off,
-        n_special,
-        n_code,
-        code_limit,
-        hash_size,
-        hash_type,
-        _,
-        page_log,
-    ) = struct.unpack_from(">IIIIIIIIIBBBB", cd)
-    if length != len(cd) or hash_type not in HASHES or HASHES[hash_type][1] != hash_size:
-        raise VerificationError(f"{name}: CodeDirectory header is inconsistent")
-    if version >= 0x20300 and len(cd) >= 64 and struct.unpack_from(">Q", cd, 56)[0]:
-        raise VerificationError(f"{name}: 64-bit code limits are not supported")
-    if code_limit != sig.dataoff:
-        raise VerificationError(
-            f"{name}: the CodeDirectory covers {code_limit:#x} bytes, not everything before "
-            f"the signature ({sig.dataoff:#x})"
-        )
-    if not 9 <= page_log <= 16:
-        raise VerificationError(f"{name}: unsupported page size 2^{page_log}")
-    page = 1 << page_log
-    if n_code != (code_limit + page - 1) // page:
-        raise VerificationError(f"{name}: {n_code} page hashes for {code_limit} bytes")
-    first = hash_off - n_special * hash_size
-    if first < 44 or hash_off + n_code * hash_size > len(cd) or not 44 <= ident_off < len(cd):
-        raise VerificationError(f"{name}: CodeDirectory hash slots lie outside it")
-    algo = HASHES[hash_type][0]
-    end_ident = cd.find(b"\0", ident_off)
-    identifier = cd[ident_off : end_ident if end_ident >= 0 else len(cd)].decode("utf-8", "replace")
-    _check_special_slots(sig, released, (algo, hash_off, hash_size, n_special), name)
-    _check_pages(sig, released, rebuilt, (algo, hash_off, hash_size, n_code, page), name)
-    return MachOSignatureProof(identifier, algo, page, n_code, flags, _regions(sig))
-
-
-def _check_special_slots(
-    sig: _CodeSig, released: bytes, hashing: tuple[str, int, int, int], name: str
-) -> None:
-    algo, hash_off, hash_size, n_special = hashing
-    cd = sig.cd
-    for slot, start, blob_len in sig.blobs:
-        if slot == CSSLOT_CODEDIRECTORY:
-            continue
-        if slot > n_special:
-            raise VerificationError(f"{name}: blob in slot {slot} has no special-slot hash")
-        want = cd[hash_off - slot * hash_size : hash_off - (slot - 1) * hash_size]
-        got = hashlib.new(algo, released[start : start + blob_len]).digest()[:hash_size]
-        if want != got:
-            raise VerificationError(f"{name}: special slot {slot} hash does not match its blob")
-
-
-def _check_pages(
-    sig: _CodeSig,
-    released: bytes,
-    rebuilt: bytes,
-    hashing: tuple[str, int, int, int, int],
+def _check_assertions(
+    rel: CodeSignature,
+    reb: CodeSignature,
+    signer: CmsSigner | None,
+    pins: MachOPins,
     name: str,
 ) -> None:
-    algo, hash_off, hash_size, n_code, page = hashing
-    code_limit, cd = sig.dataoff, sig.cd
-    if rebuilt[:code_limit] != released[:code_limit]:
-        at = next(i for i in range(code_limit) if i >= len(rebuilt) or rebuilt[i] != released[i])
+    """Identifier, flags, team id, exec segment, requirements and entitlements: rebuild's or pinned.
+
+    Raises:
+        VerificationError: a field differs and is not pinned; the message names the pin.
+    """
+    base = reb.directories[0]
+    for cd in rel.directories:
+        if cd.identifier not in (base.identifier, pins.identifier):
+            raise VerificationError(
+                f"{name}: the signature's identifier {cd.identifier!r} is not the rebuild's "
+                f"({base.identifier!r}) nor pinned ([signature] macho_identifier)"
+            )
+        got, own = cd.flags & ~SIGNATURE_KIND_FLAGS, base.flags & ~SIGNATURE_KIND_FLAGS
+        pinned = None if pins.flags is None else pins.flags & ~SIGNATURE_KIND_FLAGS
+        if got not in (own, pinned):
+            raise VerificationError(
+                f"{name}: CodeDirectory flags {cd.flags:#x} assert {got:#x} (hardened runtime "
+                f"0x10000, restrict 0x800, ...), not the rebuild's {own:#x} nor pinned "
+                "([signature] macho_flags)"
+            )
+        if bool(cd.flags & CS_ADHOC) != (signer is None):
+            raise VerificationError(
+                f"{name}: the adhoc flag is {'set' if cd.flags & CS_ADHOC else 'clear'} but the "
+                f"signature {'has' if signer else 'has no'} CMS signer"
+            )
+        ou = signer.organizational_unit if signer else None
+        if cd.team_id not in (base.team_id, ou):
+            raise VerificationError(
+                f"{name}: team id {cd.team_id!r} is neither the rebuild's nor the CMS signer's"
+            )
+        if cd.exec_seg != base.exec_seg:
+            raise VerificationError(
+                f"{name}: exec segment (base, limit, flags) {cd.exec_seg} is not the rebuild's "
+                f"{base.exec_seg}"
+            )
+    requirements = rel.slot(SLOT_REQUIREMENTS)
+    if requirements not in (reb.slot(SLOT_REQUIREMENTS), EMPTY_REQUIREMENTS) and not (
+        signer and signer.chain
+    ):
         raise VerificationError(
-            f"the released file differs from the rebuilt file before the code signature: first "
-            f"differing byte at {at:#x}"
+            f"{name}: the requirements blob is not the rebuild's nor the empty set, and no "
+            "signer chains to pinned trust"
         )
-    for i in range(n_code):
-        want = cd[hash_off + i * hash_size : hash_off + (i + 1) * hash_size]
-        chunk = rebuilt[i * page : min((i + 1) * page, code_limit)]
-        if hashlib.new(algo, chunk).digest()[:hash_size] != want:
+    got_ent = _entitlements_value(rel, name)
+    own_ent = _entitlements_value(reb, "rebuilt file")
+    pin_ent = _plist(pins.entitlements, "pinned entitlements") if pins.entitlements else None
+    if got_ent != own_ent and (pins.entitlements is None or got_ent != pin_ent):
+        raise VerificationError(
+            f"{name}: the signature's entitlements {_keys(got_ent)} are not the rebuild's "
+            f"{_keys(own_ent)}"
+            + (f" nor the pinned {_keys(pin_ent)}" if pins.entitlements else "")
+            + " ([signature] entitlements)"
+        )
+
+
+def _keys(value: object) -> str:
+    return str(sorted(value)) if isinstance(value, dict) else "none" if value is None else "?"
+
+
+def _check_pages(cd: CodeDirectory, data: bytes, dataoff: int, name: str) -> None:
+    if cd.code_limit != dataoff:
+        raise VerificationError(
+            f"{name}: the CodeDirectory covers {cd.code_limit:#x} bytes, not everything before "
+            f"the signature ({dataoff:#x})"
+        )
+    page = cd.page_size or dataoff
+    if len(cd.pages) != (dataoff + page - 1) // page:
+        raise VerificationError(f"{name}: {len(cd.pages)} page hashes for {dataoff} bytes")
+    for i, want in enumerate(cd.pages):
+        chunk = data[i * page : min((i + 1) * page, dataoff)]
+        if hashlib.new(cd.hash_type, chunk).digest()[: cd.hash_size] != want:
             raise VerificationError(
                 f"{name}: page {i} hash in the CodeDirectory does not match the rebuilt file's "
                 f"page at {i * page:#x}"
             )
 
 
-def _regions(sig: _CodeSig) -> tuple[SignatureRegion, ...]:
-    regions = [
+def _transplant(
+    rel: bytes, r: SliceLayout, reb: bytes, b: SliceLayout, *, name: str, base: int
+) -> None:
+    """The released bytes before the signature are the rebuild's but for three size fields."""
+    if b.dataoff != r.dataoff or (b.cs_command, b.linkedit) != (r.cs_command, r.linkedit):
+        raise VerificationError(
+            f"{name}: the rebuilt file has no code signature at the released one's offset "
+            f"({r.dataoff:#x}) with the same load commands; page 0 holds LC_CODE_SIGNATURE, so "
+            "link the rebuild with -adhoc_codesign (ld64 does so by default on arm64)"
+        )
+    if b.dataoff + b.datasize != len(reb):
+        raise VerificationError(
+            f"the rebuilt file has {len(reb) - b.dataoff - b.datasize:+d} bytes after its own "
+            "code signature's end; released = rebuilt + signature cannot hold"
+        )
+    candidate = bytearray(reb[: b.dataoff])
+    struct.pack_into("<I", candidate, r.cs_command + 12, r.datasize)
+    struct.pack_into("<Q", candidate, r.linkedit + 32, r.linkedit_vmsize)
+    struct.pack_into("<Q", candidate, r.linkedit + 48, r.linkedit_filesize)
+    if bytes(candidate) != rel[: r.dataoff]:
+        at = first_difference(candidate, rel[: r.dataoff])
+        where = f" (file offset {base + at:#x}, in the slice at {base:#x})" if base else ""
+        raise VerificationError(
+            f"the released file differs from the rebuilt file before the code signature: first "
+            f"differing byte at {at:#x}{where}"
+        )
+    if r.linkedit_fileoff + r.linkedit_filesize != len(rel):
+        raise VerificationError(f"{name}: __LINKEDIT does not end with the code signature")
+    size = r.linkedit_filesize
+    allowed = {b.linkedit_vmsize, size, (size + 0xFFF) & ~0xFFF, (size + 0x3FFF) & ~0x3FFF}
+    if r.linkedit_vmsize not in allowed:
+        raise VerificationError(
+            f"{name}: __LINKEDIT vmsize {r.linkedit_vmsize:#x} is not its file size rounded "
+            "to a page"
+        )
+
+
+def _prove_slice(
+    rel: bytes,
+    reb: bytes,
+    *,
+    offset: int,
+    trusted: Sequence[x509.Certificate],
+    pins: MachOPins,
+    now: datetime | None,
+) -> tuple[SliceProof, list[SignatureRegion]]:
+    name = f"released file{f' (slice at {offset:#x})' if offset else ''}"
+    r = slice_layout(rel, name)
+    b = slice_layout(reb, "rebuilt file")
+    if r.dataoff < 0:
+        raise VerificationError(f"{name}: no LC_CODE_SIGNATURE: the file is not signed")
+    sig = parse_signature(rel, r.dataoff, r.datasize, name)
+    _transplant(rel, r, reb, b, name=name, base=offset)
+    own = parse_signature(reb, b.dataoff, b.datasize, "rebuilt file")
+    for cd in sig.directories:
+        _check_pages(cd, rel, r.dataoff, name)
+    wrapper = sig.slot(SLOT_CMS)
+    anchors = tuple(trusted)
+    signer = None
+    if wrapper is not None:
+        start = next(s for slot, s, _ in sig.blobs if slot == SLOT_CMS)
+        signer = verify_cms(
+            wrapper,
+            sig.directories[0].raw,
+            trusted=anchors,
+            base=offset + start,
+            name=name,
+            now=now,
+        )
+    if anchors and signer is None:
+        raise NoSignerError(
+            f"{name}: pinned trust ([signature] trusted / --trusted) was given, but this "
+            "signature is ad-hoc and names no signer"
+        )
+    _check_assertions(sig, own, signer, pins, name)
+    cd = sig.directories[0]
+    req = sig.slot(SLOT_REQUIREMENTS)
+    proof = SliceProof(
+        offset=offset,
+        identifier=cd.identifier,
+        team_id=cd.team_id,
+        flags=cd.flags,
+        hash_type=cd.hash_type,
+        page_size=cd.page_size,
+        pages=len(cd.pages),
+        exec_seg=cd.exec_seg,
+        requirements="none"
+        if req is None
+        else "empty set"
+        if req == EMPTY_REQUIREMENTS
+        else f"{len(req)} bytes (sha256 {hashlib.sha256(req).hexdigest()})",
+        entitlements=_describe_entitlements(sig, name),
+        signer=signer,
+    )
+    return proof, _regions(sig, r, b, offset)
+
+
+def _regions(
+    sig: CodeSignature, r: SliceLayout, b: SliceLayout, base: int
+) -> list[SignatureRegion]:
+    regions: list[SignatureRegion] = []
+    fields = (
+        (r.cs_command + 12, 4, r.datasize != b.datasize, "LC_CODE_SIGNATURE.datasize"),
+        (r.linkedit + 32, 8, r.linkedit_vmsize != b.linkedit_vmsize, "__LINKEDIT.vmsize"),
+        (r.linkedit + 48, 8, r.linkedit_filesize != b.linkedit_filesize, "__LINKEDIT.filesize"),
+    )
+    regions.extend(
+        SignatureRegion(base + off, size, f"macho.load_command.{label}", Kind.SIGNATURE)
+        for off, size, changed, label in fields
+        if changed
+    )
+    first_blob = sig.blobs[0][1]
+    regions.append(
         SignatureRegion(
-            sig.dataoff,
-            sig.blobs[0][1] - sig.dataoff,
+            base + sig.dataoff,
+            first_blob - sig.dataoff,
             "macho.code_signature.superblob",
             Kind.SIGNATURE,
         )
-    ]
-    for slot, start, blob_len in sig.blobs:
-        label = "code_directory" if slot == CSSLOT_CODEDIRECTORY else f"blob[{slot:#x}]"
-        regions.append(
-            SignatureRegion(start, blob_len, f"macho.code_signature.{label}", Kind.SIGNATURE)
-        )
-    if sig.superblob_length < sig.datasize:
+    )
+    for slot, start, body in sig.blobs:
+        label = "code_directory" if slot == 0 else f"blob[{slot:#x}]"
         regions.append(
             SignatureRegion(
-                sig.dataoff + sig.superblob_length,
-                sig.datasize - sig.superblob_length,
+                base + start, len(body), f"macho.code_signature.{label}", Kind.SIGNATURE
+            )
+        )
+    if sig.length < sig.datasize:
+        regions.append(
+            SignatureRegion(
+                base + sig.dataoff + sig.length,
+                sig.datasize - sig.length,
                 "macho.code_signature.padding",
                 Kind.PADDING,
             )
         )
-    return tuple(regions)
+    return regions
 
 
-def prove_macho_signature_only(released: Path, rebuilt: Path) -> MachOSignatureProof:
-    """Prove released = rebuilt + a well-formed code signature whose pages are the rebuild's.
-
-    See the module docstring for exactly what this proves and what it does not.
+def prove_macho_signature_only(
+    released: Path,
+    rebuilt: Path,
+    *,
+    trusted: Sequence[Path | bytes] = (),
+    pins: MachOPins | None = None,
+    now: datetime | None = None,
+) -> MachOSignatureProof:
+    """Prove released = rebuilt + a code signature, slice by slice; see the module docstring.
 
     Raises:
-        InputError: a file cannot be read.
+        InputError: a file or a pinned certificate cannot be read, or a file is not Mach-O.
+        NoSignerError: `trusted` was given but a slice is ad-hoc signed.
         VerificationError: any part of the proof fails; the message says which.
     """
     try:
         rel, reb = released.read_bytes(), rebuilt.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {exc.filename}: {exc.strerror or exc}") from exc
-    sig = _parse_signature(rel, "released file")
-    reb_sig = find_code_signature(reb, "rebuilt file")
-    if reb_sig is None or reb_sig[0] != sig.dataoff:
-        raise VerificationError(
-            "the rebuilt file has no code signature at the released one's offset "
-            f"({sig.dataoff:#x}); page 0 holds LC_CODE_SIGNATURE, so link the rebuild with "
-            "-adhoc_codesign"
+    anchors = load_trusted(trusted)
+    pins = pins or MachOPins()
+    if is_fat(rel) != is_fat(reb):
+        raise VerificationError("one file is universal (fat) and the other is not")
+    pairs = [(0, rel, reb)]
+    regions: list[SignatureRegion] = []
+    if is_fat(rel):
+        rel_slices, reb_slices = fat_slices(rel, "released file"), fat_slices(reb, "rebuilt file")
+        if [s[:2] for s in rel_slices] != [s[:2] for s in reb_slices]:
+            raise VerificationError("the universal files hold different CPU types")
+        pairs = [
+            (r[2], rel[r[2] : r[2] + r[3]], reb[b[2] : b[2] + b[3]])
+            for r, b in zip(rel_slices, reb_slices, strict=True)
+        ]
+        regions.append(
+            SignatureRegion(0, 8 + 20 * len(rel_slices), "macho.fat_header", Kind.SIGNATURE)
         )
-    if reb_sig[0] + reb_sig[1] != len(reb):
-        raise VerificationError(
-            f"the rebuilt file has {len(reb) - reb_sig[0] - reb_sig[1]:+d} bytes after its own "
-            "code signature's end; released = rebuilt + signature cannot hold"
+    slices: list[SliceProof] = []
+    for offset, rel_slice, reb_slice in pairs:
+        proof, slice_regions = _prove_slice(
+            rel_slice, reb_slice, offset=offset, trusted=anchors, pins=pins, now=now
         )
-    return _check_code_directory(sig, rel, reb, "released file")
+        slices.append(proof)
+        regions.extend(slice_regions)
+    return MachOSignatureProof(tuple(slices), tuple(regions))

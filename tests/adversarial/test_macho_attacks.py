@@ -1,0 +1,106 @@
+"""Issue 12 item 4 and issue 13 item 2: a Mach-O signer who changes what the signature asserts,
+or hides bytes in a universal file, fails through the real CLI (exit 1) with the reason named."""
+
+from __future__ import annotations
+
+import re
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reprover.cli import main
+from signature_support import FIXTURES, fx
+
+sys.path.insert(0, str(FIXTURES.parent.parent))
+import macho_sign
+
+LINKED = fx("macho-adhoc").read_bytes()
+UNIVERSAL = fx("macho-universal-codesign").read_bytes()
+
+
+def _fat_entry(data: bytes, index: int) -> tuple[int, int]:
+    return struct.unpack_from(">II", data, 8 + 20 * index + 8)
+
+
+def hardened_runtime() -> bytes:
+    return macho_sign.sign(LINKED, identifier="engine", flags=macho_sign.ADHOC | 0x10000)
+
+
+def restrict() -> bytes:
+    return macho_sign.sign(LINKED, identifier="engine", flags=macho_sign.ADHOC | 0x800)
+
+
+def identifier() -> bytes:
+    return macho_sign.sign(LINKED, identifier="com.vendor.other")
+
+
+def entitlement_added() -> bytes:
+    plist = fx("entitlements.plist").read_bytes()
+    return macho_sign.sign(LINKED, identifier="engine", entitlements=plist)
+
+
+def bytes_after_signature_in_a_slice() -> bytes:
+    """The first slice grows over the zero padding that follows it, with a payload there."""
+    out = bytearray(UNIVERSAL)
+    offset, size = _fat_entry(UNIVERSAL, 0)
+    out[offset + size : offset + size + 8] = b"PAYLOAD!"
+    struct.pack_into(">I", out, 8 + 8 + 4, size + 8)
+    return bytes(out)
+
+
+def overlapping_slices() -> bytes:
+    out = bytearray(UNIVERSAL)
+    offset, _ = _fat_entry(UNIVERSAL, 0)
+    struct.pack_into(">I", out, 8 + 20 + 8, offset)  # slice 1 starts where slice 0 does
+    return bytes(out)
+
+
+def payload_between_slices() -> bytes:
+    out = bytearray(UNIVERSAL)
+    offset, size = _fat_entry(UNIVERSAL, 0)
+    out[offset + size + 16 : offset + size + 24] = b"PAYLOAD!"
+    return bytes(out)
+
+
+ATTACKS: dict[str, tuple[Callable[[], bytes], str, str]] = {
+    "hardened runtime flag added": (hardened_runtime, "macho-adhoc", r"flags 0x10002.*macho_flags"),
+    "restrict flag added": (restrict, "macho-adhoc", r"flags 0x802.*macho_flags"),
+    "identifier changed": (identifier, "macho-adhoc", "identifier 'com.vendor.other'"),
+    "entitlement added by the signer": (
+        entitlement_added,
+        "macho-adhoc",
+        r"entitlements \['com.apple.security.cs.allow-jit'\] are not the rebuild's none",
+    ),
+    "bytes after the signature in a slice of a fat file": (
+        bytes_after_signature_in_a_slice,
+        "macho-universal-linker",
+        "does not end at end of file",
+    ),
+    "fat file whose slices overlap": (
+        overlapping_slices,
+        "macho-universal-linker",
+        "overlaps the fat header or the previous slice",
+    ),
+    "payload between the slices of a fat file": (
+        payload_between_slices,
+        "macho-universal-linker",
+        "non-zero bytes between",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_macho_signature_attack_fails(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make, rebuilt, reason = ATTACKS[name]
+    bad = tmp_path / "engine"
+    bad.write_bytes(make())
+    assert main(["sign-check", str(fx(rebuilt)), str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert "[FAIL] macho-code-signature" in captured.out
+    assert re.search(reason, captured.err), captured.err
+    assert main(["diff", str(bad), str(fx(rebuilt)), "--allow", "signature", "-q"]) == 1

@@ -1,0 +1,166 @@
+"""Mach-O as Apple's tools sign (issue 13 item 2, issue 12 item 4): linker-signed rebuilds
+against `codesign -s -`, entitled, Developer ID (CMS) and universal releases, through the
+library and the real CLI. Fixtures: scripts/make_signature_fixtures.py (group `apple`)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from reprover.cli import main
+from reprover.compare.signatures.macho import MachOPins, prove_macho_signature_only
+from reprover.compare.signatures.macho_layout import fat_slices, find_code_signature
+from reprover.errors import VerificationError
+from signature_support import fx
+
+CA, OTHER_CA = fx("ca.pem"), fx("other-ca.pem")
+LINKED = fx("macho-adhoc")  # what ld64 writes: linker-signed, flags 0x20002
+PLIST = fx("entitlements.plist")
+
+
+def sign_check(*args: object) -> int:
+    return main(["sign-check", *(str(a) for a in args)])
+
+
+def test_codesign_adhoc_over_a_linker_signed_rebuild(capsys: pytest.CaptureFixture[str]) -> None:
+    proof = prove_macho_signature_only(fx("macho-codesign"), LINKED)
+    (one,) = proof.slices
+    assert (one.identifier, one.flags, one.team_id, one.signer) == ("engine", 0x2, None, None)
+    assert one.exec_seg == (0, 0x1000, 1)
+    assert one.requirements == "empty set"
+    assert one.entitlements == "none"
+    regions = [r.region for r in proof.regions]
+    assert regions[:3] == [
+        "macho.load_command.LC_CODE_SIGNATURE.datasize",
+        "macho.load_command.__LINKEDIT.vmsize",
+        "macho.load_command.__LINKEDIT.filesize",
+    ]
+    assert "macho.code_signature.blob[0x10000]" in regions  # the empty CMS wrapper
+    assert sign_check(LINKED, fx("macho-codesign"), "--format", "json") == 0
+    report = json.loads(capsys.readouterr().out)
+    (artifact,) = report["artifacts"]
+    assert artifact["verdict"] == "signature-only"
+    assert all(d["rule"] == "signature" for d in artifact["differences"])
+
+
+def test_entitlements_pinned_from_the_source() -> None:
+    with pytest.raises(
+        VerificationError, match=r"entitlements \['com.apple.security.cs.allow-jit'\]"
+    ):
+        prove_macho_signature_only(fx("macho-entitled"), LINKED)
+    proof = prove_macho_signature_only(
+        fx("macho-entitled"), LINKED, pins=MachOPins(entitlements=PLIST.read_bytes())
+    )
+    assert "com.apple.security.cs.allow-jit" in proof.slices[0].entitlements
+    assert sign_check(LINKED, fx("macho-entitled"), "--entitlements", PLIST) == 0
+
+
+def test_developer_id_cms_verified_against_pinned_trust(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    proof = prove_macho_signature_only(
+        fx("macho-devid"), LINKED, trusted=(CA,), pins=MachOPins(flags=0x10000)
+    )
+    signer = proof.slices[0].signer
+    assert signer is not None
+    assert signer.subject == "CN=reprover test release signer"
+    assert signer.chain[-1].startswith("CN=reprover test code-signing CA")
+    args = (LINKED, fx("macho-devid"), "--macho-flags", "0x10000")
+    assert sign_check(*args, "--trusted", CA) == 0
+    assert sign_check(*args) == 0  # verified, reported as not pinned
+    assert "(signer not pinned)" in capsys.readouterr().out
+    assert sign_check(*args, "--trusted", OTHER_CA) == 1
+    assert "does not chain to a pinned certificate" in capsys.readouterr().err
+    assert sign_check(LINKED, fx("macho-devid"), "--trusted", CA) == 1  # runtime flag unpinned
+    assert "macho_flags" in capsys.readouterr().err
+
+
+def test_developer_id_cms_over_another_code_directory_fails(tmp_path: Path) -> None:
+    data = bytearray(fx("macho-devid").read_bytes())
+    at = data.find(b"engine\0", 0x2000)
+    data[at] = ord("E")  # the identifier inside the CodeDirectory the CMS signed
+    bad = tmp_path / "engine"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(VerificationError, match="messageDigest"):
+        prove_macho_signature_only(bad, LINKED, pins=MachOPins(identifier="Engine", flags=0x10000))
+
+
+def test_universal_files_slice_by_slice(capsys: pytest.CaptureFixture[str]) -> None:
+    released, rebuilt = fx("macho-universal-codesign"), fx("macho-universal-linker")
+    proof = prove_macho_signature_only(released, rebuilt)
+    offsets = [s[2] for s in fat_slices(released.read_bytes(), "u")]
+    assert [s.offset for s in proof.slices] == offsets
+    assert [s.page_size for s in proof.slices] == [4096, 16384]
+    assert proof.regions[0].region == "macho.fat_header"
+    assert sign_check(rebuilt, released) == 0
+    assert main(["diff", str(released), str(rebuilt), "--allow", "signature", "-q"]) == 0
+    capsys.readouterr()
+
+
+def test_universal_code_byte_changed_is_located(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One code byte of the arm64 slice changed: sign-check fails and its ledger (the one diff
+    shows) holds the byte."""
+    rebuilt = bytearray(fx("macho-universal-linker").read_bytes())
+    arm64 = fat_slices(bytes(rebuilt), "u")[1][2]
+    text = arm64 + 0x4000 - 0x100  # inside the arm64 slice's first page of __TEXT
+    rebuilt[text] ^= 0xFF
+    path = tmp_path / "engine"
+    path.write_bytes(bytes(rebuilt))
+    assert sign_check(path, fx("macho-universal-codesign"), "--format", "json") == 1
+    report = json.loads(capsys.readouterr().out)
+    (artifact,) = report["artifacts"]
+    assert artifact["verdict"] == "different"
+    assert any(
+        d["offset"] <= text < d["offset"] + max(d["length"], 1) for d in artifact["differences"]
+    )
+    detail = report["checks"][0]["detail"]
+    assert detail.endswith(
+        f"at {text - arm64:#x} (file offset {text:#x}, in the slice at {arm64:#x})"
+    )
+
+
+def test_failing_pe_sign_check_ledger_shows_the_code_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signed = bytearray(fx("signed.exe").read_bytes())
+    signed[0x403] ^= 0x01
+    bad = tmp_path / "signed.exe"
+    bad.write_bytes(bytes(signed))
+    assert sign_check(fx("unsigned.exe"), bad, "--format", "json") == 1
+    (artifact,) = json.loads(capsys.readouterr().out)["artifacts"]
+    hit = [d for d in artifact["differences"] if d["offset"] <= 0x403 < d["offset"] + d["length"]]
+    assert hit and hit[0]["region"].startswith("pe.section[.text]")
+    assert not hit[0]["allowed"]
+
+
+@pytest.mark.parametrize(
+    ("unsigned", "signed", "extra"),
+    [
+        ("unsigned.exe", "/bin/true", ()),  # an ELF
+        ("macho-adhoc", "signed.exe", ()),  # formats differ
+        ("unsigned.exe", "signed.exe", ("--macho-flags", "0x2")),  # a Mach-O pin for a PE
+        ("macho-adhoc", "macho-codesign", ("--trusted", "ca.pem")),  # ad-hoc names no signer
+    ],
+)
+def test_bad_input_exits_2(unsigned: str, signed: str, extra: tuple[str, ...]) -> None:
+    files = [fx(unsigned), Path(signed) if signed.startswith("/") else fx(signed)]
+    args = [str(fx(e)) if e.endswith(".pem") else e for e in extra]
+    assert main(["sign-check", *map(str, files), *args, "-q"]) == 2
+
+
+def test_blob_layout_is_read_strictly(tmp_path: Path) -> None:
+    """A special-slot hash naming a blob that is absent is refused."""
+    data = bytearray(fx("macho-codesign").read_bytes())
+    off, _ = find_code_signature(bytes(data), "m") or (0, 0)
+    count = struct.unpack_from(">I", data, off + 8)[0]
+    assert count == 3
+    bad = tmp_path / "engine"
+    struct.pack_into(">I", data, off + 12 + 8, 0x5)  # requirements blob relabelled entitlements
+    bad.write_bytes(bytes(data))
+    with pytest.raises(VerificationError, match=r"unknown blob|slot"):
+        prove_macho_signature_only(bad, LINKED)
