@@ -142,3 +142,55 @@ def artifact(rep: Any, path: str) -> Any:
 def regions(art: Any) -> dict[str, Any]:
     """The differences of an artifact by region."""
     return {d["region"]: d for d in art["differences"]}
+
+
+WXS = """<?xml version="1.0" encoding="utf-8"?>
+<Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
+  <Product Id="12345678-1234-1234-1234-123456789012" Name="Engine" Language="1033"
+           Version="1.0.0" Manufacturer="Vendor" UpgradeCode="12345678-1234-1234-1234-123456789013">
+    <Package InstallerVersion="200" Compressed="yes" Comments="engine"/>
+    <Media Id="1" Cabinet="product.cab" EmbedCab="yes"/>
+    <Directory Id="TARGETDIR" Name="SourceDir">
+      <Directory Id="ProgramFilesFolder">
+        <Directory Id="INSTALLDIR" Name="Engine">
+          <Component Id="Main" Guid="12345678-1234-1234-1234-123456789015">
+            <File Id="engine.dll" Name="engine.dll" Source="engine.dll" KeyPath="yes"/>
+          </Component>
+        </Directory>
+      </Directory>
+    </Directory>
+    <Feature Id="Complete" Level="1"><ComponentRef Id="Main"/></Feature>
+  </Product>
+</Wix>
+"""
+
+
+def write_msi(path: Path, dll: bytes) -> Path:
+    """An MSI made by wixl holding `dll` as engine.dll in its embedded cabinet product.cab."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "engine.dll").write_bytes(dll)
+        (Path(tmp) / "setup.wxs").write_text(WXS)
+        subprocess.run(["wixl", "-o", str(path.resolve()), "setup.wxs"], cwd=tmp, check=True,
+                       capture_output=True)  # fmt: skip
+    return path
+
+
+def flip_code_byte(pe: bytes, at: int = 16) -> bytes:
+    """`pe` with one byte of its first executable section changed (a backdoor stand-in)."""
+    lfanew = struct.unpack_from("<I", pe, 0x3C)[0]
+    sections, opt = (
+        struct.unpack_from("<H", pe, lfanew + 6)[0],
+        struct.unpack_from("<H", pe, lfanew + 20)[0],
+    )
+    table = lfanew + 24 + opt
+    for i in range(sections):
+        raw_size, raw_ptr = struct.unpack_from("<II", pe, table + 40 * i + 16)
+        flags = struct.unpack_from("<I", pe, table + 40 * i + 36)[0]
+        if flags & 0x20000000 and raw_size > at:
+            out = bytearray(pe)
+            out[raw_ptr + at] ^= 0xFF
+            return bytes(out)
+    raise AssertionError("no executable section")

@@ -107,13 +107,14 @@ RULES: dict[str, Rule] = {
             "Archive timestamps: member times (ZIP DOS time and time extras, TAR mtime/atime/"
             "ctime and pax times, ar, cpio), the gzip header time. Only when every member's "
             "content is identical or itself allowed",
-            (_MEMBER + r"(?:[\w.]+\.)?[amc]time", r"gzip\.header\.mtime"),
+            (_MEMBER + r"(?:[\w.]+\.)?[amc]time", r"gzip\.header\.mtime",
+             r"ole\.root\.[cm]time"),
             frozenset({K.TIMESTAMP}),
         ),
         Rule(
             "archive.order",
             "Member order inside an archive (same members, stored in another order)",
-            (_ARCHIVE + r"\.order",),
+            (_ARCHIVE + r"\.order", r"ole\.layout"),
             frozenset({K.METADATA}),
         ),
         Rule(
@@ -134,7 +135,7 @@ RULES: dict[str, Rule] = {
             "Compressed bytes of the same content: ZIP method, flags, version needed, sizes and "
             "data, the gzip XFL and OS bytes, the compressed stream of gzip, xz, bzip2, zstd",
             (_MEMBER + r"compression(?:\.\w+)?",
-             r"(?:gzip|xz|bz2|zstd)\.(?:header\.)?compression\.\w+"),
+             r"(?:gzip|xz|bz2|zstd|cab)\.(?:header\.)?compression\.\w+"),
             frozenset({K.METADATA}),
         ),
         Rule(

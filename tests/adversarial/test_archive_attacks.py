@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
 import tarfile
 import warnings
@@ -22,9 +23,11 @@ from archive_support import (
     FIXTURES,
     add_overlapping_entry,
     artifact,
+    flip_code_byte,
     patch_local_name,
     regions,
     report,
+    write_msi,
     write_tar,
     write_zip,
 )
@@ -239,3 +242,18 @@ def test_polyglot_zip_appended_to_a_pe(tmp_path: Path, run_cli) -> None:
     code, rep = report(run_cli, "diff", *pair(tmp_path, pe + clean, clean), *ALLOW)
     assert code == 1
     assert f"{len(pe)} bytes prepended to the archive (offsets shifted)" in hidden_reasons(rep)
+
+
+@pytest.mark.skipif(shutil.which("wixl") is None, reason="wixl missing")
+def test_backdoored_dll_inside_msi_inside_zip(tmp_path: Path, run_cli) -> None:
+    dll = (FIXTURES / "signature" / "unsigned.exe").read_bytes()
+    layers = []
+    for side, payload in (("rel", dll), ("reb", flip_code_byte(dll))):
+        msi = write_msi(tmp_path / f"{side}.msi", payload)
+        (tmp_path / side).mkdir()
+        layers.append(write_zip(tmp_path / side / "bundle.zip", {"setup.msi": msi.read_bytes()}))
+    code, rep = report(run_cli, "diff", *layers, *ALLOW)
+    assert code == 1
+    leaf = artifact(rep, "bundle.zip!setup.msi!product.cab!engine.dll")
+    code_diffs = [d for d in leaf["differences"] if d["kind"] == "code"]
+    assert code_diffs and code_diffs[0]["region"].startswith("pe.section[")

@@ -52,7 +52,7 @@ from reprover.model import (
 Judge = Callable[[ArtifactResult, Policy], ArtifactResult]
 Leaf = Callable[[str, Path, Path, tuple[Digest, Digest]], ArtifactResult]
 SPECIAL_MODE = 0o7111 | 0o170000  # setuid, setgid, sticky, executable, file type
-HEADER_CONSEQUENCES = re.compile(r"(?:^|\.)(?:checksum|size)$")  # follow any header change
+HEADER_CONSEQUENCES = re.compile(r"(?:^|\.)(?:checksum|size|offset)$")  # follow any header change
 COMPRESSION = re.compile(r"(?:^|\.)compression(?:\.|$)")  # follow any content change
 SIGNATURE_NAMES = re.compile(r"META-INF/[^/]+\.(?:SF|RSA|DSA|EC)$", re.IGNORECASE)
 

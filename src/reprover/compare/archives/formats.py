@@ -14,8 +14,14 @@ import tempfile
 from contextlib import ExitStack
 from typing import BinaryIO
 
+from reprover.compare.archives.arfmt import MAGIC as AR_MAGIC
+from reprover.compare.archives.arfmt import read_ar
+from reprover.compare.archives.cabfmt import MAGIC as CAB_MAGIC
+from reprover.compare.archives.cabfmt import read_cab
 from reprover.compare.archives.limits import Budget
 from reprover.compare.archives.listing import Listing, Member, Opener
+from reprover.compare.archives.ole import MAGIC as OLE_MAGIC
+from reprover.compare.archives.ole import read_ole
 from reprover.compare.archives.streams import stream_format, unwrap
 from reprover.compare.archives.tarfmt import _opener, is_tar, read_tar
 from reprover.compare.archives.zipfmt import read_zip
@@ -26,7 +32,7 @@ STREAM_SUFFIXES = {"gzip": (".gz", ".tgz"), "xz": (".xz", ".txz"), "bz2": (".bz2
 HEAD = 512
 
 
-def sniff(head: bytes, name: str) -> str | None:
+def sniff(head: bytes, name: str) -> str | None:  # noqa: PLR0911 - one return per format
     """The archive format of a file starting with `head` (at least 512 bytes if it has them)."""
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
@@ -35,6 +41,12 @@ def sniff(head: bytes, name: str) -> str | None:
         return stream
     if is_tar(head):
         return "tar"
+    if head.startswith(AR_MAGIC):
+        return "ar"
+    if head.startswith(OLE_MAGIC):
+        return "ole"
+    if head.startswith(CAB_MAGIC):
+        return "cab"
     if name.lower().endswith(ZIP_NAMES):
         return "zip"
     return None
@@ -46,7 +58,9 @@ def head_of(f: BinaryIO) -> bytes:
     return f.read(HEAD)
 
 
-def open_listing(fmt: str, f: BinaryIO, budget: Budget, stack: ExitStack, hint: str) -> Listing:
+def open_listing(  # noqa: PLR0911 - one return per format
+    fmt: str, f: BinaryIO, budget: Budget, stack: ExitStack, hint: str
+) -> Listing:
     """Read the archive in `f` as `fmt`. `hint` names a lone compressed member (`x.gz` -> `x`).
 
     Temporary files live until `stack` closes.
@@ -60,6 +74,12 @@ def open_listing(fmt: str, f: BinaryIO, budget: Budget, stack: ExitStack, hint: 
         return read_zip(f, size, budget)
     if fmt == "tar":
         return read_tar(f, size, budget, Listing("tar", "tar.member"))
+    if fmt == "ar":
+        return read_ar(f, size, budget)
+    if fmt == "ole":
+        return read_ole(f, size, budget)
+    if fmt == "cab":
+        return read_cab(f, size, budget, stack)
     tmp = stack.enter_context(tempfile.TemporaryFile(prefix="reprover-stream-"))  # noqa: SIM115
     fields, hidden, digest = unwrap(fmt, f, size, tmp, budget)
     inner = tmp.tell()

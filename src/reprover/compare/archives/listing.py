@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from reprover.model import Kind
 
@@ -79,6 +80,15 @@ class Listing:
     hidden: list[Hidden] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     inner: str | None = None  # sha256 of the decompressed stream, for compressed containers
+
+
+def when(seconds: int) -> str:
+    """A Unix time as a person reads it: `1700000000 (2023-11-14T22:13:20Z)`."""
+    try:
+        moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return str(seconds)
+    return f"{seconds} ({moment:%Y-%m-%dT%H:%M:%SZ})"
 
 
 def quote(name: str) -> str:

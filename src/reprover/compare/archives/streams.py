@@ -19,11 +19,10 @@ import lzma
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from typing import Any, BinaryIO, Protocol
 
 from reprover.compare.archives.limits import Budget
-from reprover.compare.archives.listing import CHUNK, Field, Hidden, MalformedArchive
+from reprover.compare.archives.listing import CHUNK, Field, Hidden, MalformedArchive, when
 from reprover.model import Kind
 
 MAGIC = {
@@ -59,10 +58,9 @@ def _gzip_header(f: BinaryIO, fields: dict[str, Field]) -> None:
     if len(head) != 10 or head[:3] != b"\x1f\x8b\x08":
         raise MalformedArchive("not a deflate gzip stream")
     flags, mtime, xfl, os_byte = struct.unpack_from("<BIBB", head, 3)
-    when = datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     fields["gzip.header.flags"] = Field(flags & ~FTEXT, 3, 1)
     fields["gzip.header.text"] = Field(flags & FTEXT, 3, 1)
-    fields["gzip.header.mtime"] = Field(mtime, 4, 4, Kind.TIMESTAMP, f"{mtime} ({when})")
+    fields["gzip.header.mtime"] = Field(mtime, 4, 4, Kind.TIMESTAMP, when(mtime))
     fields["gzip.header.compression.xfl"] = Field(xfl, 8, 1)
     fields["gzip.header.compression.os"] = Field(os_byte, 9, 1)
     if flags & FEXTRA:

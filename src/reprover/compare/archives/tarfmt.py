@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from typing import Any, BinaryIO, cast
 
 from reprover.compare.archives.limits import Budget, LimitHit
@@ -28,6 +27,7 @@ from reprover.compare.archives.listing import (
     MalformedArchive,
     Member,
     Opener,
+    when,
 )
 from reprover.model import Kind
 
@@ -79,9 +79,7 @@ def _block_fields(block: bytes, base: int, prefix: str) -> dict[str, Field]:
         if key == "mode" and number is not None:
             show = f"{number:o}"
         elif kind is Kind.TIMESTAMP and number is not None:
-            show = (
-                f"{number} ({datetime.fromtimestamp(number, tz=timezone.utc):%Y-%m-%dT%H:%M:%SZ})"
-            )
+            show = when(number)
         fields[prefix + key] = Field(raw, base + at, size, kind, show, number)
     return fields
 

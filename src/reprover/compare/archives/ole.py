@@ -1,0 +1,245 @@
+"""OLE compound files (MSI installers): streams as members, every sector accounted for.
+
+Owns: reading a compound file into a `Listing` with `olefile` for the header, FAT, MiniFAT and
+directory; each stream a member (MSI stream names decoded: `!_Tables`, `product.cab`), its
+directory entry's CLSID, state bits and FILETIMEs as fields (`ole.stream[N].mtime`), the root
+entry's as container fields, and the sector placement as `ole.layout` (allowed by
+`archive.order`: it can hide nothing once every sector is accounted for). `Hidden`: a free
+sector or mini sector holding data, a sector claimed by two chains or by none, non-zero slack
+after a stream's end, an unused directory entry holding data, and bytes after the last sector.
+Stream content is streamed sector by sector, never loaded whole.
+Does not own: what a stream holds (an embedded cabinet is opened by the driver through
+`cabfmt`), comparing (`driver`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import olefile
+
+from reprover.compare.archives.limits import Budget
+from reprover.compare.archives.listing import (
+    Field,
+    Hidden,
+    Listing,
+    MalformedArchive,
+    Member,
+    Opener,
+)
+from reprover.model import Kind
+
+MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+FREESECT, ENDOFCHAIN, FATSECT, DIFSECT = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFC
+MSI_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._"
+ENTRY = 128
+
+
+def msi_name(name: str) -> str:
+    """Decode an MSI stream name (two base-64 characters per code point in 0x3800-0x47FF)."""
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if 0x3800 <= code < 0x4800:
+            code -= 0x3800
+            out.append(MSI_CHARS[code & 0x3F] + MSI_CHARS[(code >> 6) & 0x3F])
+        elif 0x4800 <= code < 0x4840:
+            out.append(MSI_CHARS[code - 0x4800])
+        elif code == 0x4840:
+            out.append("!")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class _Sectors:
+    """Who owns each sector; a second claim or a loop is hidden data."""
+
+    def __init__(self, ole: olefile.OleFileIO, listing: Listing) -> None:
+        self.ole, self.listing = ole, listing
+        self.size = ole.sectorsize
+        self.owner: dict[int, str] = {}
+
+    def offset(self, sect: int) -> int:
+        return (sect + 1) * int(self.size)
+
+    def chain(self, start: int, what: str, table: list[int] | None = None) -> list[int]:
+        fat = self.ole.fat if table is None else table
+        out: list[int] = []
+        sect = start
+        while sect not in (ENDOFCHAIN, FREESECT):
+            if sect >= len(fat) or (table is None and sect >= self.ole.nb_sect):
+                raise MalformedArchive(f"{what}: sector chain leaves the file")
+            if table is None:
+                if sect in self.owner:
+                    self.listing.hidden.append(Hidden(self.offset(sect), self.size,
+                        f"sector {sect} claimed by {self.owner[sect]} and {what}"))  # fmt: skip
+                    break
+                self.owner[sect] = what
+            elif sect in out:
+                raise MalformedArchive(f"{what}: mini sector chain loops")
+            out.append(sect)
+            if len(out) > len(fat):
+                raise MalformedArchive(f"{what}: sector chain loops")
+            sect = fat[sect]
+        return out
+
+
+def _zero(f: BinaryIO, offset: int, length: int) -> bool:
+    f.seek(offset)
+    return not f.read(length).strip(b"\0")
+
+
+def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR0912, PLR0915 - one walk
+    """Read the compound file in `f` (`size` bytes).
+
+    Raises:
+        MalformedArchive: `olefile` refuses the structure, or a chain is broken.
+        LimitHit: a bound of `budget` was reached.
+    """
+    listing = Listing("ole", "ole.stream")
+    f.seek(0)
+    try:
+        ole = olefile.OleFileIO(f, raise_defects=olefile.DEFECT_INCORRECT)
+    except (OSError, ValueError, IndexError) as exc:
+        raise MalformedArchive(f"ole: {exc}") from exc
+    sectors = _Sectors(ole, listing)
+    ssize = ole.sectorsize
+    if ssize > 512 and not _zero(f, 512, ssize - 512):
+        listing.hidden.append(Hidden(512, ssize - 512, "data in the header sector's padding"))
+    for sect, value in enumerate(ole.fat[: ole.nb_sect]):
+        if value in (FATSECT, DIFSECT):
+            sectors.owner[sect] = "the FAT"
+    sectors.chain(ole.first_dir_sector, "the directory")
+    if ole.num_mini_fat_sectors:
+        sectors.chain(ole.first_mini_fat_sector, "the MiniFAT")
+        ole.loadminifat()
+    root = ole.root
+    mini_owner: dict[int, str] = {}
+    container = sectors.chain(root.isectStart, "the mini stream") if root.size else []
+    layout = hashlib.sha256()
+    f.seek(0x1C)
+    layout.update(f.read(512 - 0x1C))  # header counts, chain starts and DIFAT
+    listing.fields["ole.root.clsid"] = Field(root.clsid, 0, 0)
+    listing.fields["ole.root.mtime"] = Field(root.modifyTime, 0, 0, Kind.TIMESTAMP)
+    listing.fields["ole.root.ctime"] = Field(root.createTime, 0, 0, Kind.TIMESTAMP)
+    listing.fields["ole.header.version"] = Field((ole.minor_version, ole.dll_version), 0x18, 4)
+    for entry in ole.direntries:
+        if entry is None or entry.entry_type != olefile.STGTY_STREAM:
+            continue
+        name = msi_name(entry.name)
+        budget.member(name.encode("utf-8", "surrogateescape"))
+        at = _entry_offset(ole, entry.sid)
+        fields = {
+            "clsid": Field(entry.clsid, at + 0x50, 16),
+            "state": Field(entry.dwUserFlags, at + 0x60, 4),
+            "ctime": Field(entry.createTime, at + 0x64, 8, Kind.TIMESTAMP),
+            "mtime": Field(entry.modifyTime, at + 0x6C, 8, Kind.TIMESTAMP),
+        }
+        member = Member(name, "file", fields, at)
+        if entry.size >= ole.minisectorcutoff:
+            chain = sectors.chain(entry.isectStart, f"stream {name!r}")
+            _slack(
+                f, listing, [sectors.offset(s) for s in chain], ssize, size=entry.size, name=name
+            )
+            member.opener = _opener(f, [sectors.offset(s) for s in chain], ssize, entry.size)
+        else:
+            mini = sectors.chain(entry.isectStart, name, ole.minifat) if entry.size else []
+            msize = ole.minisectorsize
+            places = []
+            for m in mini:
+                if m in mini_owner:
+                    listing.hidden.append(Hidden(0, msize, f"mini sector {m} claimed by "
+                                                 f"{mini_owner[m]} and {name!r}"))  # fmt: skip
+                mini_owner[m] = name
+                big = (
+                    container[(m * msize) // ssize]
+                    if (m * msize) // ssize < len(container)
+                    else None
+                )
+                if big is None:
+                    raise MalformedArchive(f"{name!r}: mini sector outside the mini stream")
+                places.append(sectors.offset(big) + (m * msize) % ssize)
+            _slack(f, listing, places, msize, size=entry.size, name=name)
+            member.opener = _opener(f, places, msize, entry.size)
+        layout.update(repr((name, entry.isectStart)).encode())
+        listing.members.append(member)
+    listing.fields["ole.layout"] = Field(layout.hexdigest(), 0, 0)
+    _free(f, listing, sectors, container=container, mini_owner=mini_owner)
+    _unused_entries(f, ole, listing)
+    end = (ole.nb_sect + 1) * ssize
+    if size > end:
+        listing.hidden.append(Hidden(end, size - end, "bytes after the last sector"))
+    return listing
+
+
+def _entry_offset(ole: olefile.OleFileIO, sid: int) -> int:
+    per = ole.sectorsize // ENTRY
+    sect = ole.first_dir_sector
+    for _ in range(sid // per):
+        sect = ole.fat[sect]
+    return int((sect + 1) * ole.sectorsize + (sid % per) * ENTRY)
+
+
+def _slack(
+    f: BinaryIO, listing: Listing, places: list[int], unit: int, *, size: int, name: str
+) -> None:
+    used = size - (len(places) - 1) * unit if places else 0
+    if places and used < unit and not _zero(f, places[-1] + used, unit - used):
+        listing.hidden.append(Hidden(places[-1] + used, unit - used,
+                                     f"data after the end of stream {name!r}"))  # fmt: skip
+
+
+def _free(
+    f: BinaryIO,
+    listing: Listing,
+    sectors: _Sectors,
+    *,
+    container: list[int],
+    mini_owner: dict[int, str],
+) -> None:
+    ole = sectors.ole
+    for sect in range(ole.nb_sect):
+        if sect in sectors.owner:
+            continue
+        offset = sectors.offset(sect)
+        if ole.fat[sect] != FREESECT:
+            listing.hidden.append(Hidden(offset, ole.sectorsize, f"sector {sect} is in no chain"))
+        elif not _zero(f, offset, ole.sectorsize):
+            listing.hidden.append(Hidden(offset, ole.sectorsize, f"free sector {sect} holds data"))
+    msize = ole.minisectorsize
+    per = ole.sectorsize // msize
+    for m in range(len(container) * per):
+        if m not in mini_owner:
+            at = sectors.offset(container[m // per]) + (m % per) * msize
+            if not _zero(f, at, msize):
+                listing.hidden.append(Hidden(at, msize, f"free mini sector {m} holds data"))
+
+
+def _unused_entries(f: BinaryIO, ole: olefile.OleFileIO, listing: Listing) -> None:
+    for sid, entry in enumerate(ole.direntries):
+        if entry is not None:
+            continue
+        at = _entry_offset(ole, sid)
+        f.seek(at)
+        raw = f.read(ENTRY)
+        if raw[:0x44].strip(b"\0") or raw[0x50:].strip(b"\0"):
+            listing.hidden.append(Hidden(at, ENTRY, f"unused directory entry {sid} holds data"))
+
+
+def _opener(f: BinaryIO, places: list[int], unit: int, size: int) -> Opener:
+    def content() -> Iterator[bytes]:
+        left = size
+        for at in places:
+            f.seek(at)
+            block = f.read(min(unit, left))
+            if not block:
+                raise MalformedArchive("ole stream truncated")
+            left -= len(block)
+            yield block
+            if not left:
+                break
+
+    return content
