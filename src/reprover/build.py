@@ -37,6 +37,7 @@ LOG_TAIL_LINES = 25
 LOG_LIMIT = 256 << 20  # bytes of build output kept; the rest is counted and dropped
 POLL_SECONDS = 0.25
 DRAIN_SECONDS = 2.0
+REAP_SECONDS = 5.0
 TOOL_VARIABLES = ("CC", "CXX", "LD", "AR", "AS", "CPP", "RUSTC", "GO")
 DEFAULT_TOOLS = ("cc", "make")
 FINGERPRINT_TIMEOUT = 30
@@ -223,9 +224,37 @@ def last_log_line(log_path: Path) -> str:
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the build's process group and every descendant; wait until they are gone.
+
+    Under the strong sandbox the first descendant is the pid namespace's init: it exits only
+    after every process of the namespace is dead, so once it is gone nothing of the build runs.
+    """
+    descendants = _descendants(process.pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+    for pid in descendants:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
     process.wait()
+    deadline = time.monotonic() + REAP_SECONDS
+    while any(Path(f"/proc/{pid}").exists() for pid in descendants):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every descendant of `pid` now (from /proc/<pid>/task/*/children), nearest first."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop(0)
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                new = [int(c) for c in children.read_text().split()]
+                found += new
+                pending += new
+    return found
 
 
 def _tail(log_path: Path) -> str:

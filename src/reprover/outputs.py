@@ -54,9 +54,10 @@ def take(
     """Take the rebuilt artifacts `names` from `checkout/output` into `dest` (a new folder).
 
     When `output` is a regular file and one name is asked for, that file is the artifact.
-    With `names` None, every regular file under the output folder is taken (for a single
-    file: under its own name). With `list_others`, every other regular file under the output
-    folder is hashed (read through the same descriptors) and listed in `unexpected`.
+    With `names` None, every file under the output folder is taken, or refused with the
+    reason when it is not a regular file of its own (for a single file: under its own name).
+    With `list_others`, every other regular file under the output folder is hashed (read
+    through the same descriptors) and listed in `unexpected`.
     """
     found = Outputs()
     dest.mkdir(mode=0o700)
@@ -65,11 +66,9 @@ def take(
             if not stat.S_ISDIR(os.fstat(top).st_mode):
                 _take_single(found, names or [Path(output).name], top, dest, output)
                 return found
+            everything = list(_entries(top, ""))
             if names is None:
-                names = []
-                for name, fd in _regular_files(top, ""):
-                    names.append(name)
-                    os.close(fd)
+                names = [name for name, _ in everything]
             for name in names:
                 try:
                     with _walk(top, name) as fd:
@@ -79,12 +78,10 @@ def take(
                 except OSError as exc:
                     found.refused[name] = f"cannot read it: {exc.strerror or exc}"
             if list_others:
-                for name, fd in _regular_files(top, ""):
-                    try:
-                        if name not in names:
+                for name, regular in everything:
+                    if regular and name not in found.files and name not in found.refused:
+                        with contextlib.suppress(RefusedError, OSError), _walk(top, name) as fd:
                             found.unexpected[name] = hash_fd(fd)
-                    finally:
-                        os.close(fd)
     except RefusedError as exc:
         found.problem = str(exc)
     except OSError as exc:
@@ -172,24 +169,24 @@ def _lstat(fd: int, part: str, relative: str) -> os.stat_result:
         raise
 
 
-def _regular_files(top: int, prefix: str) -> Iterator[tuple[str, int]]:
-    """Every regular file under the folder `top` (recursively, links not followed), opened."""
-    with os.scandir(top) as entries:
-        listing = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
-    for name, is_dir in listing:
+def _entries(top: int, prefix: str) -> Iterator[tuple[str, bool]]:
+    """Every non-folder entry under the folder `top` (recursively, links not followed), sorted,
+    with whether it is a regular file."""
+    with os.scandir(top) as listing:
+        entries = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in listing)
+    for name, is_dir in entries:
         relative = f"{prefix}{name}"
-        if is_dir:
+        if not is_dir:
             with contextlib.suppress(OSError):
-                sub = os.open(name, _DIR_FLAGS, dir_fd=top)
-                try:
-                    yield from _regular_files(sub, f"{relative}/")
-                finally:
-                    os.close(sub)
+                mode = os.stat(name, dir_fd=top, follow_symlinks=False).st_mode
+                yield relative, stat.S_ISREG(mode)
             continue
         with contextlib.suppress(OSError):
-            info = os.stat(name, dir_fd=top, follow_symlinks=False)
-            if stat.S_ISREG(info.st_mode):
-                yield relative, os.open(name, _FILE_FLAGS, dir_fd=top)
+            sub = os.open(name, _DIR_FLAGS, dir_fd=top)
+            try:
+                yield from _entries(sub, f"{relative}/")
+            finally:
+                os.close(sub)
 
 
 def _kind(mode: int) -> str:
