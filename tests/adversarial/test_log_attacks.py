@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -277,3 +278,146 @@ def test_sigkill_mid_append_then_audit_and_append(run_cli: Cli, tmp_path: Path) 
     assert code == 0, err
     assert "6 entries" in out
     assert not list(log.logdir.rglob(".*.tmp")), "the next append cleans up the killed one's files"
+
+
+def test_rolled_back_checkpoint_hides_later_entries(run_cli: Cli, tmp_path: Path) -> None:
+    """The operator serves an older, validly signed checkpoint to hide what came after."""
+    log = make_log(run_cli, tmp_path, entries=4)
+    older = (log.logdir / "checkpoint").read_bytes()
+    append(run_cli, log, [b"the embarrassing result\n"])
+    seen = _keep(log, "monitor-state")
+    (log.logdir / "checkpoint").write_bytes(older)
+    assert _audit(run_cli, log)[0] == 0  # on its own, an older tree is a fine tree
+    code, _, err = _audit(run_cli, log, "--since", seen)
+    assert code == 1
+    assert "the log shrank from 5 to 4 entries" in err
+    wkey = make_key(run_cli, tmp_path / "keys", "witness")
+    code, _, err = run_cli(
+        "log", "witness", log.logdir, "--vkey", log.vkey, "--key", wkey,
+        "--name", "auditor.example/w1", "--since", seen,
+    )  # fmt: skip
+    assert code == 1
+    assert "refusing to cosign: the log shrank" in err
+
+
+def test_witness_quorum_cannot_be_faked_with_one_key(run_cli: Cli, tmp_path: Path) -> None:
+    """One key under two names, or the log's own key as a witness, is not a second witness."""
+    log = make_log(run_cli, tmp_path, entries=2)
+    seen = _keep(log, "seen")
+    append(run_cli, log, [b"third\n"])
+    wkey = make_key(run_cli, tmp_path / "keys", "witness")
+    names = ("a.example/w", "b.example/w")
+    for name in names:
+        code, _, err = run_cli(
+            "log", "witness", log.logdir, "--vkey", log.vkey, "--key", wkey,
+            "--name", name, "--since", seen,
+        )  # fmt: skip
+        assert code == 0, err
+    code, _, err = run_cli(
+        "log", "witness", log.logdir, "--vkey", log.vkey, "--key", log.key,
+        "--name", "self.example/w", "--since", seen,
+    )  # fmt: skip
+    assert code == 0, err  # the operator cosigns its own log with its own key...
+    vkeys = [
+        run_cli("log", "vkey", "--name", name, "--key", key, "--witness")[1].strip()
+        for name, key in ((*names[:1], wkey), (names[1], wkey), ("self.example/w", log.key))
+    ]
+    proof = tmp_path / "p.json"
+    assert run_cli("log", "prove", log.logdir, log.files[2], "-o", proof)[0] == 0
+    check = ("log", "check", proof, log.files[2], "--vkey", log.vkey)
+    trusted = [x for v in vkeys for x in ("--witness-vkey", v)]
+    assert run_cli(*check, *trusted, "--witnesses", "1")[0] == 0
+    code, _, err = run_cli(*check, *trusted, "--witnesses", "2")
+    assert code == 1  # ...but the log's own key never counts as a witness
+    assert "1 valid cosignatures by trusted witnesses, 2 required" in err
+    code, _, err = run_cli(*check, *trusted[:4], "--witnesses", "2")
+    assert code == 2  # one key under two names is one witness
+    assert "not between 0 and the 1 distinct witnesses" in err
+    # a log key passed as a witness key, or the reverse, is refused as bad input
+    assert run_cli(*check, "--witness-vkey", log.vkey)[0] == 2
+    assert run_cli("log", "check", proof, log.files[2], "--vkey", vkeys[0])[0] == 2
+
+
+def test_checkpoint_with_a_second_bad_log_signature(run_cli: Cli, tmp_path: Path) -> None:
+    """A valid log signature does not excuse a second, invalid one by the same key."""
+    log = make_log(run_cli, tmp_path, entries=2)
+    signed = (log.logdir / "checkpoint").read_bytes()
+    parsed = note.parse(signed)
+    good = parsed.signatures[0]
+    bad = note.signature_line(good.name, good.key_id, bytes(64))
+    (log.logdir / "checkpoint").write_bytes(signed + bad)
+    code, _, err = _audit(run_cli, log)
+    assert code == 1
+    assert "does not verify" in err
+
+
+WRITE_LIMITED = """
+import resource, signal, sys
+from reprover.cli import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_write_failure_mid_append_leaves_the_log_as_it_was(run_cli: Cli, tmp_path: Path) -> None:
+    """A full disk (here: a 4 KiB file size limit, EFBIG) while writing tiles: exit 3."""
+    log = make_log(run_cli, tmp_path, entries=250)
+    before = (log.logdir / "checkpoint").read_bytes()
+    files = [log.file(f"g{i}", f"grow {i}\n".encode()) for i in range(10)]
+    done = subprocess.run(
+        [sys.executable, "-c", WRITE_LIMITED, "log", "append", str(log.logdir),
+         *map(str, files), "--key", str(log.key)],
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "cannot write" in done.stderr
+    assert (log.logdir / "checkpoint").read_bytes() == before
+    assert _audit(run_cli, log)[0] == 0
+    append(run_cli, log, [b"after the disk was freed\n"])
+    code, out, err = _audit(run_cli, log)
+    assert code == 0, err
+    assert "251 entries" in out
+
+
+RANDOM_KILL = """
+import sys
+from pathlib import Path
+from cryptography.hazmat.primitives import serialization
+from reprover.tlog import log
+key = serialization.load_pem_private_key(Path(sys.argv[2]).read_bytes(), None)
+start = int(sys.argv[3])
+log.append(Path(sys.argv[1]), [b"batch entry %d" % i for i in range(start, start + 30000)], key)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_never_breaks_the_log(run_cli: Cli, tmp_path: Path) -> None:
+    """Kills spread over the whole append, the checkpoint write included."""
+    log = make_log(run_cli, tmp_path, entries=3)
+    rng = random.Random(16)  # noqa: S311 - kill moments, not secrets
+    start = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-c", RANDOM_KILL, str(log.logdir), str(log.key), "0"],
+        cwd=ROOT, check=True, timeout=600,
+    )  # fmt: skip
+    duration = time.monotonic() - start
+    committed = 30003
+    for round_ in range(1, 7):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RANDOM_KILL, str(log.logdir), str(log.key), str(round_ * 30000)],
+            cwd=ROOT,
+        )  # fmt: skip
+        time.sleep(rng.uniform(0.2, 1.2) * duration)
+        proc.kill()
+        proc.wait()
+        code, out, err = _audit(run_cli, log)
+        assert code == 0, (round_, err)
+        size = int(out.split(": ")[2].split()[0])
+        assert size in (committed, committed + 30000), (round_, out)
+        committed = size
+    last = log.file("last", b"still appendable\n")
+    code, out, err = run_cli("log", "append", log.logdir, last, "--key", log.key)
+    assert code == 0, err
+    assert out.split()[0] == str(committed)
+    assert _audit(run_cli, log)[0] == 0

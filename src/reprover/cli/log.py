@@ -157,11 +157,15 @@ def load_key(path: Path, passphrase_env: str | None) -> Ed25519PrivateKey:
     return keys.load_ed25519(path, passphrase)
 
 
-def load_vkey(value: str) -> note.Verifier:
+def load_vkey(value: str, alg: int = note.ED25519) -> note.Verifier:
     """A verifier key given as the string itself or as a file holding it.
 
+    Args:
+        value: the vkey string, or the path of a file holding it.
+        alg: the key type it must be (0x01 a log's key, 0x04 a witness's).
+
     Raises:
-        InputError: neither a readable file nor a well-formed verifier key.
+        InputError: neither a readable file nor a well-formed verifier key of that type.
     """
     path = Path(value)
     if path.is_file():
@@ -169,7 +173,11 @@ def load_vkey(value: str) -> note.Verifier:
             value = path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read verifier key {path}: {exc}") from exc
-    return note.parse_vkey(value)
+    verifier = note.parse_vkey(value)
+    if verifier.alg != alg:
+        kind = "a witness's cosignature (0x04)" if alg == note.COSIGNATURE_V1 else "a log's (0x01)"
+        raise InputError(f"verifier key {verifier.vkey} is not {kind} key")
+    return verifier
 
 
 def witness_policy(args: argparse.Namespace) -> tuple[list[note.Verifier], int]:
@@ -178,10 +186,7 @@ def witness_policy(args: argparse.Namespace) -> tuple[list[note.Verifier], int]:
     Raises:
         InputError: K is out of range, or a witness key is not a cosignature key.
     """
-    witnesses = [load_vkey(v) for v in args.witness_vkey]
-    for w in witnesses:
-        if w.alg != note.COSIGNATURE_V1:
-            raise InputError(f"--witness-vkey {w.vkey} is not a cosignature (0x04) key")
+    witnesses = [load_vkey(v, note.COSIGNATURE_V1) for v in args.witness_vkey]
     distinct = len(note.distinct_keys(witnesses))
     k = args.witnesses if args.witnesses is not None else min(1, distinct)
     if k < 0 or k > distinct:

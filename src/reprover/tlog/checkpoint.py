@@ -85,7 +85,8 @@ def open_checkpoint(
         signed: the signed note bytes.
         log: the log's verifier key; the checkpoint must carry its valid signature.
         witnesses: trusted cosigners; the names of those whose cosignature verifies are
-            returned in `Checkpoint.witnesses` (the caller applies its threshold).
+            returned in `Checkpoint.witnesses` (the caller applies its threshold). A public
+            key listed twice counts once, and the log's own key never counts as a witness.
         origin: the origin the checkpoint must have (default: the log key's name).
 
     Raises:
@@ -100,5 +101,6 @@ def open_checkpoint(
         raise VerificationError(
             f"the checkpoint is for log {got_origin!r}, not {wanted!r}",
         )
-    names = note.verify_cosignatures(opened, note.distinct_keys(witnesses))
+    independent = [w for w in note.distinct_keys(witnesses) if w.public != log.public]
+    names = note.verify_cosignatures(opened, independent)
     return Checkpoint(got_origin, size, root, signed, tuple(names))

@@ -2,9 +2,9 @@
 
 Owns: the order of writes that makes every crash recoverable (oversized contents, entry
 bundles and hash tiles, then one barrier that makes them all durable, then the signed
-checkpoint, fsynced, last, then removal of the
-superseded partial tiles), the check that the tiles an append builds on match the signed
-checkpoint, and reading complete-subtree hashes out of the tiles for proofs.
+checkpoint, fsynced, last, then removal of the partial tiles whose full tile now exists), the
+check that the tiles an append builds on match the signed checkpoint, and reading
+complete-subtree hashes out of the tiles for proofs.
 Does not own: file access (see `reprover.tlog.store`), the full audit (`reprover.tlog.audit`),
 cosigning (`reprover.tlog.witness`) or proof files (`reprover.tlog.proof`).
 
@@ -239,16 +239,17 @@ def _carry(store: Store, edges: list[list[bytes]], size: int) -> None:
 
 
 def _drop_superseded(store: Store, old: int, new: int) -> None:
-    """Remove the partial tiles of the old size that the new tree no longer uses."""
-    if old == new:
-        return
-    for level in range(tiles.levels(old)):
-        index = old // tiles.TILE_WIDTH ** (level + 1)
-        width = tiles.tile_width(old, level, index)
-        if width and tiles.tile_width(new, level, index) != width:
-            store.remove(tiles.tile_path(level, index, width))
+    """Remove the partial tiles and bundles of every tile this append made full.
+
+    The spec lets a log delete a partial tile once its full tile exists; until then the
+    partial tiles of older checkpoints stay, so a client holding one can still read its tree.
+    """
+    for level in range(tiles.levels(new)):
+        span = tiles.TILE_WIDTH ** (level + 1)
+        for index in range(old // span, new // span):
+            store.remove_folder(tiles.tile_path(level, index) + ".p")
             if level == 0:
-                store.remove(tiles.tile_path(None, index, width))
+                store.remove_folder(tiles.tile_path(None, index) + ".p")
 
 
 def find(store: Store, size: int, entry: bytes) -> int | None:

@@ -163,6 +163,22 @@ class Store:
             os.unlink(name, dir_fd=self._dir(folder, create=False))
             self._dirty.add(folder)
 
+    def remove_folder(self, rel: str) -> None:
+        """Remove a folder of plain files if it exists (best effort, like `remove`)."""
+        try:
+            fd = self._dir(rel, create=False)
+            names = os.listdir(fd)  # noqa: PTH208 - a folder descriptor, never a path
+        except (OSError, VerificationError):
+            return
+        for name in names:
+            self.remove(f"{rel}/{name}")
+        parent, _, name = rel.rpartition("/")
+        os.close(self._dirs.pop(rel))
+        self._dirty.discard(rel)
+        with contextlib.suppress(OSError, VerificationError):
+            os.rmdir(name, dir_fd=self._dir(parent, create=False))
+            self._dirty.add(parent)
+
     def sync(self) -> None:
         """fsync every folder whose entries changed, so renames survive a crash.
 
