@@ -109,3 +109,14 @@ def test_malformed_inputs_exit_2(run_cli: Cli, tmp_path: Path) -> None:
     assert code == 2, err
     code, _, err = run_cli("log", "audit", tmp_path / "nowhere", "--vkey", log.vkey)
     assert code == 2, err
+
+
+def test_outputs_never_go_into_the_log_or_over_an_input(run_cli: Cli, tmp_path: Path) -> None:
+    log = make_log(run_cli, tmp_path, entries=2)
+    before = (log.logdir / "checkpoint").read_bytes()
+    for target in (log.logdir / "checkpoint", log.files[0], log.logdir / "new.json"):
+        code, _, err = run_cli("log", "prove", log.logdir, log.files[0], "-o", target)
+        assert code == 2, err
+        assert "refusing to write" in err
+    assert (log.logdir / "checkpoint").read_bytes() == before
+    assert log.files[0].read_bytes() == b"entry 0\n"

@@ -421,3 +421,15 @@ def test_sigkill_at_random_moments_never_breaks_the_log(run_cli: Cli, tmp_path: 
     assert code == 0, err
     assert out.split()[0] == str(committed)
     assert _audit(run_cli, log)[0] == 0
+
+
+def test_append_refuses_to_carry_a_changed_partial_bundle(run_cli: Cli, tmp_path: Path) -> None:
+    """An entry changed in the open bundle is not copied into the next full bundle."""
+    log = make_log(run_cli, tmp_path, entries=10)
+    bundle = log.logdir / "tile/entries/000.p/10"
+    bundle.write_bytes(bundle.read_bytes().replace(b"entry 4\n", b"entry Z\n"))
+    extra = log.file("extra", b"extra\n")
+    code, _, err = run_cli("log", "append", log.logdir, extra, "--key", log.key)
+    assert code == 1
+    assert "does not match its tile; nothing appended" in err
+    assert not (log.logdir / "tile/entries/000.p/11").exists()

@@ -229,8 +229,24 @@ def run_append(args: argparse.Namespace) -> int:
     return 0
 
 
+def outside(output: Path, logdir: Path, *inputs: Path) -> None:
+    """Refuse an output inside the log folder or over an input.
+
+    Raises:
+        InputError: it is.
+    """
+    target = output.resolve()
+    root = logdir.resolve()
+    if target == root or root in target.parents or any(target == p.resolve() for p in inputs):
+        raise InputError(
+            f"refusing to write {output}: it is inside the log folder or one of the inputs",
+            hint="write the proof somewhere else",
+        )
+
+
 def run_prove(args: argparse.Namespace) -> int:
     """Write the proof of FILE's entry."""
+    outside(args.output, args.logdir, args.file)
     key = load_vkey(args.vkey) if args.vkey else None
     content = read_input(args.file, "file")
     with Store(args.logdir) as store:
@@ -276,6 +292,8 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def run_witness(args: argparse.Namespace) -> int:
     """Cosign the log's checkpoint after a consistency proof."""
+    if args.output is not None:
+        outside(args.output, args.logdir)
     key = load_key(args.key, args.passphrase_env)
     log_key = load_vkey(args.vkey)
     old = read_input(args.since, "checkpoint")
@@ -336,6 +354,8 @@ def prepare_log(args: argparse.Namespace, attesting: bool) -> LogPlan | None:
         return None
     if args.log_key is None or not attesting:
         raise InputError("--log needs --log-key LOG.pem and an attestation (--attest ...)")
+    outside(proof_path(args.attest), args.log)
+    outside(args.attest, args.log)
     key = load_key(args.log_key, args.log_passphrase_env)
     with Store(args.log) as store:
         signed = store.read(log.CHECKPOINT)

@@ -112,8 +112,12 @@ def create(folder: Path, origin: str, key: Ed25519PrivateKey) -> note.Verifier:
         InconclusiveError: the files cannot be written.
     """
     note.check_name(origin, "origin")
-    folder.mkdir(parents=True, exist_ok=True)
-    if any(folder.iterdir()):
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        empty = not any(folder.iterdir())
+    except OSError as exc:
+        raise InputError(f"cannot make the log folder {folder}: {exc.strerror or exc}") from exc
+    if not empty:
         raise InputError(f"{folder} is not empty", hint="give a new or empty folder for the log")
     verifier = note.verifier_for(origin, key)
     with Store(folder) as store, store.locked(exclusive=True):
@@ -199,6 +203,11 @@ def _extend(store: Store, reader: TreeReader, entries: Sequence[bytes]) -> int:
         path = tiles.tile_path(None, size // width, len(edges[0]))
         first = size - len(edges[0])
         bundle = tiles.decode_bundle(store.read(path), len(edges[0]), path=path, first=first)
+        if [merkle.leaf_hash(entry) for entry in bundle] != edges[0]:
+            raise VerificationError(
+                f"{path} does not match its tile; nothing appended",
+                hint="run 'reprover log audit' to find the damage",
+            )
     sha256 = hashlib.sha256
     leaves = [sha256(b"\x00" + entry).digest() for entry in entries]
     pos = 0
