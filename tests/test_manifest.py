@@ -148,3 +148,15 @@ def test_signature_macho_pins(tmp_path: Path) -> None:
             load(_write(tmp_path, GOOD + f"\n[signature]\nentitlements = {bad}\n"))
     with pytest.raises(InputError, match=r"\[signature\] macho_flags: expected an integer"):
         load(_write(tmp_path, GOOD + '\n[signature]\nmacho_flags = "0x2"\n'))
+
+
+def test_release_ignore(tmp_path: Path) -> None:
+    text = GOOD.replace('path = "release"\n', 'path = "release"\nignore = ["*.sha256"]\n')
+    assert load(_write(tmp_path, text)).release_ignore == ("*.sha256",)
+    with pytest.raises(InputError, match=r"\[release\] ignore: '\.\./x' must be a relative"):
+        load(
+            _write(
+                tmp_path,
+                GOOD.replace('path = "release"\n', 'path = "release"\nignore = ["../x"]\n'),
+            )
+        )

@@ -13,6 +13,7 @@ import hashlib
 import re
 import sys
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,7 +31,7 @@ URL = re.compile(r"^[a-z][a-z0-9+.-]*://|^[\w.-]+@[\w.-]+:")
 TABLES: Mapping[str, frozenset[str]] = {
     "source": frozenset({"repo", "commit", "allowed_signers", "gpg_keyring"}),
     "build": frozenset({"command", "env", "output", "timeout", "network", "path"}),
-    "release": frozenset({"path"}),
+    "release": frozenset({"path", "ignore"}),
     "artifact": frozenset({"path"}),
     "policy": frozenset({"allow"}),
     "signature": frozenset({"trusted", "macho_identifier", "macho_flags", "entitlements"}),
@@ -137,9 +138,11 @@ def parse(data: Mapping[str, Any], *, path: Path, text: str, sha256: str) -> Man
     base = path.parent
     source = _source(_Reader(path, text, "source", data["source"]), base)
     recipe = _recipe(_Reader(path, text, "build", data["build"]))
-    release = _Reader(path, text, "release", data["release"]).text_value("path", required=True)
+    release_table = _Reader(path, text, "release", data["release"])
+    release = release_table.text_value("path", required=True)
     artifacts = _artifacts(data.get("artifact", []), path, text)
     signature = _table(data, "signature", path, text)
+    ignore = _ignore(release_table, artifacts)
     policy = Policy(
         allow=_table(data, "policy", path, text).strings("allow"),
         trusted_signers=tuple(base / p for p in signature.strings("trusted")),
@@ -158,6 +161,7 @@ def parse(data: Mapping[str, Any], *, path: Path, text: str, sha256: str) -> Man
         artifacts=artifacts,
         policy=policy,
         intoto=intoto,
+        release_ignore=ignore,
     )
 
 
@@ -167,6 +171,17 @@ def _source_path(reader: _Reader, key: str) -> str | None:
     if value is not None and (value.startswith("/") or "\\" in value or ".." in value.split("/")):
         reader.fail(key, "expected a relative path inside the source checkout")
     return value
+
+
+def _ignore(reader: _Reader, artifacts: tuple[str, ...]) -> tuple[str, ...]:
+    """The `[release] ignore` glob patterns; none may match a listed artifact."""
+    patterns = reader.strings("ignore")
+    for pattern in patterns:
+        _relative(reader, "ignore", pattern)
+        listed = [a for a in artifacts if fnmatchcase(a, pattern)]
+        if listed:
+            reader.fail("ignore", f"{pattern!r} matches the listed artifact {listed[0]!r}")
+    return patterns
 
 
 def _table(data: Mapping[str, Any], name: str, path: Path, text: str) -> _Reader:

@@ -33,6 +33,7 @@ class ArtifactVerdict(str, Enum):
     DIFFERENT = "different"
     MISSING = "missing"
     UNEXPECTED = "unexpected"
+    UNLISTED = "unlisted"
     INCONCLUSIVE = "inconclusive"  # could not be decided (a limit hit inside an archive)
 
 
@@ -137,7 +138,11 @@ class Policy:
 
 @dataclass(frozen=True)
 class Manifest:
-    """A parsed, validated `reprover.toml`. Paths are absolute."""
+    """A parsed, validated `reprover.toml`. Paths are absolute.
+
+    `release_ignore` holds the `[release] ignore` glob patterns: released files that are not
+    verified (listed in the report with their digests).
+    """
 
     path: Path
     sha256: str
@@ -147,6 +152,7 @@ class Manifest:
     artifacts: tuple[str, ...] = ()
     policy: Policy = field(default_factory=Policy)
     intoto: InTotoSpec | None = None
+    release_ignore: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 `verify()` runs these steps, in this order, and its body reads like them:
 
-1. load and validate the manifest (read once, kept in memory);
+1. load and validate the manifest (read once, kept in memory); list the released files that
+   are not artifacts (`unlisted` fails; `[release] ignore` ones are listed with digests);
 2. take the trust snapshot (`reprover.snapshot`): copy and hash the released artifacts and
    every trust file into a private folder; every later step reads these copies, never the
    original paths (bad input fails here, before any work);
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from reprover import build, intoto, manifest, outputs, policy, sandbox, snapshot, source, workarea
@@ -119,7 +121,8 @@ def verify(
     spec = manifest.load(manifest_path)
     policy.validate_rules(spec.policy.allow)
     originals = released_artifacts(spec)
-    checks: list[CheckResult] = []
+    unlisted, ignored = unverified_results(spec)
+    checks: list[CheckResult] = [ignored] if ignored is not None else []
     with workarea.private_folder("reprover-run-", keep=options.keep_build) as work:
         message = f"hashing {len(originals)} released file(s)"
         progress(message)
@@ -132,7 +135,7 @@ def verify(
             snap.manifest, options, progress, checks, events=events, work=work, names=names
         ) as rebuild:
             if rebuild is None:
-                return _report(spec, options, (), checks, None, None, snap.inputs)
+                return _report(spec, options, unlisted, checks, None, None, snap.inputs)
             _step(progress, events, "compare", f"comparing {len(names)} artifact(s)")
             results = compare_release(
                 replace(snap.manifest, policy=rebuild.policy),
@@ -154,7 +157,9 @@ def verify(
         moved = [n for n, p in originals.items() if after[p] != snap.digests[n]]
         if moved:
             checks.append(release_changed_check(moved))
-    return _report(spec, options, results, checks, rebuild.pin, rebuild.info, snap.inputs)
+    return _report(
+        spec, options, results + unlisted, checks, rebuild.pin, rebuild.info, snap.inputs
+    )
 
 
 def _bytes_events(events: Events | None) -> Callable[[int], None] | None:
@@ -281,11 +286,7 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
     if spec.artifacts:
         names = list(spec.artifacts)
     else:
-        names = sorted(
-            p.relative_to(release).as_posix()
-            for p in release.rglob("*")
-            if p.is_file() or p.is_symlink()
-        )
+        names = [n for n in _release_files(release) if not _ignored(n, spec.release_ignore)]
     if not names:
         raise InputError(f"release folder {release} holds no files", hint="nothing to verify")
     files = {}
@@ -295,6 +296,76 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
             raise InputError(f"released artifact {name} is missing from {release}")
         files[name] = path
     return files
+
+
+def unverified_results(
+    spec: Manifest,
+) -> tuple[tuple[ArtifactResult, ...], CheckResult | None]:
+    """Step 2: the released files that are not artifacts, hashed before the build.
+
+    With `[[artifact]]`, every other file under the release folder is `unlisted` (which
+    fails), unless a `[release] ignore` pattern matches it; ignored files (in either mode) are
+    listed with their digests in a passed `release-ignored` check. Symbolic links are named,
+    never followed.
+
+    Raises:
+        InputError: a file cannot be read.
+    """
+    if not spec.release.is_dir():
+        return (), None
+    listed = set(spec.artifacts)
+    unlisted: list[str] = []
+    ignored: list[str] = []
+    for name in _release_files(spec.release):
+        if name in listed:
+            continue
+        if _ignored(name, spec.release_ignore):
+            ignored.append(name)
+        elif spec.artifacts:
+            unlisted.append(name)
+    paths = {n: spec.release / n for n in [*unlisted, *ignored]}
+    digests = hash_files([p for p in paths.values() if not p.is_symlink()])
+    results = tuple(
+        ArtifactResult(
+            name,
+            ArtifactVerdict.UNLISTED,
+            digests.get(paths[name]),
+            None,
+            notes=(
+                "released but not listed in [[artifact]] nor matched by [release] ignore"
+                + ("; a symbolic link, not followed" if paths[name].is_symlink() else ""),
+            ),
+        )
+        for name in unlisted
+    )
+    if not ignored:
+        return results, None
+    findings = tuple(
+        f"{name}: symbolic link, not followed"
+        if (digest := digests.get(paths[name])) is None
+        else f"{name}: sha256 {digest.sha256}, {digest.size} bytes"
+        for name in ignored
+    )
+    check = CheckResult(
+        "release-ignored",
+        True,
+        f"{len(ignored)} released file(s) matched [release] ignore and were not verified",
+        findings,
+    )
+    return results, check
+
+
+def _release_files(release: Path) -> list[str]:
+    """Every file (or symbolic link) under the release folder, relative, sorted."""
+    return sorted(
+        p.relative_to(release).as_posix()
+        for p in release.rglob("*")
+        if p.is_file() or p.is_symlink()
+    )
+
+
+def _ignored(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
 def compare_release(

@@ -89,6 +89,7 @@ def _reason(artifact: ArtifactResult) -> str:
         "identical": "released and rebuilt bytes are identical",
         "missing": "released but not produced by the rebuild",
         "unexpected": "produced by the rebuild but not released",
+        "unlisted": "released but not listed in [[artifact]] nor in [release] ignore",
     }
     if artifact.verdict.value in reasons:
         return reasons[artifact.verdict.value]
