@@ -70,11 +70,16 @@ def test_unexpected_rebuilt_file_fails_only_when_strict(project: Project, run_cl
 
 
 def test_listed_artifacts_only_are_compared(project: Project, run_cli: Cli) -> None:
+    # Another released file must be ignored explicitly (else it is `unlisted` and fails:
+    # tests/adversarial/test_unlisted_attacks.py); it is then listed with its digest.
     (project.release / "notes.txt").write_text("not an artifact")
-    manifest = project.manifest(extra='[[artifact]]\npath = "hello"\n')
+    manifest = project.manifest(extra='ignore = ["*.txt"]\n[[artifact]]\npath = "hello"\n')
     code, out, _ = run_cli("verify", manifest, "--format", "json")
     assert code == 0
-    assert [a["path"] for a in json.loads(out)["artifacts"]] == ["hello"]
+    report = json.loads(out)
+    assert [a["path"] for a in report["artifacts"]] == ["hello"]
+    [ignored] = [c for c in report["checks"] if c["name"] == "release-ignored"]
+    assert ignored["findings"][0].startswith("notes.txt: sha256 ")
 
 
 def test_build_failure_is_inconclusive_with_log_tail(project: Project, run_cli: Cli) -> None:
