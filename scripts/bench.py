@@ -117,6 +117,32 @@ def bench_compare(size_mib: int, repeat: int) -> None:
         table(f"{size_mib} MiB pair differing in 5 bytes", cmp, [sha_diff, ours_diff])
 
 
+def bench_bounded(repeat: int, size_mib: int = 64) -> None:
+    """Issue 19: a pair differing in every other byte; the ledger stays bounded (memory, report)."""
+    with tempfile.TemporaryDirectory(
+        prefix="reprover-bench-", dir=os.environ.get("BENCH_DIR")
+    ) as tmp:
+        a, b = Path(tmp) / "released.bin", Path(tmp) / "rebuilt.bin"
+        block = os.urandom(1 << 20)
+        flipped = bytes(x ^ 0xFF if i % 2 == 0 else x for i, x in enumerate(block))
+        with a.open("wb") as out_a, b.open("wb") as out_b:
+            for _ in range(size_mib):
+                out_a.write(block)
+                out_b.write(flipped)
+        report = Path(tmp) / "report.json"
+        # `cmp -l` into a pipe: to /dev/null GNU cmp stops at the first difference
+        listing = f"cmp -l {a} {b} | wc -l"
+        cmp = measure("cmp -l | wc -l (every byte listed)", ["sh", "-c", listing], repeat=repeat)
+        ours = measure(
+            "reprover diff --format json",
+            [*REPROVER, "diff", "--quiet", "--format", "json", "-o", str(report), str(a), str(b)],
+            repeat=repeat,
+            ok_codes=(1,),
+        )
+        table(f"{size_mib} MiB pair differing in every other byte", cmp, [ours])
+        print(f"  JSON report: {report.stat().st_size / 1024:.0f} KiB")
+
+
 def _optional(name: str) -> Callable[..., None] | None:
     sys.path.insert(0, str(HERE))
     try:
@@ -131,11 +157,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=["compare", "ledger", "intoto", "tlog"])
+    parser.add_argument("--only", choices=["compare", "bounded", "ledger", "intoto", "tlog"])
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
     if args.only in (None, "compare"):
         bench_compare(args.size_mib, args.repeat)
+    if args.only in (None, "bounded"):
+        bench_bounded(args.repeat)
     for section, module in (
         ("ledger", "bench_ledger"),
         ("intoto", "bench_intoto"),

@@ -2,8 +2,9 @@
 
 Cases: the largest system shared library found (a 100 MB-class ELF such as libLLVM) copied with
 5 flipped bytes, and a generated 64 MB PE (mingw-w64, a random blob in .rdata) copied with 4
-flipped bytes. For each: reprover's full ledger (diff_runs + isolated LIEF region maps +
-labelling, cold fork server included, in a fresh interpreter), `sha256sum` of both files, and
+flipped bytes. For each: reprover's full ledger (isolated LIEF region maps + one streaming pass
+that finds and labels every run, as `compare_files` does; cold fork server included, in a fresh
+interpreter), `sha256sum` of both files, and
 `diffoscope` when it is on PATH. Peak memory is the ledger process plus its largest parsing
 child (an upper bound: they overlap). Timings belong here, never in tests.
 
@@ -30,11 +31,10 @@ RUNNER = r"""
 import json, resource, sys, time
 from pathlib import Path
 start = time.perf_counter()
-from reprover.compare.bytes import diff_runs
 from reprover.compare import ledger
 from reprover.compare.isolation import worker
 a, b = Path(sys.argv[1]), Path(sys.argv[2])
-result = ledger.explain(a, b, diff_runs(a, b))
+result = ledger.explain(a, b)
 elapsed = time.perf_counter() - start
 if worker._server is not None:
     worker._server.close()

@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fuzz_oracle import judge  # noqa: E402
+from fuzz_oracle import judge, ledger_violations  # noqa: E402
 from fuzz_runner import (  # noqa: E402
     Limits,
     Outcome,
@@ -217,6 +217,10 @@ def run_input(  # noqa: PLR0917
         )  # fmt: skip
         violations += bad
         reviews += [review] if review else []
+        if name == "diff-allow" and outcome.code in (0, 1):
+            sides = [Path(argv[1]).read_bytes(), Path(argv[2]).read_bytes()]
+            stdout = outcome.stdout.decode("utf-8", "replace")
+            violations += [f"{name}: {v}" for v in ledger_violations(*sides, stdout)]
         record["commands"][name] = {  # type: ignore[index]
             "argv": argv, "code": outcome.code, "signal": outcome.signal,
             "seconds": round(outcome.seconds, 4), "rss": outcome.rss,

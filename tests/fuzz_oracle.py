@@ -7,11 +7,17 @@ signature areas. When reprover passes a mutant whose bytes differ from the origi
 fuzzer asks this oracle whether every changed byte lies in such a range; if not, the pass is
 unjustified. The oracle is deliberately narrower than the ledger: a pass it cannot justify is
 flagged for a person to review, never silently accepted.
-Also owns `judge`: the invariants every command outcome must keep.
+Also owns `judge`: the invariants every command outcome must keep, and `ledger_violations`:
+the exact-ledger properties of a `diff --format json` report, checked against the two files'
+bytes (same size: the listed bytes are exactly the differing bytes; always: no two listed runs
+overlap, every run lies in the released file, a size change shows as an `only in` row).
 Does not own: mutating files (`fuzz_support`) or running reprover (`fuzz_runner`).
 """
 
 from __future__ import annotations
+
+import itertools
+import json
 
 from fuzz_runner import Outcome
 from fuzz_support import FAT_MAGICS, MACHO_THIN, pe_view, read_int
@@ -304,6 +310,42 @@ def _kind(data: bytes) -> str:
     if data[:2] == b"MZ":
         return "pe"
     return "macho" if data[:4] in MACHO_THIN or data[:4] in FAT_MAGICS else "other"
+
+
+def ledger_violations(released: bytes, rebuilt: bytes, report: str) -> list[str]:
+    """What the ledger of a `diff --format json` report gets wrong about these two files.
+
+    A report too large for the runner's capture (not JSON) is not judged.
+    """
+    try:
+        artifacts = json.loads(report)["artifacts"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    bad: list[str] = []
+    for artifact in artifacts:
+        rows = artifact.get("differences") or []
+        listed = sorted((d["offset"], d["length"]) for d in rows if d["length"])
+        for (o1, n1), (o2, _) in itertools.pairwise(listed):
+            if o1 + n1 > o2:
+                bad.append(f"ledger: runs at 0x{o1:x} and 0x{o2:x} overlap")
+        if listed and listed[-1][0] + listed[-1][1] > len(released):
+            bad.append("ledger: a run lies past the end of the released file")
+        if not rows:
+            continue
+        bounded = any(str(n).startswith("ledger bounded:") for n in artifact.get("notes", []))
+        if len(released) == len(rebuilt):
+            covered = {i for o, n in listed for i in range(o, o + n)}
+            differing = {i for i in range(len(released)) if released[i] != rebuilt[i]}
+            if covered != differing and not (bounded and covered <= differing):
+                extra = [hex(i) for i in sorted(covered - differing)[:4]]
+                missing = [hex(i) for i in sorted(differing - covered)[:4]]
+                bad.append(
+                    "ledger: same-size pair, listed bytes are not the differing bytes "
+                    f"(extra {extra}, missing {missing})"
+                )
+        elif not any("only in" in (d.get("detail") or "") for d in rows):
+            bad.append("ledger: sizes differ but no row says what is only in one file")
+    return bad
 
 
 def _line(text: str, needle: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import fuzz_support as fs
-from fuzz_oracle import replaced_by_signing, signature_over, unexplained
+from fuzz_oracle import ledger_violations, replaced_by_signing, signature_over, unexplained
 
 ROOT = Path(__file__).resolve().parent.parent
 LEDGER = ROOT / "tests" / "fixtures" / "ledger"
@@ -212,3 +212,24 @@ def test_macho_rebuilt_with_bytes_after_its_signature_is_not_signature_only(
     code, out, err = run_cli("sign-check", junk, released)
     assert code == 1
     assert "bytes after its own code signature" in out + err
+
+
+def test_oracle_checks_the_ledger_is_exact(tmp_path: Path) -> None:
+    """The fuzz oracle flags a ledger that is not exactly the differing bytes (issue 18)."""
+    from reprover.cli import main
+
+    original = (LEDGER / "elf-date" / "a").read_bytes()
+    mutant = bytearray(original)
+    mutant[0x1200] ^= 0x10
+    mutant[0x3000] ^= 0x01
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(original)
+    b.write_bytes(bytes(mutant))
+    out = tmp_path / "r.json"
+    assert main(["diff", str(a), str(b), "--format", "json", "-o", str(out), "--quiet"]) == 1
+    report = out.read_text()
+    assert ledger_violations(original, bytes(mutant), report) == []
+    wrong = report.replace('"length": 1', '"length": 2', 1)
+    assert ledger_violations(original, bytes(mutant), wrong)
+    longer = bytes(mutant) + b"tail"
+    assert ledger_violations(original, longer, report)  # no "only in" row for the size change

@@ -1,8 +1,8 @@
 """Byte runs: where two files differ, found by streaming both in fixed-size chunks.
 
 Owns: the exact list of differing byte ranges (offset, length) between two files (`diff_runs`),
-and the streaming primitive the ledger uses instead (`unequal_chunks`: the XOR and a 0/1 mask of
-each unequal chunk of two file ranges, so that runs can be listed or only counted, in bounded
+and the streaming primitive the ledger uses instead (`unequal_chunks`: a 0/1 mask of each
+unequal chunk of two file ranges, so that runs can be listed or only counted, in bounded
 memory, however many there are; `count_runs`). Equal chunks are skipped with one memcmp; in an
 unequal chunk the differing bytes are found by XOR-ing the chunk as integers and scanning the
 result for non-zero bytes in C (`re`, `bytes.count`).
@@ -19,8 +19,7 @@ from pathlib import Path
 from reprover.errors import InputError
 
 CHUNK = 1 << 20
-NONZERO = re.compile(rb"[^\x00]+")
-_NONZERO = NONZERO
+_NONZERO = re.compile(rb"[^\x00]+")
 _TO_BIT = bytes([0] + [1] * 255)
 
 
@@ -72,11 +71,11 @@ def _extend(runs: list[tuple[int, int]], offset: int, length: int) -> None:
 
 def unequal_chunks(
     fa: int, fb: int, a_off: int, b_off: int, length: int, *, chunk: int = CHUNK
-) -> Iterator[tuple[int, bytes, bytes]]:
-    """Yield (relative offset, xor, mask) for each unequal chunk of two equal-length ranges.
+) -> Iterator[tuple[int, bytes]]:
+    """Yield (relative offset, mask) for each unequal chunk of two equal-length ranges.
 
     `fa` and `fb` are file descriptors read with `os.pread` (no shared file position).
-    `xor` holds the XOR of the two chunks, `mask` is 1 where they differ and 0 elsewhere.
+    `mask` is 1 where the chunks differ and 0 elsewhere (find runs with `mask.find`).
 
     Raises:
         InputError: a file is shorter than the range (it changed while being compared) or
@@ -95,7 +94,7 @@ def unequal_chunks(
             xored = (int.from_bytes(ca, "little") ^ int.from_bytes(cb, "little")).to_bytes(
                 want, "little"
             )
-            yield done, xored, xored.translate(_TO_BIT)
+            yield done, xored.translate(_TO_BIT)
         done += want
 
 

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from reprover.compare.bytes import NONZERO, count_runs, unequal_chunks
+from reprover.compare.bytes import count_runs, unequal_chunks
 from reprover.compare.isolation.worker import Unparsed, parse_regions
 from reprover.compare.regions.map import RegionMap, Symbol, union
 from reprover.compare.regions.partition import UNMAPPED, Piece, merged, pieces
@@ -377,45 +377,42 @@ class _Scanner:
         """Hand every differing run of two equal-length ranges to the budget."""
         delta = b_off - a_off
         prev_end, prev_tail = -1, 0
-        for rel, xored, mask in unequal_chunks(self.fa, self.fb, a_off, b_off, length):
+        for rel, mask in unequal_chunks(self.fa, self.fb, a_off, b_off, length):
             base = a_off + rel
             carry = prev_end == base and prev_tail == 1
             for piece in self._pieces(base, base + len(mask)):
                 lo, hi = max(piece.start, base) - base, min(piece.end, base + len(mask)) - base
                 if mask.find(1, lo, hi) >= 0:
-                    self._part(piece, base, xored, mask, lo, hi,
-                               carry and lo == 0 and piece.start < base, delta)  # fmt: skip
+                    continues = carry and lo == 0 and piece.start < base
+                    self._part(piece, base, mask, (lo, hi), continues, delta)
             prev_end, prev_tail = base + len(mask), mask[-1]
 
     def _part(  # noqa: PLR0917 - the state of one piece in one chunk
         self,
         piece: Piece,
         base: int,
-        xored: bytes,
         mask: bytes,
-        lo: int,
-        hi: int,
+        bounds: tuple[int, int],
         continues: bool,
         delta: int,
     ) -> None:
-        budget, pos = self.budget, lo
-        key = (piece.name, piece.kind)
-        if continues and budget.extends(piece, base + lo, delta):
-            match = NONZERO.match(xored, lo, hi)
-            if match is not None:
-                budget.extend(match.end() - lo)
-                pos, continues = match.end(), False
+        """List (or, once the region is full, count) the runs of mask[lo:hi] for `piece`."""
+        budget, (lo, hi) = self.budget, bounds
+        pos, key = lo, (piece.name, piece.kind)
+        if continues and mask[lo] and budget.extends(piece, base + lo, delta):
+            end = _run_end(mask, lo, hi)
+            budget.extend(end - lo)
+            pos, continues = end, False
         while pos < hi and not budget.full(key):
-            match = NONZERO.search(xored, pos, hi)
-            if match is None:
+            start = mask.find(1, pos, hi)
+            if start < 0:
                 return
-            start = base + match.start()
-            if match.start() == lo and continues:
-                budget.seen(piece)  # continues a run already counted
-                budget.count(piece, 0, match.end() - match.start(), start, base + match.end())
+            end = _run_end(mask, start, hi)
+            if start == lo and continues:  # continues a run already counted
+                budget.count(piece, 0, end - start, base + start, base + end)
             else:
-                budget.keep(piece, start, match.end() - match.start(), delta)
-            pos, continues = match.end(), False
+                budget.keep(piece, base + start, end - start, delta)
+            pos, continues = end, False
         if pos < hi:
             first = mask.find(1, pos, hi)
             if first < 0:
@@ -454,6 +451,11 @@ class _Scanner:
 
     def _piece_at(self, offset: int) -> Piece:
         return self._pieces(offset, offset + 1)[0]
+
+
+def _run_end(mask: bytes, start: int, hi: int) -> int:
+    end = mask.find(0, start, hi)
+    return hi if end < 0 else end
 
 
 def _size_change(name: str, la: int, lb: int) -> str:

@@ -234,6 +234,8 @@ class RegionBuilder:
 
     def _gaps(self, exec_spans: list[tuple[int, int]]) -> None:
         """Add a region (and structure) for every byte range no structure holds."""
+        if not self.structures:
+            return
         pos, last = 0, "start of file"
         found = []
         for start, end, name in sorted(self.structures):
