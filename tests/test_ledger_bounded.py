@@ -4,10 +4,13 @@ exactly, said in the notes and in one zero-length row per region; policy judges 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import lief
+import pytest
 
 from ledger_helpers import FIXTURES
 from reprover.compare import compare_files
@@ -86,3 +89,38 @@ def test_summarised_debug_info_is_judged_by_its_rule(tmp_path: Path) -> None:
     [row] = [d for d in allowed.differences if d.length == 0]
     assert row.allowed and row.rule == "debug-info" and row.region == "pe.section[.debug_info]"
     assert _compare(a, b, ("pe.timestamp",), max_runs=5).verdict is ArtifactVerdict.DIFFERENT
+
+
+def test_beyond_the_summary_limit_one_row_counts_the_other_regions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reprover.compare import ledger
+
+    monkeypatch.setattr(ledger, "MAX_SUMMARIES", 2)
+    src = FIXTURES / "elf-date" / "a"
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(src.read_bytes())
+    b.write_bytes(_every_other(src.read_bytes(), 0x2000, 0x2200))  # .rodata onwards
+    result = _compare(a, b, tuple(RULES), max_runs=1)
+    assert result.verdict is ArtifactVerdict.DIFFERENT
+    rows = [d for d in result.differences if d.length == 0]
+    assert len(rows) == 3
+    [overflow] = [d for d in rows if d.region == "file"]
+    assert "other regions" in (overflow.detail or "") and not overflow.allowed
+    assert _totals(result) == (0x100, 0x100)
+
+
+def test_diff_max_runs_through_the_cli(
+    tmp_path: Path, run_cli: Callable[..., tuple[int, str, str]]
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    data = os.urandom(1 << 16)
+    a.write_bytes(data)
+    b.write_bytes(_every_other(data, 0, len(data)))
+    code, out, _ = run_cli("diff", a, b, "--max-runs", "3", "--format", "json")
+    assert code == 1
+    [artifact] = json.loads(out)["artifacts"]
+    assert [d["length"] for d in artifact["differences"]] == [1, 1, 1, 0]
+    assert artifact["differences"][-1]["detail"].startswith("32765 more differing runs")
+    assert any(n.startswith("ledger bounded:") for n in artifact["notes"])
+    assert run_cli("diff", a, b, "--max-runs", "0")[0] == 2

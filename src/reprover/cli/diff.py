@@ -9,6 +9,7 @@ from typing import Any
 from reprover import policy as policies
 from reprover.cli.common import add_report_options, emit_report
 from reprover.compare import compare_artifact
+from reprover.compare.ledger import DEFAULT_MAX_RUNS
 from reprover.digest import hash_files
 from reprover.errors import InputError
 from reprover.fsutil import contained
@@ -34,8 +35,23 @@ def register(sub: Any) -> None:
         metavar="RULE",
         help="policy rule whose differences are allowed (repeatable; see README 'Policy')",
     )
+    parser.add_argument(
+        "--max-runs",
+        type=_positive,
+        default=DEFAULT_MAX_RUNS,
+        metavar="N",
+        help="list at most N differing runs per region and count the rest (default "
+        f"{DEFAULT_MAX_RUNS})",
+    )
     add_report_options(parser)
     parser.set_defaults(run=run)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +84,13 @@ def run(args: argparse.Namespace) -> int:
             pair = (digests[olds[name]], digests[news[name]])
             results.extend(
                 compare_artifact(
-                    name, olds[name], news[name], policy, digests=pair, judge=policies.judge
+                    name,
+                    olds[name],
+                    news[name],
+                    policy,
+                    digests=pair,
+                    judge=policies.judge,
+                    max_runs=args.max_runs,
                 )
             )
     report = Report(

@@ -36,6 +36,7 @@ def compare_artifact(
     digests: tuple[Digest, Digest],
     judge: Judge | None = None,
     limits: Limits | None = None,
+    max_runs: int = DEFAULT_MAX_RUNS,
 ) -> tuple[ArtifactResult, ...]:
     """Like `compare_files`, but archives and installers are opened member by member.
 
@@ -51,7 +52,7 @@ def compare_artifact(
     budget = Budget(limits or Limits(), max(d.size for d in digests))
 
     def leaf(name: str, a: Path, b: Path, pair: tuple[Digest, Digest]) -> ArtifactResult:
-        return compare_files(name, a, b, policy, digests=pair, judge=judge)
+        return compare_files(name, a, b, policy, digests=pair, judge=judge, max_runs=max_runs)
 
     with tempfile.TemporaryDirectory(prefix="reprover-members-") as tmp:
         ctx = Context(policy, judge, leaf, budget, Path(tmp))

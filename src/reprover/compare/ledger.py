@@ -45,6 +45,7 @@ SYMBOL_REACH = 1 << 16
 DEFAULT_MAX_RUNS = 1000
 MAX_LISTED = 20_000  # runs listed per file, whatever the number of regions
 MAX_SUMMARIES = 1000  # summary rows per file; beyond, one row per kind
+OVERFLOW = "file"  # the region of the rows that count runs beyond MAX_SUMMARIES regions
 MAX_ALIGN_NOTES = 40
 
 Key = tuple[str, Kind]
@@ -205,7 +206,7 @@ class _Omitted:
     nbytes: int
     first: int
     end: int
-    regions: int = 1
+    regions: set[str] | None = None  # the regions an overflow row stands for
 
 
 class Budget:
@@ -255,19 +256,20 @@ class Budget:
         if not nbytes and not runs:
             return
         self.seen(piece)
-        key = (piece.name, piece.kind)
-        if key not in self.omitted and len(self.omitted) >= MAX_SUMMARIES:
-            key = (UNMAPPED, piece.kind)
-            piece = Piece(first, end, UNMAPPED, piece.kind, ())
+        name, key = piece.name, (piece.name, piece.kind)
+        overflow = key not in self.omitted and len(self.omitted) >= MAX_SUMMARIES
+        if overflow:
+            key = (OVERFLOW, piece.kind)
+            piece = Piece(first, end, OVERFLOW, piece.kind, ())
         entry = self.omitted.get(key)
         if entry is None:
-            self.omitted[key] = _Omitted(piece, runs, nbytes, first, end)
-        else:
-            if piece.name == UNMAPPED and entry.piece.name == UNMAPPED:
-                entry.regions += 1
-            entry.runs += runs
-            entry.nbytes += nbytes
-            entry.first, entry.end = min(entry.first, first), max(entry.end, end)
+            entry = _Omitted(piece, 0, 0, first, end, set() if overflow else None)
+            self.omitted[key] = entry
+        if entry.regions is not None:
+            entry.regions.add(name)
+        entry.runs += runs
+        entry.nbytes += nbytes
+        entry.first, entry.end = min(entry.first, first), max(entry.end, end)
 
     def summary_notes(self) -> list[str]:
         if not self.omitted:
@@ -292,7 +294,7 @@ class Budget:
             rows.append(self._row(piece, item.start, item.length, detail, symbols))
         for entry in self.omitted.values():
             where = f"from 0x{entry.first:x} to 0x{entry.end:x}"
-            many = f" in {entry.regions} further regions" if entry.regions > 1 else " here"
+            many = " here" if entry.regions is None else f" in {len(entry.regions)} other regions"
             detail = (
                 f"{entry.runs} more differing runs ({entry.nbytes} bytes){many}, {where}, "
                 f"counted, not listed (at most {self.max_runs} runs are listed per region)"
