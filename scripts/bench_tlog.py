@@ -51,10 +51,10 @@ def measure_proofs(folder: Path, size: int, root: bytes, samples: int) -> None:
             check.append(time.perf_counter() - middle)
             lengths.add(len(path))
             old = rng.randrange(1, size + 1)
+            old_root = merkle.range_hash(log.TreeReader(store, size), 0, old)  # the monitor's
             start = time.perf_counter()
             reader = log.TreeReader(store, size)
             proof = merkle.consistency_proof(reader, old, size)
-            old_root = merkle.range_hash(reader, 0, old)
             middle = time.perf_counter()
             merkle.verify_consistency(old, size, old_root, root, proof)
             cons.append(middle - start)
@@ -65,7 +65,7 @@ def measure_proofs(folder: Path, size: int, root: bytes, samples: int) -> None:
         f"{min(lengths)}-{max(lengths)} hashes ({max(lengths) * 32} B)"
     )
     print(
-        f"  {'':>9}  consistency {_ms(cons)} (incl. old root)  check {_ms(cons_check)}  "
+        f"  {'':>9}  consistency {_ms(cons)}  check {_ms(cons_check)}  "
         f"{min(cons_lengths)}-{max(cons_lengths)} hashes"
     )
 

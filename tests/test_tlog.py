@@ -207,3 +207,26 @@ def test_a_file_that_looks_like_a_digest_record_is_kept_as_content(tmp_path: Pat
     with Store(tmp_path / "log") as store:
         assert audit.audit(store, vkey).blobs == 1
         proof.check(proof.prove(store, tiles.entry_for(fake)), fake, vkey)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=5))
+def test_any_batching_gives_the_same_tree(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[int]
+) -> None:
+    """However entries are batched, the tree is RFC 6962's over all of them, and audits."""
+    folder = tmp_path_factory.mktemp("log") / "log"
+    key = Ed25519PrivateKey.generate()
+    vkey = log.create(folder, "log.example/a", key)
+    entries = [b"%d" % i for i in range(sum(batches))]
+    start = 0
+    for count in batches:
+        done = log.append(folder, entries[start : start + count], key)
+        start += count
+        assert done.checkpoint.root == merkle.root_of(
+            [merkle.leaf_hash(e) for e in entries[:start]]
+        )
+    with Store(folder) as store:
+        assert audit.audit(store, vkey).checkpoint.size == start
+        index = start // 2
+        proof.check(proof.prove(store, entries[index]), entries[index], vkey)
