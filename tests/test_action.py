@@ -167,3 +167,51 @@ def test_bad_inputs_become_exit_2(project: Project) -> None:
     assert outputs(github_output) == {"exit-code": "2", "verdict": "bad-input"}
     assert run_step("Fail unless verified", {"CODE": "2"}, project.root).returncode == 2
     assert run_step("Fail unless verified", {}, project.root).returncode == 3
+
+
+def test_sandbox_step_leaves_a_working_bubblewrap(project: Project) -> None:
+    """Run as the runner would: here bubblewrap is installed, so the step only checks it works.
+
+    On a stock Ubuntu runner the same step installs bubblewrap and lifts AppArmor's ban on
+    unprivileged user namespaces; both commands are in the step this test runs.
+    """
+    step = action_step("Prepare the build sandbox")["run"]
+    assert "apt-get install" in step and "bubblewrap" in step
+    assert "kernel.apparmor_restrict_unprivileged_userns=0" in step
+    done = run_step("Prepare the build sandbox", {}, project.root)
+    assert done.returncode == 0, done.stderr
+    assert "reprover: bubblewrap sandbox available" in done.stdout, done.stdout
+
+
+def test_an_inconclusive_run_still_writes_every_report_and_the_summary(project: Project) -> None:
+    manifest = project.manifest(command='"echo fatal: no compiler >&2; exit 7"')
+    github_output = project.root / "github_output"
+    summary = project.root / "step_summary"
+    env = {
+        "MANIFEST": str(manifest),
+        "REPORTS": "html junit json text",
+        "REPORT_DIR": "reports",
+        "ATTESTATION": "none",
+        "ATTESTATION_KEY": "",
+        "EXTRA_ARGS": "",
+        "GITHUB_OUTPUT": str(github_output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    done = run_step("Verify the release", env, project.root)
+    assert done.returncode == 0, done.stderr
+    assert outputs(github_output) == {"exit-code": "3", "verdict": "inconclusive"}
+    reports = project.root / "reports"
+    shown = summary.read_text()
+    assert shown.startswith("## \u26a0\ufe0f reprover verify: INCONCLUSIVE")
+    assert "the build failed with exit code 7" in shown and "fatal: no compiler" in shown
+    document = json.loads((reports / "report.json").read_text())
+    assert document["verdict"] == "inconclusive"
+    assert "exit code 7" in document["inconclusive"]["reason"]
+    assert "fatal: no compiler" in document["inconclusive"]["log_tail"]
+    root = ET.fromstring((reports / "junit.xml").read_bytes())  # noqa: S314 - our own output
+    error = root.find(".//error")
+    assert error is not None and "exit code 7" in (error.get("message") or "")
+    assert "fatal: no compiler" in (error.text or "")
+    assert root.get("errors") == "1"
+    assert "verdict: INCONCLUSIVE" in (reports / "report.txt").read_text()
+    assert "Why the run is inconclusive" in (reports / "report.html").read_text()

@@ -190,18 +190,18 @@ def test_tampered_payload_fails(scene: dict[str, Path], run_cli: Cli) -> None:
     assert forged != payload
     document["payload"] = base64.b64encode(forged).decode()
     path.write_text(json.dumps(document))
-    code, _, err = _verify(run_cli, scene, path)
+    code, out, err = _verify(run_cli, scene, path)
     assert code == 1
-    assert "does not verify" in err and "altered" in err
+    assert "does not verify" in out + err and "altered" in out + err
 
 
 def test_signature_by_unlisted_key_fails(scene: dict[str, Path], run_cli: Cli) -> None:
     path = sign_file(
         scene["root"] / "a.json", statement_bytes(report_for(scene["artifact"])), scene["outsider"]
     )
-    code, _, err = _verify(run_cli, scene, path)
+    code, out, err = _verify(run_cli, scene, path)
     assert code == 1
-    assert "signed by no trusted key" in err
+    assert "signed by no trusted key" in out + err
 
 
 def test_keyid_claiming_a_trusted_key_does_not_help_an_outsider(
@@ -213,26 +213,26 @@ def test_keyid_claiming_a_trusted_key_does_not_help_an_outsider(
     document = json.loads(path.read_bytes())
     document["signatures"][0]["keyid"] = keys.load_public_key(scene["lab_a_pub"]).keyid
     path.write_text(json.dumps(document))
-    code, _, err = _verify(run_cli, scene, path)
+    code, out, err = _verify(run_cli, scene, path)
     assert code == 1
-    assert "does not verify" in err
+    assert "does not verify" in out + err
 
 
 def test_attestation_for_another_file_fails(scene: dict[str, Path], run_cli: Cli) -> None:
     path = sign_file(
         scene["root"] / "a.json", statement_bytes(report_for(scene["other"])), scene["lab_a"]
     )
-    code, _, err = _verify(run_cli, scene, path)
+    code, out, err = _verify(run_cli, scene, path)
     assert code == 1
-    assert "no subject matches artifact" in err and "another file" in err
+    assert "no subject matches artifact" in out + err and "another file" in out + err
 
 
 def test_right_file_but_failed_result_fails(scene: dict[str, Path], run_cli: Cli) -> None:
     payload = statement_bytes(report_for(scene["artifact"], passed=False))
     path = sign_file(scene["root"] / "a.json", payload, scene["lab_a"])
-    code, _, err = _verify(run_cli, scene, path)
+    code, out, err = _verify(run_cli, scene, path)
     assert code == 1
-    assert "verificationResult FAILED" in err
+    assert "verificationResult FAILED" in out + err
 
 
 def test_replay_for_another_commit_fails_with_policy_digest(
@@ -245,11 +245,11 @@ def test_replay_for_another_commit_fails_with_policy_digest(
         scene["root"] / "old.json", statement_bytes(old, commit=OTHER_COMMIT), scene["lab_a"]
     )
     assert _verify(run_cli, scene, path)[0] == 0  # without the pin it is a valid attestation
-    code, _, err = _verify(
+    code, out, err = _verify(
         run_cli, scene, path, extra=("--policy-digest", ours.manifest_sha256 or "")
     )
     assert code == 1
-    assert "another manifest" in err and OTHER_COMMIT in err
+    assert "another manifest" in out + err and OTHER_COMMIT in out + err
 
 
 def test_same_signer_twice_does_not_meet_a_threshold_of_two(
@@ -262,18 +262,18 @@ def test_same_signer_twice_does_not_meet_a_threshold_of_two(
         run_cli, scene, first, second, keys_=("lab_a_pub", "lab_b_pub"), extra=("--threshold", "2")
     )
     assert code == 1
-    assert "only 1 distinct trusted signer" in err and "counts once" in err
+    assert "only 1 distinct trusted signer" in out + err and "counts once" in out + err
     assert "FAIL threshold" in out
 
 
 def test_same_key_listed_twice_is_one_signer(scene: dict[str, Path], run_cli: Cli) -> None:
     payload = statement_bytes(report_for(scene["artifact"]))
     first = sign_file(scene["root"] / "1.json", payload, scene["lab_a"])
-    code, _, err = _verify(
+    code, out, err = _verify(
         run_cli, scene, first, keys_=("lab_a_pub", "lab_a_pub"), extra=("--threshold", "2")
     )
     assert code == 2
-    assert "can never be met" in err
+    assert "can never be met" in out + err
 
 
 def test_two_distinct_signers_meet_a_threshold_of_two(scene: dict[str, Path], run_cli: Cli) -> None:
@@ -291,11 +291,11 @@ def test_two_distinct_signers_meet_a_threshold_of_two(scene: dict[str, Path], ru
     assert _verify(run_cli, scene, dual, keys_=both, extra=("--threshold", "2"))[0] == 0
     # ... but an outsider's extra signature does not count.
     mixed = sign_file(scene["root"] / "mixed.json", payload, scene["lab_a"], scene["outsider"])
-    code, _, err = _verify(
+    code, out, err = _verify(
         run_cli, scene, mixed, keys_=("lab_a_pub", "lab_b_pub"), extra=("--threshold", "2")
     )
     assert code == 1
-    assert "only 1 distinct trusted signer" in err
+    assert "only 1 distinct trusted signer" in out + err
 
 
 def test_wrong_payload_type_or_predicate_type_fails(scene: dict[str, Path]) -> None:

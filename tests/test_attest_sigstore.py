@@ -108,11 +108,11 @@ def test_wrong_identity_or_issuer_fails(
     identity, issuer, reason = case
     bundle = _sign(double, tmp_path, statement_bytes(report_for(artifact)))
     root, _ = double.write(tmp_path)
-    code, _, err = _verify(
+    code, out, err = _verify(
         run_cli, bundle, artifact, root, "--identity", identity, "--issuer", issuer
     )
     assert code == 1
-    assert reason in err
+    assert reason in out + err
 
 
 def test_bundle_from_another_trust_root_fails(
@@ -122,13 +122,17 @@ def test_bundle_from_another_trust_root_fails(
     with SigstoreDouble("rogue") as rogue:
         bundle = _sign(rogue, tmp_path, payload)
     root, _ = double.write(tmp_path)
-    code, _, err = _verify(run_cli, bundle, artifact, root, "--identity", ALICE, "--issuer", ISSUER)
+    code, out, err = _verify(
+        run_cli, bundle, artifact, root, "--identity", ALICE, "--issuer", ISSUER
+    )
     assert code == 1
-    assert "another sigstore instance" in err
+    assert "another sigstore instance" in out + err
     # Nor does sigstore's own public-good root, shipped in the package, the default here.
-    code, _, err = _verify(run_cli, bundle, artifact, None, "--identity", ALICE, "--issuer", ISSUER)
+    code, out, err = _verify(
+        run_cli, bundle, artifact, None, "--identity", ALICE, "--issuer", ISSUER
+    )
     assert code == 1
-    assert "another sigstore instance" in err
+    assert "another sigstore instance" in out + err
 
 
 def test_default_root_is_the_one_shipped_in_the_package_not_the_user_cache(
@@ -163,12 +167,14 @@ def test_failed_result_and_other_file_fail_under_sigstore_too(
 ) -> None:
     root, _ = double.write(tmp_path)
     failed = _sign(double, tmp_path, statement_bytes(report_for(artifact, passed=False)))
-    code, _, err = _verify(run_cli, failed, artifact, root, "--identity", ALICE, "--issuer", ISSUER)
+    code, out, err = _verify(
+        run_cli, failed, artifact, root, "--identity", ALICE, "--issuer", ISSUER
+    )
     assert code == 1
-    assert "verificationResult FAILED" in err
+    assert "verificationResult FAILED" in out + err
     other = tmp_path / "other"
     other.write_bytes(b"something else")
-    code, _, err = _verify(
+    code, out, err = _verify(
         run_cli,
         _sign(double, tmp_path, statement_bytes(report_for(other)), "bob@lab.example"),
         artifact,
@@ -179,7 +185,7 @@ def test_failed_result_and_other_file_fail_under_sigstore_too(
         ISSUER,
     )
     assert code == 1
-    assert "no subject matches artifact" in err
+    assert "no subject matches artifact" in out + err
 
 
 def test_tampered_bundle_payload_fails(
@@ -195,9 +201,11 @@ def test_tampered_bundle_payload_fails(
         payload.replace(b'"FAILED"', b'"PASSED"')
     ).decode()
     bundle.write_text(json.dumps(document))
-    code, _, err = _verify(run_cli, bundle, artifact, root, "--identity", ALICE, "--issuer", ISSUER)
+    code, out, err = _verify(
+        run_cli, bundle, artifact, root, "--identity", ALICE, "--issuer", ISSUER
+    )
     assert code == 1
-    assert "invalid signature" in err or "does not match" in err
+    assert "invalid signature" in out + err or "does not match" in out + err
 
 
 def test_k_of_n_mixes_keys_and_identities_and_counts_each_once(
@@ -212,12 +220,12 @@ def test_k_of_n_mixes_keys_and_identities_and_counts_each_once(
     lab_key, lab_pub = new_key(tmp_path / "keys", "lab")
     keyed = sign_file(tmp_path / "keyed.json", payload, lab_key)
     trust = ("--trusted-root", root, "--identity", ALICE, "--issuer", ISSUER, "--key", lab_pub)
-    code, _, err = run_cli(
+    code, out, err = run_cli(
         "verify-attestation", alice_1, alice_2, "--artifact", artifact, *trust, "--threshold", "2"
     )
     assert code == 1
-    assert "only 1 distinct trusted signer" in err and "counts once" in err
-    code, _, err = run_cli(
+    assert "only 1 distinct trusted signer" in out + err and "counts once" in out + err
+    code, out, err = run_cli(
         "verify-attestation", alice_1, keyed, "--artifact", artifact, *trust, "--threshold", "2"
     )
     assert code == 0, err

@@ -100,15 +100,15 @@ def test_verify_signs_pass_and_fail_and_others_check_them(
     assert payload["predicate"]["https://reprover.dev/rebuild/v1"]["artifacts"][0]["verdict"] == (
         "different"
     )
-    code, _, err = run_cli("verify-attestation", failed, "--artifact", released, "--key", pub)
+    code, text, _ = run_cli("verify-attestation", failed, "--artifact", released, "--key", pub)
     assert code == 1
-    assert "verificationResult FAILED" in err
+    assert "verificationResult FAILED" in text
     # The earlier PASSED attestation no longer covers the shipped bytes.
-    code, _, err = run_cli(
+    code, text, _ = run_cli(
         "verify-attestation", out, "--artifact", released, "--key", encrypted_pub
     )
     assert code == 1
-    assert "no subject matches" in err
+    assert "no subject matches" in text
 
 
 def test_attest_options_are_checked_before_the_build(project: Project, run_cli: Cli) -> None:
@@ -178,7 +178,7 @@ def test_verify_signs_keylessly_with_the_github_actions_identity(
         _manifest_sha(manifest),
     )
     assert code == 0, err
-    code, _, err = run_cli(
+    code, text, _ = run_cli(
         "verify-attestation",
         out,
         *common,
@@ -186,4 +186,4 @@ def test_verify_signs_keylessly_with_the_github_actions_identity(
         workflow.replace("refs/heads/main", "refs/heads/evil"),
     )
     assert code == 1
-    assert "SANs do not match" in err
+    assert "SANs do not match" in text

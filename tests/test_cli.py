@@ -102,14 +102,19 @@ def test_diff_bad_input(run_cli: Cli, tmp_path: Path) -> None:
     assert "does not exist" in err
 
 
-def test_output_to_missing_folder_writes_nothing(run_cli: Cli, tmp_path: Path) -> None:
+def test_output_in_a_missing_folder_creates_it(run_cli: Cli, tmp_path: Path) -> None:
+    """One rule for every command: missing parent folders of an output are created."""
     a = tmp_path / "a"
     a.write_bytes(b"a")
-    code, out, err = run_cli("diff", a, a, "-o", tmp_path / "no" / "report.txt")
-    assert code == 3
+    code, out, _ = run_cli("diff", a, a, "-o", tmp_path / "no" / "report.txt")
+    assert code == 0
     assert out == ""
-    assert "cannot write" in err
-    assert not (tmp_path / "no").exists()
+    assert (tmp_path / "no" / "report.txt").read_text().startswith("verdict: PASS")
+    blocked = tmp_path / "file"
+    blocked.write_bytes(b"")
+    code, _, err = run_cli("diff", a, a, "-o", blocked / "report.txt")
+    assert code == 2
+    assert "is not a folder" in err
 
 
 def test_key_new_writes_pem_pair(

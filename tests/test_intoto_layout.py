@@ -1,6 +1,6 @@
 """`reprover key new`, `reprover layout new` and `reprover layout check`, with in-toto's tools.
 
-The layout made from layouts/transparency-center.toml is used by a chain recorded with
+The layout made from the packaged transparency-center.toml is used by a chain recorded with
 in-toto's own runlib, signing with keys `reprover key new` wrote and in-toto's loader read.
 """
 
@@ -11,6 +11,7 @@ import json
 import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from in_toto.runlib import in_toto_run
 from intoto_chain import SOURCE, compile_in
 
 Cli = Callable[..., tuple[int, str, str]]
-LAYOUTS = Path(__file__).resolve().parent.parent / "layouts"
+LAYOUTS = Path(str(resources.files("reprover") / "layouts"))  # the packaged templates
 ROLES = ("owner", "author", "builder", "signer", "vendor-ci", "outside-lab", "government-lab")
 FORMATS = [pytest.param(False, id="dsse"), pytest.param(True, id="metablock")]
 

@@ -86,7 +86,8 @@ def test_build_failure_is_inconclusive_with_log_tail(project: Project, run_cli: 
     manifest = project.manifest(command='"echo compiling; echo fatal: no compiler >&2; exit 7"')
     code, out, err = run_cli("verify", manifest)
     assert code == 3
-    assert out == ""
+    assert out.startswith("verdict: INCONCLUSIVE")  # the report is written all the same
+    assert "fatal: no compiler" in out
     assert "exit code 7" in err
     assert "fatal: no compiler" in err
     assert "Traceback" not in err
@@ -146,10 +147,24 @@ def test_release_missing_or_empty(project: Project, run_cli: Cli, release: str) 
     assert "release" in err
 
 
-def test_unreadable_manifest_is_bad_input(project: Project, run_cli: Cli) -> None:
+def test_verify_folder_reads_its_reprover_toml(project: Project, run_cli: Cli) -> None:
     code, _, err = run_cli("verify", project.root)
     assert code == 2
-    assert "cannot read manifest" in err
+    assert "holds no reprover.toml" in err
+    project.manifest()
+    code, out, err = run_cli("verify", project.root)
+    assert code == 0, err
+    assert f"reprover verify {project.root / 'reprover.toml'}" in out
+
+
+def test_unreadable_manifest_is_bad_input(project: Project, run_cli: Cli) -> None:
+    manifest = project.manifest()
+    manifest.unlink()
+    manifest.mkdir()
+    (manifest / "reprover.toml").mkdir()  # a folder where the file should be
+    code, _, err = run_cli("verify", manifest)
+    assert code == 2
+    assert "is a folder, not a regular file" in err
 
 
 def test_build_path_exists_only_inside_the_sandbox(project: Project, run_cli: Cli) -> None:

@@ -29,14 +29,22 @@ def hash_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> Dige
     `on_bytes`, when given, is called with the size of each block read (for progress).
 
     Raises:
-        InputError: the file cannot be opened or read.
+        InputError: the file cannot be opened or read, or is not a regular file.
     """
     sha = hashlib.sha256()
     size = 0
     try:
-        with path.open("rb", buffering=0) as stream:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb", buffering=0) as stream:
+            status = os.fstat(stream.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise InputError(
+                    f"{path} is not a regular file (a FIFO, device or socket); not read",
+                    hint="reprover reads only regular files",
+                )
             # size the buffer to the file: zeroing 1 MiB per small file dominated tree hashing
-            buffer = bytearray(min(BLOCK, os.fstat(stream.fileno()).st_size + 1))
+            buffer = bytearray(min(BLOCK, status.st_size + 1))
             view = memoryview(buffer)
             while n := stream.readinto(buffer):
                 sha.update(view[:n])

@@ -220,6 +220,9 @@ class Report:
     """Everything a run found. Renderers turn it into bytes; it holds no wall clock.
 
     `snapshot` maps each trust input read before the build (`role: path`) to its SHA-256.
+    `inputs` are the command-line arguments that name this run's inputs, as given (the
+    manifest for `verify`, OLD and NEW for `diff`), so that a report can say how to repeat it.
+    `inconclusive_reason` and `log_tail` say why a run stopped before it could decide.
     """
 
     command: str
@@ -233,11 +236,21 @@ class Report:
     strict: bool = False
     timestamp: str | None = None
     snapshot: Mapping[str, str] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+    inconclusive_reason: str | None = None
+    log_tail: str | None = None
 
     @property
     def verdict(self) -> Verdict:
-        """Pass only when every check passed and every artifact is acceptable."""
-        return overall_verdict(self.artifacts, self.checks, strict=self.strict)
+        """Pass only when every check passed and every artifact is acceptable.
+
+        A run that stopped before deciding (`inconclusive_reason`) is inconclusive unless a
+        check that did run already failed.
+        """
+        verdict = overall_verdict(self.artifacts, self.checks, strict=self.strict)
+        if self.inconclusive_reason is not None and verdict is not Verdict.FAIL:
+            return Verdict.INCONCLUSIVE
+        return verdict
 
 
 ACCEPTED = frozenset(

@@ -153,8 +153,12 @@ RULES: dict[str, Rule] = {
 }  # fmt: skip
 
 
-def validate_rules(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Check `[policy] allow` names against the vocabulary; return them as a tuple.
+def validate_rules(
+    names: list[str] | tuple[str, ...], *, where: str = "[policy] allow"
+) -> tuple[str, ...]:
+    """Check rule names against the vocabulary; return them as a tuple.
+
+    `where` names the names' origin in the message (`[policy] allow`, `--allow`).
 
     Raises:
         InputError: a name is not a string or not a known rule; the message names it and lists
@@ -163,7 +167,7 @@ def validate_rules(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     for name in names:
         if not isinstance(name, str) or name not in RULES:
             raise InputError(
-                f"unknown policy rule {name!r} in [policy] allow",
+                f"unknown policy rule {name!r} in {where}",
                 hint="valid rules: " + ", ".join(sorted(RULES)),
             )
     return tuple(names)

@@ -31,7 +31,7 @@ from reprover import build, intoto, manifest, outputs, policy, sandbox, snapshot
 from reprover.compare.pool import Pair, compare_groups
 from reprover.digest import hash_files
 from reprover.errors import InputError, VerificationError
-from reprover.fsutil import contained
+from reprover.fsutil import contained, input_path, list_folder, regular_file
 from reprover.model import (
     ArtifactResult,
     ArtifactVerdict,
@@ -135,7 +135,8 @@ def verify(
             snap.manifest, options, progress, checks, events=events, work=work, names=names
         ) as rebuild:
             if rebuild is None:
-                return _report(spec, options, unlisted, checks, None, None, snap.inputs)
+                report = _report(spec, options, unlisted, checks, None, None, snap.inputs)
+                return replace(report, inputs=(str(manifest_path),))
             _step(progress, events, "compare", f"comparing {len(names)} artifact(s)")
             results = compare_release(
                 replace(snap.manifest, policy=rebuild.policy),
@@ -157,9 +158,10 @@ def verify(
         moved = [n for n, p in originals.items() if after[p] != snap.digests[n]]
         if moved:
             checks.append(release_changed_check(moved))
-    return _report(
+    report = _report(
         spec, options, results + unlisted, checks, rebuild.pin, rebuild.info, snap.inputs
     )
+    return replace(report, inputs=(str(manifest_path),))  # as given: the repeat command
 
 
 def _bytes_events(events: Events | None) -> Callable[[int], None] | None:
@@ -271,7 +273,7 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
 
     Raises:
         InputError: the release path is missing or empty, or an artifact is missing, escapes
-            the release folder, or is not a regular file.
+            the release folder, loops, or is not a regular file (FIFO, device, socket).
     """
     release = spec.release
     if not release.exists():
@@ -279,6 +281,7 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
             f"release path {release} does not exist",
             hint="set [release] path to the folder (or file) of released artifacts",
         )
+    input_path(release, what="release path")
     if release.is_file():
         if spec.artifacts:
             raise InputError("[[artifact]] entries need [release] path to be a folder")
@@ -292,8 +295,9 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
     files = {}
     for name in names:
         path = contained(release, name, what="released artifact")
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise InputError(f"released artifact {name} is missing from {release}")
+        regular_file(path, what="released artifact")
         files[name] = path
     return files
 
@@ -356,12 +360,13 @@ def unverified_results(
 
 
 def _release_files(release: Path) -> list[str]:
-    """Every file (or symbolic link) under the release folder, relative, sorted."""
-    return sorted(
-        p.relative_to(release).as_posix()
-        for p in release.rglob("*")
-        if p.is_file() or p.is_symlink()
-    )
+    """Every file under the release folder, relative, sorted; symlinks followed only inside.
+
+    Raises:
+        InputError: a FIFO, device, socket, symlink loop or link out of the folder is in it
+            (refused, never skipped).
+    """
+    return list(list_folder(release, what="released file"))
 
 
 def _ignored(name: str, patterns: tuple[str, ...]) -> bool:

@@ -16,16 +16,17 @@ from xml.sax.saxutils import quoteattr
 
 from reprover.campaign.model import CampaignReport, CampaignResult, summary, to_json
 from reprover.errors import InputError
+from reprover.render import safe
 from reprover.render.markdown import code, md
 
 ICONS = {"pass": "\u2705", "fail": "\u274c", "bad-input": "\u26d4", "inconclusive": "\u26a0\ufe0f"}
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def visible(text: str) -> str:
-    """Control characters, escape sequences and bidi controls as visible escapes (text)."""
-    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text.replace("\\", "\\\\"))
+    """Control characters, escape sequences and bidi controls as visible escapes (text);
+    the one rule every report uses (`reprover.render.safe.visible`)."""
+    return safe.visible(text, keep_newlines=True)
 
 
 def _counts(report: CampaignReport) -> str:
@@ -89,7 +90,7 @@ def render_markdown(report: CampaignReport) -> bytes:
 def render_html(report: CampaignReport) -> bytes:
     """One self-contained page (no script, no remote content) with the results table."""
     rows = "".join(_html_row(r) for r in report.results)
-    notes = "".join(f"<li>{escape(n)}</li>" for n in report.notes)
+    notes = "".join(f"<li>{safe.html_text(n)}</li>" for n in report.notes)
     page = (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
@@ -110,11 +111,11 @@ def render_html(report: CampaignReport) -> bytes:
 
 def _html_row(r: CampaignResult) -> str:
     return (
-        f"<tr><td><code>{escape(r.manifest)}</code></td>"
+        f"<tr><td><code>{safe.html_text(r.manifest)}</code></td>"
         f"<td class={quoteattr(r.verdict)}>{escape(r.verdict)}</td><td>{r.exit_code}</td>"
-        f"<td>{escape(r.worker or '-')}</td><td>{r.seconds:.1f}</td><td>{r.attempts}</td>"
+        f"<td>{safe.html_text(r.worker or '-')}</td><td>{r.seconds:.1f}</td><td>{r.attempts}</td>"
         f"<td><code>{escape(r.report_sha256 or '')}</code></td>"
-        f"<td>{escape(r.error or '')}</td></tr>"
+        f"<td>{safe.html_text(r.error or '')}</td></tr>"
     )
 
 
@@ -122,9 +123,9 @@ def render_junit(report: CampaignReport) -> bytes:
     """One test case per manifest (suite `campaign`): a failure or an error unless it passed."""
     cases = []
     for r in report.results:
-        name = quoteattr(_xml(r.manifest))
+        name = quoteattr(_xml(safe.visible(r.manifest)))
         body = ""
-        message = _xml(r.error or f"verdict {r.verdict}, exit code {r.exit_code}")
+        message = _xml(safe.visible(r.error or f"verdict {r.verdict}, exit code {r.exit_code}"))
         if r.verdict == "fail":
             body = f"<failure message={quoteattr(message)}/>"
         elif r.verdict != "pass":

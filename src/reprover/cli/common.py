@@ -9,10 +9,11 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reprover.errors import ExitCode, InputError
-from reprover.fsutil import write_atomic
+from reprover.errors import ExitCode
+from reprover.fsutil import check_outputs, write_atomic
 from reprover.model import Report, Verdict
 from reprover.render import RENDERERS, render
+from reprover.render.safe import visible
 
 VERDICT_EXIT = {
     Verdict.PASS: ExitCode.OK,
@@ -22,8 +23,18 @@ VERDICT_EXIT = {
 
 
 def err(message: str) -> None:
-    """Print one message to stderr (logs and summaries never go to stdout)."""
-    print(message, file=sys.stderr, flush=True)
+    """Print one message to stderr (logs and summaries never go to stdout).
+
+    Messages quote paths, names and findings from hostile inputs: every character that could
+    drive the terminal or reorder text is shown as a visible escape (`reprover.render.safe`).
+    """
+    print(visible(message, keep_newlines=True), file=sys.stderr, flush=True)
+
+
+def out(message: str) -> None:
+    """Print one line of a command's result to stdout, made visible like `err`."""
+    sys.stdout.buffer.write((visible(message, keep_newlines=True) + "\n").encode())
+    sys.stdout.flush()
 
 
 def quiet_libraries(*, quiet: bool, verbose: bool) -> None:
@@ -108,23 +119,40 @@ def stamp(report: Report, args: argparse.Namespace) -> Report:
     return replace(report, timestamp=now)
 
 
+def report_outputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """Every file this run was asked to write: -o, each --report, --attest (what, path)."""
+    outputs = [(f"--report {fmt}=", path) for fmt, path in getattr(args, "report", [])]
+    if getattr(args, "output", None) is not None:
+        outputs.append(("-o", args.output))
+    if getattr(args, "attest", None) is not None:
+        outputs.append(("--attest", args.attest))
+    return outputs
+
+
+def check_report_outputs(args: argparse.Namespace, inputs: list[Path]) -> None:
+    """Before any work: every output is a regular file (new or replaced), none is an input.
+
+    Raises:
+        InputError: an output is a device, folder, FIFO or socket, the same file as an input,
+            or two outputs name the same file.
+    """
+    check_outputs(report_outputs(args), inputs)
+
+
 def emit_report(report: Report, args: argparse.Namespace) -> int:
     """Write the report (stdout or -o FILE, and each --report FORMAT=PATH); return the exit code.
 
     Prints the one-line verdict on stderr unless --quiet or the report itself went to stderr.
+    Call `check_report_outputs` first, before the run reads its inputs.
 
     Raises:
-        InputError: two outputs name the same file.
+        InputError: an output is not a regular file (`reprover.fsutil.check_output`).
         InconclusiveError: an output file cannot be written.
     """
     report = stamp(report, args)
     data = render(report, args.format)
     extra = [(path, render(report, fmt)) for fmt, path in getattr(args, "report", [])]
-    targets = [p.absolute() for p, _ in extra]
-    if args.output is not None:
-        targets.append(args.output.absolute())
-    if len(set(targets)) != len(targets):
-        raise InputError("two reports would be written to the same file", hint="use one path each")
+    check_outputs(report_outputs(args))
     for path, extra_data in extra:
         write_atomic(path, extra_data)
     if args.output is not None:

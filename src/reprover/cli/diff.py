@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import stat
 from pathlib import Path
 from typing import Any
 
 from reprover import policy as policies
-from reprover.cli.common import add_report_options, emit_report
+from reprover.cli.common import add_report_options, check_report_outputs, emit_report
 from reprover.compare import compare_artifact
 from reprover.compare.ledger import DEFAULT_MAX_RUNS
 from reprover.digest import hash_files
 from reprover.errors import InputError
-from reprover.fsutil import contained
+from reprover.fsutil import input_path, list_folder
 from reprover.model import ArtifactResult, ArtifactVerdict, CheckResult, Policy, Report
 
 
@@ -23,7 +24,10 @@ def register(sub: Any) -> None:
         help="compare two files or folders byte for byte and label every difference",
         description=(
             "Compare OLD with NEW. Folders are compared file by file by relative path: a file "
-            "only in OLD is 'missing', only in NEW 'unexpected'. Exit 0 only when identical."
+            "only in OLD is 'missing', only in NEW 'unexpected', and either fails the run. "
+            "Symlinks are followed only inside their folder; one pointing outside, dangling or "
+            "looping, and any FIFO, device or socket, is bad input (exit 2). Exit 0 only when "
+            "identical (or allowed by --allow)."
         ),
     )
     parser.add_argument("old", type=Path, help="the old (released) file or folder")
@@ -33,7 +37,8 @@ def register(sub: Any) -> None:
         action="append",
         default=[],
         metavar="RULE",
-        help="policy rule whose differences are allowed (repeatable; see README 'Policy')",
+        help="policy rule whose differences are allowed (repeatable): "
+        + ", ".join(sorted(policies.RULES)),
     )
     parser.add_argument(
         "--max-runs",
@@ -61,14 +66,16 @@ def run(args: argparse.Namespace) -> int:
         InputError: a path is missing, or one is a file and the other a folder.
     """
     old, new = args.old, args.new
-    for path in (old, new):
-        if not path.exists():
-            raise InputError(f"{path} does not exist")
-    if old.is_dir() != new.is_dir():
+    kinds = [
+        stat.S_ISDIR(input_path(path, what=label).st_mode)
+        for path, label in ((old, "OLD"), (new, "NEW"))
+    ]
+    if kinds[0] != kinds[1]:
         raise InputError(f"cannot compare {old} with {new}: one is a folder, the other is not")
-    policy = Policy(allow=policies.validate_rules(args.allow))
-    if old.is_dir():
-        olds, news = _files(old), _files(new)
+    policy = Policy(allow=policies.validate_rules(args.allow, where="--allow"))
+    check_report_outputs(args, [old, new])
+    if kinds[0]:
+        olds, news = list_folder(old, what="OLD file"), list_folder(new, what="NEW file")
     else:
         olds, news = {old.name: old}, {old.name: new}
     digests = hash_files([*olds.values(), *news.values()])
@@ -102,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         policy=policy,
         policy_sha256=policies.policy_digest(policy),
         strict=not args.allow,
+        inputs=(str(old), str(new)),
     )
     return emit_report(report, args)
 
@@ -118,17 +126,3 @@ def _same_files(results: list[ArtifactResult]) -> tuple[CheckResult, ...]:
     ]
     detail = "both folders hold the same files" if not odd else "the folders hold different files"
     return (CheckResult("same-files", not odd, detail, tuple(odd)),)
-
-
-def _files(folder: Path) -> dict[str, Path]:
-    """Every file under `folder` by relative path; symlinks are followed only inside it.
-
-    Raises:
-        InputError: a symlink points outside the folder.
-    """
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            name = path.relative_to(folder).as_posix()
-            files[name] = contained(folder, name, what="file")
-    return files

@@ -26,7 +26,13 @@ def register(sub: Any) -> None:
         ),
     )
     new.add_argument("name", help="file name stem for the key pair")
-    new.add_argument("-d", "--dir", type=Path, default=Path(), help="folder (default: current)")
+    new.add_argument(
+        "-d",
+        "--dir",
+        type=Path,
+        default=Path(),
+        help="folder (default: current; created when missing)",
+    )
     secret = new.add_mutually_exclusive_group()
     secret.add_argument(
         "--passphrase-env",
@@ -57,8 +63,9 @@ def run_new(args: argparse.Namespace) -> int:
         if not first or first != getpass.getpass("again: "):
             raise InputError("the passphrases are empty or do not match")
         passphrase = first.encode()
-    if not args.dir.is_dir():
-        raise InputError(f"folder {args.dir} does not exist")
+    if args.dir.exists() and not args.dir.is_dir():
+        raise InputError(f"{args.dir} is not a folder")
+    args.dir.mkdir(parents=True, exist_ok=True)  # one rule: missing output folders are created
     private, public = keys.generate(args.name, args.dir, passphrase)
     keyid = keys.load_public_key(public).keyid
     print(f"{private}\n{public}")

@@ -5,18 +5,21 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from in_toto.models.layout import Layout
 
 from reprover import intoto, keys
-from reprover.cli.common import add_common_options, err
+from reprover.cli.common import add_common_options, err, out
 from reprover.errors import ExitCode, InputError
-from reprover.fsutil import write_atomic
+from reprover.fsutil import check_outputs, write_atomic
 from reprover.intoto.lint import ERROR
 from reprover.intoto.metadata import parse
 from reprover.model import InTotoSpec
+
+TEMPLATES = ("transparency-center", "single-team")
 
 
 def register(sub: Any) -> None:
@@ -28,9 +31,11 @@ def register(sub: Any) -> None:
         "new",
         help="turn a TOML layout specification into a signed in-toto layout",
         description=(
-            "Read SPEC.toml (see layouts/README.md), load each functionary's public key, set "
-            "the expiry in UTC, and sign the layout with the owner's private key. DSSE "
-            "envelope by default, legacy Metablock with --legacy. The result is linted."
+            "Read SPEC.toml (start from a template: 'reprover layout init'; the format: "
+            "'reprover layout init --guide'), load each functionary's public key, set the "
+            "expiry in UTC, sign the layout with the owner's private key and lint it. Nothing "
+            "is written when a lint finding is an error (exit 1). DSSE envelope by default, "
+            "legacy Metablock with --legacy."
         ),
     )
     new.add_argument("spec", type=Path, help="the layout specification (TOML)")
@@ -54,13 +59,31 @@ def register(sub: Any) -> None:
             "Report steps without functionaries, thresholds above the number of keys, rules "
             "naming unknown steps, rule lists that allow everything or lack a final "
             "DISALLOW *, expiry missing, past or years away, and key entries that break "
-            "threshold counting. With --key, also check the layout's signature."
+            "threshold counting. With --key, also check the layout's signature; without it "
+            "the signature is not checked, and the summary says so."
         ),
     )
     check.add_argument("layout", type=Path, help="the layout file")
     check.add_argument("--key", type=Path, action="append", default=[], help="owner public key")
     add_common_options(check)
     check.set_defaults(run=run_check)
+
+    init = actions.add_parser(
+        "init",
+        help="write a layout specification template (transparency-center or single-team)",
+        description=(
+            "Write one of the layout specification templates shipped with reprover, to edit "
+            "and then sign with 'reprover layout new'. --guide prints the specification "
+            "format and both supply chains explained."
+        ),
+    )
+    init.add_argument("template", nargs="?", choices=TEMPLATES, help="which template to write")
+    init.add_argument(
+        "-o", "--output", type=Path, help="file to write (default: TEMPLATE.toml here)"
+    )
+    init.add_argument("--guide", action="store_true", help="print the format guide (Markdown)")
+    add_common_options(init)
+    init.set_defaults(run=run_init)
 
     verify = actions.add_parser(
         "verify",
@@ -100,19 +123,58 @@ def run_new(args: argparse.Namespace) -> int:
     Raises:
         InputError: bad spec, keys or arguments.
     """
+    inputs = [args.spec, args.key, *([args.keys_dir] if args.keys_dir else [])]
+    check_outputs([("-o", args.output)], inputs)
     passphrase = _passphrase(args.passphrase_env)
     signer = keys.load_signer(args.key, passphrase)
     spec = intoto.load_spec(args.spec, args.keys_dir)
+    check_outputs([("-o", args.output)], list(spec.functionaries.values()))
     data = intoto.signed_layout(spec, signer, legacy=args.legacy, expires_days=args.expires_days)
     loaded = parse(data, args.output)
     findings = intoto.lint_layout(loaded, now=datetime.now(timezone.utc))
-    write_atomic(args.output, data)
     for finding in findings:
         err(f"reprover: {finding}")
+    errors = sum(f.severity == ERROR for f in findings)
+    if errors:
+        err(
+            f"reprover: {args.output} not written: the specification has {errors} lint "
+            "error(s); fix them in the spec and run layout new again"
+        )
+        return int(ExitCode.FAIL)
+    write_atomic(args.output, data)
     if not args.quiet:
         fmt = "Metablock" if args.legacy else "DSSE"
         err(f"reprover: wrote {args.output} ({fmt}, expires {loaded.raw_payload['expires']})")
-    return 1 if any(f.severity == ERROR for f in findings) else 0
+    return 0
+
+
+def run_init(args: argparse.Namespace) -> int:
+    """Write a packaged template, or print the guide.
+
+    Raises:
+        InputError: no template named, or the output exists.
+    """
+    if args.guide:
+        out(_packaged("README.md").rstrip("\n"))
+        return 0
+    if args.template is None:
+        raise InputError(
+            "name a template: " + " or ".join(TEMPLATES), hint="or --guide for the format"
+        )
+    target = args.output or Path(f"{args.template}.toml")
+    if target.exists() or target.is_symlink():
+        raise InputError(f"{target} already exists", hint="choose another path with -o")
+    check_outputs([("-o", target)])
+    write_atomic(target, _packaged(f"{args.template}.toml").encode())
+    out(str(target))
+    if not args.quiet:
+        err(f"reprover: edit {target}, then sign it:")
+        err(f"  reprover layout new {target} -o root.layout --key OWNER.pem")
+    return 0
+
+
+def _packaged(name: str) -> str:
+    return (resources.files("reprover") / "layouts" / name).read_text(encoding="utf-8")
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -121,19 +183,33 @@ def run_check(args: argparse.Namespace) -> int:
     Raises:
         InputError: the layout or a key is malformed or unreadable.
     """
-    loaded = intoto.load(args.layout, "layout")
+    try:
+        loaded = intoto.load(args.layout, "layout")
+    except InputError as exc:
+        if args.layout.suffix == ".toml":
+            raise InputError(
+                exc.message,
+                hint=f"{args.layout} looks like a layout specification: sign it first with "
+                f"'reprover layout new {args.layout} -o root.layout --key OWNER.pem'",
+            ) from exc
+        raise
     if not isinstance(loaded.payload, Layout):
         raise InputError(f"{args.layout} holds a link, not a layout")
     owner_keys = [intoto.load_public_key(p) for p in args.key]
     findings = intoto.lint_layout(loaded, owner_keys, now=datetime.now(timezone.utc))
     for finding in findings:
-        print(finding)
+        out(str(finding))
     errors = sum(f.severity == ERROR for f in findings)
     if not args.quiet:
         fmt = "DSSE" if loaded.dsse else "Metablock"
+        signature = (
+            f"signature checked against {len(owner_keys)} owner key(s)"
+            if owner_keys
+            else "signature NOT checked (give --key OWNER.pub.pem)"
+        )
         err(
             f"reprover: {args.layout} ({fmt}): {errors} error(s), "
-            f"{len(findings) - errors} warning(s)"
+            f"{len(findings) - errors} warning(s); {signature}"
         )
     return int(ExitCode.FAIL) if errors else 0
 
@@ -159,7 +235,7 @@ def run_verify(args: argparse.Namespace) -> int:
         inspection_tools=args.inspection_tools,
     )
     summary = intoto.verify_chain(spec, released)
-    print(f"in-toto: pass: {summary}")
+    out(f"in-toto: pass: {summary}")
     return 0
 
 

@@ -18,6 +18,7 @@ import time
 from types import TracebackType
 from typing import TextIO
 
+from reprover.render.safe import visible
 from reprover.verify import ProgressEvent
 
 TICK_SECONDS = 0.2
@@ -29,8 +30,9 @@ _UNPRINTABLE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x1f\x7f-\x9f]")
 
 
 def printable(text: str) -> str:
-    """Strip escape sequences and control characters (a build log must not drive the terminal)."""
-    return _UNPRINTABLE.sub("", text)
+    """Strip escape sequences, then show what is left of control, bidi and invisible
+    characters as visible escapes (a build log must not drive or reorder the terminal)."""
+    return visible(_UNPRINTABLE.sub("", text))
 
 
 def _size(n: float) -> str:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reprover.cli.common import add_report_options, emit_report, err
+from reprover.cli.common import add_report_options, check_report_outputs, emit_report, err
 from reprover.compare import compare_files
 from reprover.compare.signatures.authenticode import prove_signature_only as prove_pe
 from reprover.compare.signatures.macho import (
@@ -26,6 +26,7 @@ from reprover.compare.signatures.macho import (
 )
 from reprover.digest import hash_file
 from reprover.errors import InputError, VerificationError
+from reprover.fsutil import regular_file
 from reprover.model import ArtifactVerdict, CheckResult, Policy, Report
 
 SIGNATURE_RULE = "signature"
@@ -83,6 +84,7 @@ def _flags(value: str) -> int:
 
 
 def _kind(path: Path) -> str:
+    regular_file(path, what="input")  # a FIFO or device would block the read
     try:
         with path.open("rb") as f:
             head = f.read(4)
@@ -128,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"{unsigned} and {signed} are not the same format")
     pins = _pins(args, kind)
     trusted = tuple(args.trusted)
+    for pin in trusted:
+        regular_file(pin, what="--trusted certificate")
+    extra = [p for p in (args.entitlements,) if p is not None]
+    check_report_outputs(args, [unsigned, signed, *trusted, *extra])
     name = "macho-code-signature" if kind == "macho" else "authenticode"
     try:
         if kind == "macho":
@@ -156,5 +162,10 @@ def run(args: argparse.Namespace) -> int:
         )
     elif artifact.verdict is not ArtifactVerdict.DIFFERENT:
         artifact = replace(artifact, verdict=ArtifactVerdict.DIFFERENT)
-    report = Report(command="sign-check", artifacts=(artifact,), checks=(check,))
+    inputs = [str(unsigned), str(signed)]
+    for pin in trusted:
+        inputs += ["--trusted", str(pin)]
+    report = Report(
+        command="sign-check", artifacts=(artifact,), checks=(check,), inputs=tuple(inputs)
+    )
     return emit_report(report, args)

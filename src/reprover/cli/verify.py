@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from reprover import manifest
 from reprover.cli.attest import add_attest_options, prepare_attestation, write_attestation
 from reprover.cli.campaign import add_campaign_options, cores, run_campaign, wants_campaign
-from reprover.cli.common import add_report_options, emit_report
+from reprover.cli.common import add_report_options, check_report_outputs, emit_report, err
 from reprover.cli.log import add_log_options, log_attestation, prepare_log
 from reprover.cli.progress import ProgressDisplay
-from reprover.errors import InputError
+from reprover.errors import InconclusiveError, InputError
+from reprover.fsutil import regular_file
+from reprover.model import Manifest, Report
+from reprover.policy import policy_digest
 from reprover.verify import Options, verify
 
 
@@ -31,7 +36,8 @@ def register(sub: Any) -> None:
         "manifest",
         nargs="*",
         type=Path,
-        help="the reprover.toml to verify (default: ./reprover.toml); several make a campaign",
+        help="the reprover.toml to verify, or a folder holding one (default: "
+        "./reprover.toml); several make a campaign",
     )
     parser.add_argument(
         "--strict",
@@ -65,8 +71,38 @@ def register(sub: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def manifest_path(given: list[Path]) -> Path:
+    """The manifest to verify: the one given, `reprover.toml` inside a given folder, or
+    `./reprover.toml`.
+
+    Raises:
+        InputError: a folder holds no reprover.toml, or the manifest is not a regular file.
+    """
+    path = given[0] if given else Path("reprover.toml")
+    if path.is_dir():
+        inside = path / "reprover.toml"
+        if not inside.exists():
+            raise InputError(
+                f"folder {path} holds no reprover.toml", hint="name the manifest file itself"
+            )
+        path = inside
+    regular_file(path, what="manifest")  # a FIFO or device would block the read
+    return path
+
+
+def _inputs(spec: Manifest, args: argparse.Namespace) -> list[Path]:
+    """Every file the run reads, so that no output can be written over one of them."""
+    paths = [spec.path, spec.release, *spec.policy.trusted_signers]
+    paths += [p for p in (spec.source.allowed_signers, spec.source.gpg_keyring) if p]
+    if spec.intoto is not None:
+        paths += [spec.intoto.layout, *spec.intoto.layout_keys, spec.intoto.links]
+    if getattr(args, "attest_key", None) is not None:
+        paths.append(args.attest_key)
+    return paths
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the verification and emit its report.
+    """Run the verification and emit its report; an inconclusive run writes its reports too.
 
     Raises:
         Error: any reprover error; the caller maps it to an exit code.
@@ -78,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
                 "[build] path is used"
             )
         return run_campaign(args)
-    manifest = args.manifest[0] if args.manifest else Path("reprover.toml")
+    path = manifest_path(args.manifest)
+    spec = manifest.load(path)
+    check_report_outputs(args, _inputs(spec, args))
     options = Options(
         strict=args.strict,
         allow_network=args.allow_network,
@@ -89,11 +127,30 @@ def run(args: argparse.Namespace) -> int:
     )
     attestation = prepare_attestation(args)
     log_plan = prepare_log(args, attesting=attestation is not None)
-    with ProgressDisplay(sys.stderr, quiet=args.quiet) as display:
-        report = verify(manifest, options, display.message, events=display.event)
+    inputs = (str(path),)
+    try:
+        with ProgressDisplay(sys.stderr, quiet=args.quiet) as display:
+            report = verify(path, options, display.message, events=display.event)
+    except InconclusiveError as exc:
+        stopped = Report(
+            command="verify",
+            artifacts=(),
+            manifest_sha256=spec.sha256,
+            policy=spec.policy,
+            policy_sha256=policy_digest(spec.policy),
+            strict=options.strict,
+            inputs=inputs,
+            inconclusive_reason=exc.message,
+            log_tail=exc.details,
+        )
+        emit_report(stopped, args)
+        if attestation is not None:
+            err("reprover: the verification was inconclusive; no attestation written")
+        raise
+    report = replace(report, inputs=inputs)
     code = emit_report(report, args)
     if attestation is not None:
-        data = write_attestation(attestation, report, manifest, quiet=args.quiet)
+        data = write_attestation(attestation, report, path, quiet=args.quiet)
         if data is not None and log_plan is not None:
             log_attestation(log_plan, attestation.output, data, quiet=args.quiet)
     return code

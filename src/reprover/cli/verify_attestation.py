@@ -24,7 +24,8 @@ from reprover.cli.common import add_common_options, err
 from reprover.cli.log import add_log_check_options, check_logged
 from reprover.digest import hash_files
 from reprover.errors import ExitCode, InputError, VerificationError
-from reprover.fsutil import write_atomic
+from reprover.fsutil import check_outputs, write_atomic
+from reprover.render.safe import json_safe, visible
 
 CHECK_SCHEMA = "reprover/attestation-check/v1"
 
@@ -140,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
         InconclusiveError: the output cannot be written.
     """
     trust = _trust(args)
+    if args.output is not None:
+        inputs = [*args.files, *args.artifact, *args.key]
+        check_outputs([("-o", args.output)], [*inputs, *filter(None, [args.trusted_root])])
     if args.policy_digest is not None:
         digest = args.policy_digest.lower().removeprefix("sha256:")
         if not statement.SHA256_HEX.fullmatch(digest):
@@ -175,12 +179,13 @@ def run(args: argparse.Namespace) -> int:
         "threshold_failure": threshold_failure,
     }
     _emit(outcome, args)
-    if failures:
-        if not args.quiet:
+    if failures and not args.quiet:
+        if args.format == "text" and args.output is None:
+            err(f"reprover: FAIL ({len(failures)} reason(s) in the report above)")
+        else:
             for reason in failures:
                 err(f"reprover: {reason}")
-        return int(ExitCode.FAIL)
-    return int(ExitCode.OK)
+    return int(ExitCode.FAIL) if failures else int(ExitCode.OK)
 
 
 def _expect(args: argparse.Namespace) -> check.Expect:
@@ -274,35 +279,50 @@ def _trust(args: argparse.Namespace) -> check.Trust:
     return check.Trust(keys=public, identities=tuple(dict.fromkeys(identities)), trusted_root=root)
 
 
-def _emit(outcome: dict[str, Any], args: argparse.Namespace) -> None:
-    if args.format == "json":
-        data = (json.dumps(outcome, sort_keys=True, indent=2) + "\n").encode()
+def _text(outcome: dict[str, Any]) -> str:
+    """The outcome for a person: every input string made visible, each path said once."""
+    v = visible
+    lines = [f"verdict: {outcome['verdict'].upper()}"]
+    for artifact in outcome["artifacts"]:
+        lines.append(f"artifact: {v(artifact['path'])} sha256 {artifact['sha256']}")
+    for item in outcome["attestations"]:
+        name = v(item["file"])
+        if not item["passed"]:
+            lines.append(f"FAIL {name}: {v(item['reason']).removeprefix(f'{name}: ')}")
+            continue
+        lines.append(f"ok   {name}: signed by {', '.join(v(s) for s in item['signers'])}")
+        lines.append(f"     verifier {v(item['verifier'])}")
+        for match in item["subjects"]:
+            lines.append(
+                f"     subject {v(match['subject'])} sha256 {match['sha256']} "
+                f"matches {v(match['artifact'])}"
+            )
+        lines.append(
+            f"     commit {v(item['commit'] or '(not attested)')}, "
+            f"manifest sha256 {v(item['manifest_sha256'] or '(not attested)')}"
+        )
+    failed = sum(1 for item in outcome["attestations"] if not item["passed"])
+    if failed:
+        lines.append(
+            f"signers: not counted: {failed} of {len(outcome['attestations'])} "
+            f"attestation(s) failed ({outcome['threshold']} required, "
+            f"{outcome['trusted_signers']} trusted)"
+        )
     else:
-        lines = [f"verdict: {outcome['verdict']}"]
-        for artifact in outcome["artifacts"]:
-            lines.append(f"artifact: {artifact['path']} sha256 {artifact['sha256']}")
-        for item in outcome["attestations"]:
-            if item["passed"]:
-                lines.append(f"ok   {item['file']}: signed by {', '.join(item['signers'])}")
-                lines.append(f"     verifier {item['verifier']}")
-                for match in item["subjects"]:
-                    lines.append(
-                        f"     subject {match['subject']} sha256 {match['sha256']} "
-                        f"matches {match['artifact']}"
-                    )
-                lines.append(
-                    f"     commit {item['commit'] or '(not attested)'}, "
-                    f"manifest sha256 {item['manifest_sha256'] or '(not attested)'}"
-                )
-            else:
-                lines.append(f"FAIL {item['file']}: {item['reason']}")
         lines.append(
             f"signers: {len(outcome['distinct_signers'])} distinct trusted, "
             f"{outcome['threshold']} required, {outcome['trusted_signers']} trusted"
         )
-        if outcome["threshold_failure"]:
-            lines.append(f"FAIL threshold: {outcome['threshold_failure']}")
-        data = ("\n".join(lines) + "\n").encode()
+    if outcome["threshold_failure"]:
+        lines.append(f"FAIL threshold: {v(outcome['threshold_failure'])}")
+    return "\n".join(lines) + "\n"
+
+
+def _emit(outcome: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.format == "json":
+        data = (json.dumps(json_safe(outcome), sort_keys=True, indent=2) + "\n").encode()
+    else:
+        data = visible(_text(outcome), keep_newlines=True).encode()
     if args.output is not None:
         write_atomic(args.output, data)
     else:

@@ -22,7 +22,7 @@ from reprover.digest import hash_file
 from reprover.fsutil import write_atomic
 
 ROLES = ("owner", "author", "builder", "signer", "vendor-ci", "outside-lab")
-SPEC = """# The demo's layout specification (see layouts/README.md in reprover's repository).
+SPEC = """# The demo's layout specification (see `reprover layout init --guide`).
 readme = "Scanner engine demo: authors, transparency center, 2 of 2 rebuilders."
 expires_days = 90
 

@@ -1,9 +1,10 @@
 """The readable TOML layout specification and its translation into a signed in-toto layout.
 
-Owns: the spec format (see layouts/README.md): `readme`, `expires_days`, a `[functionaries]`
-table naming each public key file, and `[[steps]]` with `name`, `functionaries`, `threshold`,
-`expected_command`, `materials` and `products` rule strings; building the in-toto `Layout`
-from it with the expiry computed in UTC, and signing it (DSSE envelope or legacy Metablock).
+Owns: the spec format (see `reprover layout init --guide`): `readme`, `expires_days`, a
+`[functionaries]` table naming each public key file, and `[[steps]]` with `name`,
+`functionaries`, `threshold`, `expected_command`, `materials` and `products` rule strings;
+building the in-toto `Layout` from it with the expiry computed in UTC, and signing it (DSSE
+envelope or legacy Metablock).
 Does not own: linting the result (`reprover.intoto.lint`) or loading private keys
 (`reprover.keys`).
 """

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from html import escape
 
 from reprover.model import ArtifactResult, Difference, Kind
+from reprover.render.safe import visible
 
 WIDTH = 960
 LABEL_WIDTH = 230
@@ -105,8 +106,8 @@ def render_map(artifact: ArtifactResult, *, ident: str) -> ByteMap | None:
     parts = [
         f'<svg class="bytemap" role="img" aria-labelledby="{ident}-t" '
         f'viewBox="0 0 {WIDTH} {height}" width="100%" xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="{ident}-t">Byte map of {escape(artifact.path)}: {len(diffs)} differing '
-        f"runs in {len(lanes)} region rows</title>",
+        f'<title id="{ident}-t">Byte map of {escape(visible(artifact.path))}: '
+        f"{len(diffs)} differing runs in {len(lanes)} region rows</title>",
     ]
     for index, (label, lane_diffs, hull) in enumerate(rows):
         y = TOP + index * (ROW + GAP)
@@ -144,6 +145,7 @@ def _x(offset: int, scale: int) -> int:
 def _row(
     label: str, diffs: list[Difference], y: int, scale: int, *, hull: bool, first: bool
 ) -> list[str]:
+    label = visible(label)
     short = label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "\u2026"
     weight = ' font-weight="bold"' if first else ""
     out = [

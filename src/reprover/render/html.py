@@ -16,6 +16,8 @@ from html import escape
 from reprover import __version__
 from reprover.model import REPORT_SCHEMA, ArtifactResult, Digest, Report, artifact_passes
 from reprover.render import byte_map, facts
+from reprover.render.safe import html_text as h
+from reprover.render.safe import suspicious_note
 
 MAX_LEDGER_ROWS = 200
 MAX_REGION_ROWS = 300
@@ -73,7 +75,8 @@ def render(report: Report) -> bytes:
     verdict = report.verdict.value
     body = [
         f'<header class="verdict {verdict}"><h1>reprover: {verdict.upper()}</h1>'
-        f"<p>{escape(facts.verdict_sentence(report))}</p></header>",
+        f"<p>{facts.verdict_sentence(report, h)}</p></header>",
+        _inconclusive(report),
         _overview(report),
         _provenance(report),
         _checks(report),
@@ -120,17 +123,23 @@ def _overview(report: Report) -> str:
             else "none"
         )
         rows.append(
-            f'<tr><td class="path"><code>{escape(artifact.path)}</code></td>'
+            f'<tr><td class="path"><code>{h(artifact.path)}</code>{_flag(artifact.path)}</td>'
             f"<td>{_badge(artifact, report.strict)}</td>"
             f"{_digest_cell(artifact.released)}{_digest_cell(artifact.rebuilt)}<td>{diffs}</td></tr>"
         )
     counts = ", ".join(f"{n} {v}" for v, n in facts.verdict_counts(report).items())
+    left, right = facts.sides(report)
     return (
         '<h2 id="artifacts">Artifacts</h2>'
         f'<p class="note">{facts.plural(len(report.artifacts), "artifact")}: {escape(counts)}.'
-        + (" Strict mode: only byte-identical artifacts pass." if report.strict else "")
-        + "</p><table><thead><tr><th>Artifact</th><th>Verdict</th><th>Released (SHA-256, size)"
-        "</th><th>Rebuilt (SHA-256, size)</th><th>Differences</th></tr></thead><tbody>"
+        + (
+            " Strict mode (--strict): only byte-identical artifacts pass."
+            if report.strict and report.command == "verify"
+            else ""
+        )
+        + "</p><table><thead><tr><th>Artifact</th><th>Verdict</th>"
+        f"<th>{left.capitalize()} (SHA-256, size)</th>"
+        f"<th>{right.capitalize()} (SHA-256, size)</th><th>Differences</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
     )
@@ -145,12 +154,12 @@ def _provenance(report: Report) -> str:
     if report.source is not None:
         src = report.source
         rows += [
-            _row("Repository", f"<code>{escape(src.repo)}</code>"),
-            _row("Commit", f"<code>{escape(src.commit)}</code>"),
-            _row("Tree", f"<code>{escape(src.tree)}</code>"),
+            _row("Repository", f"<code>{h(src.repo)}</code>"),
+            _row("Commit", f"<code>{h(src.commit)}</code>"),
+            _row("Tree", f"<code>{h(src.tree)}</code>"),
             _row(
                 "Commit signature",
-                escape(f"signed by {src.signer}") if src.signer else "not required by the manifest",
+                f"signed by {h(src.signer)}" if src.signer else "not required by the manifest",
             ),
         ]
     else:
@@ -159,26 +168,32 @@ def _provenance(report: Report) -> str:
         build = report.build
         command = build.command if isinstance(build.command, str) else " ".join(build.command)
         rows += [
-            _row("Recipe", f"<code>{escape(command)}</code>"),
-            _row("Build path", f"<code>{escape(build.build_path)}</code>"),
-            _row("Isolation", escape(build.isolation)),
+            _row("Recipe", f"<code>{h(command)}</code>"),
+            _row("Build path", f"<code>{h(build.build_path)}</code>"),
+            _row("Isolation", h(build.isolation)),
         ]
         if build.env:
-            env = "<br>".join(
-                f"<code>{escape(k)}={escape(v)}</code>" for k, v in sorted(build.env.items())
-            )
+            env = "<br>".join(f"<code>{h(k)}={h(v)}</code>" for k, v in sorted(build.env.items()))
             rows.append(_row("Recipe environment", env))
-        tools = "<br>".join(
-            f"<code>{escape(k)}</code>: {escape(v)}" for k, v in build.toolchain.items()
-        )
+        tools = "<br>".join(f"<code>{h(k)}</code>: {h(v)}" for k, v in build.toolchain.items())
         rows.append(_row("Toolchain", tools or '<span class="note">none recorded</span>'))
     if report.policy is not None:
-        allow = ", ".join(f"<code>{escape(rule)}</code>" for rule in report.policy.allow)
+        allow = ", ".join(f"<code>{h(rule)}</code>" for rule in report.policy.allow)
         rows.append(_row("Policy allows", allow or "nothing (byte-identical or signature-only)"))
     if report.manifest_sha256:
-        rows.append(_row("Manifest SHA-256", f"<code>{escape(report.manifest_sha256)}</code>"))
+        rows.append(
+            _row(
+                "Manifest SHA-256 (what verify-attestation --policy-digest takes)",
+                f"<code>{escape(report.manifest_sha256)}</code>",
+            )
+        )
     if report.policy_sha256:
-        rows.append(_row("Policy SHA-256", f"<code>{escape(report.policy_sha256)}</code>"))
+        rows.append(
+            _row(
+                "Policy rules SHA-256 (the allow list alone, not for --policy-digest)",
+                f"<code>{escape(report.policy_sha256)}</code>",
+            )
+        )
     return '<h2 id="source">Source, recipe and build</h2><table>' + "".join(rows) + "</table>"
 
 
@@ -193,13 +208,13 @@ def _checks(report: Report) -> str:
             else ('<span class="badge bad">FAILED</span>')
         )
         findings = (
-            "<ul>" + "".join(f"<li>{escape(f)}</li>" for f in check.findings) + "</ul>"
+            "<ul>" + "".join(f"<li>{h(f)}</li>" for f in check.findings) + "</ul>"
             if check.findings
             else ""
         )
         rows.append(
-            f"<tr><td><code>{escape(check.name)}</code></td><td>{badge}</td>"
-            f"<td>{escape(check.detail)}{findings}</td></tr>"
+            f"<tr><td><code>{h(check.name)}</code></td><td>{badge}</td>"
+            f"<td>{h(check.detail)}{findings}</td></tr>"
         )
     return (
         '<h2 id="checks">Checks</h2><table><thead><tr><th>Check</th><th>Result</th>'
@@ -214,14 +229,14 @@ def _details(report: Report) -> list[str]:
             continue
         if not out:
             out.append('<h2 id="differences">Differences</h2>')
-        out.append(_artifact(artifact, index, report.strict))
+        out.append(_artifact(artifact, index, report.strict, facts.sides(report)))
     return out
 
 
-def _artifact(artifact: ArtifactResult, index: int, strict: bool) -> str:
+def _artifact(artifact: ArtifactResult, index: int, strict: bool, sides: tuple[str, str]) -> str:
     diffs = artifact.differences
     parts = [
-        f'<section class="artifact" id="a{index}"><h3><code>{escape(artifact.path)}</code> '
+        f'<section class="artifact" id="a{index}"><h3><code>{h(artifact.path)}</code> '
         f"{_badge(artifact, strict)}</h3>"
     ]
     size_note = facts.sizes_note(artifact)
@@ -229,7 +244,7 @@ def _artifact(artifact: ArtifactResult, index: int, strict: bool) -> str:
         parts.append(f'<p class="note">{escape(size_note)}.</p>')
     if artifact.notes:
         parts.append(
-            "<ul>" + "".join(f'<li class="note">{escape(n)}</li>' for n in artifact.notes) + "</ul>"
+            "<ul>" + "".join(f'<li class="note">{h(n)}</li>' for n in artifact.notes) + "</ul>"
         )
     picture = byte_map.render_map(artifact, ident=f"bm{index}")
     if picture is not None:
@@ -248,7 +263,7 @@ def _artifact(artifact: ArtifactResult, index: int, strict: bool) -> str:
         )
     if diffs:
         parts.append(_regions_table(artifact))
-        parts.append(_ledger_table(artifact))
+        parts.append(_ledger_table(artifact, sides))
     return "".join(parts) + "</section>"
 
 
@@ -264,14 +279,14 @@ def _regions_table(artifact: ArtifactResult) -> str:
             else f"{group.allowed_runs} of {group.runs}"
         )
         if group.rules:
-            allowed += " (" + ", ".join(escape(r) for r in group.rules) + ")"
-        context = " \u203a ".join(escape(c) for c in group.context)
+            allowed += " (" + ", ".join(h(r) for r in group.rules) + ")"
+        context = " \u203a ".join(h(c) for c in group.context)
         rows.append(
-            f"<tr><td><code>{escape(group.region)}</code>"
+            f"<tr><td><code>{h(group.region)}</code>"
             + (f'<br><span class="note">in {context}</span>' if context else "")
             + f"</td><td>{escape(', '.join(group.kinds))}</td><td>{allowed}</td>"
             f'<td class="num">{group.runs:,}</td><td class="num">{group.bytes:,}</td>'
-            f'<td class="mono">0x{group.first_offset:x}\u20130x{group.last_end:x}</td></tr>'
+            f'<td class="mono">0x{group.first_offset:x}\u20130x{group.last_byte:x}</td></tr>'
         )
     hidden = groups[MAX_REGION_ROWS:]
     if hidden:
@@ -288,17 +303,15 @@ def _regions_table(artifact: ArtifactResult) -> str:
     )
 
 
-def _ledger_table(artifact: ArtifactResult) -> str:
+def _ledger_table(artifact: ArtifactResult, sides: tuple[str, str]) -> str:
     diffs = artifact.differences
     rows = []
     for diff in diffs[:MAX_LEDGER_ROWS]:
-        allowed = (
-            escape(f"yes ({diff.rule})" if diff.rule else "yes") if diff.allowed else "<b>no</b>"
-        )
-        about = " ".join(escape(part) for part in (diff.symbol or "", diff.detail or "") if part)
+        allowed = (f"yes ({h(diff.rule)})" if diff.rule else "yes") if diff.allowed else "<b>no</b>"
+        about = " ".join(h(part) for part in (diff.symbol or "", diff.detail or "") if part)
         rows.append(
             f'<tr><td class="mono num">0x{diff.offset:08x}</td><td class="num">{diff.length:,}</td>'
-            f"<td><code>{escape(diff.region)}</code></td><td>{escape(diff.kind.value)}</td>"
+            f"<td><code>{h(diff.region)}</code></td><td>{escape(diff.kind.value)}</td>"
             f"<td>{allowed}</td><td>{escape(diff.cause.value)}</td><td>{about}</td></tr>"
         )
     hidden = diffs[MAX_LEDGER_ROWS:]
@@ -313,7 +326,8 @@ def _ledger_table(artifact: ArtifactResult) -> str:
         f"<h4>Ledger ({facts.plural(len(diffs), 'run')}, "
         f"{facts.plural(sum(d.length for d in diffs), 'byte')})</h4>"
         "<table><thead><tr><th class=num>Offset</th><th class=num>Length</th><th>Region</th>"
-        "<th>Kind</th><th>Allowed</th><th>Cause</th><th>Symbol, detail</th></tr></thead><tbody>"
+        "<th>Kind</th><th>Allowed</th><th>Cause</th>"
+        f"<th>Symbol, detail (values {sides[0]} \u2192 {sides[1]})</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
     )
@@ -323,5 +337,23 @@ def _reproduce(report: Report) -> str:
     command, note = facts.reproduce_command(report)
     return (
         '<h2 id="reproduce">Repeat this verification</h2>'
-        f'<pre><code>{escape(command)}</code></pre><p class="note">{escape(note)}</p>'
+        f'<pre><code>{h(command)}</code></pre><p class="note">{h(note)}</p>'
     )
+
+
+def _flag(name: str) -> str:
+    note = suspicious_note(name)
+    return "" if note is None else f'<br><span class="badge bad">{escape(note)}</span>'
+
+
+def _inconclusive(report: Report) -> str:
+    if report.inconclusive_reason is None:
+        return ""
+    parts = [
+        '<h2 id="inconclusive">Why the run is inconclusive</h2>'
+        f"<p>{h(report.inconclusive_reason)}</p>"
+    ]
+    if report.log_tail:
+        lines = "\n".join(h(line) for line in report.log_tail.splitlines())
+        parts.append(f"<pre><code>{lines}</code></pre>")
+    return "".join(parts)

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from reprover.model import REPORT_SCHEMA, ArtifactResult, Difference, Digest, Report
+from reprover.render.safe import json_safe, suspicious
 
 
 def to_dict(report: Report) -> dict[str, Any]:
@@ -48,6 +49,10 @@ def to_dict(report: Report) -> dict[str, Any]:
         data["snapshot"] = dict(report.snapshot)
     if report.timestamp is not None:
         data["timestamp"] = report.timestamp
+    if report.inputs:
+        data["inputs"] = list(report.inputs)
+    if report.inconclusive_reason is not None:
+        data["inconclusive"] = {"reason": report.inconclusive_reason, "log_tail": report.log_tail}
     return data
 
 
@@ -60,8 +65,13 @@ def summary(report: Report) -> dict[str, int]:
 
 
 def render(report: Report) -> bytes:
-    """Render the report as canonical, stable JSON bytes ending in a newline."""
-    return (json.dumps(to_dict(report), sort_keys=True, indent=2) + "\n").encode()
+    """Render the report as canonical, stable JSON bytes ending in a newline.
+
+    Strings are JSON strings (controls and non-ASCII as `\\u` escapes); a byte of a file name
+    that was not UTF-8 appears as the text `\\xNN` (see `reprover.render.safe.json_safe`).
+    """
+    data = json_safe(to_dict(report))
+    return (json.dumps(data, sort_keys=True, indent=2) + "\n").encode()
 
 
 def _digest(digest: Digest | None) -> dict[str, Any] | None:
@@ -91,4 +101,5 @@ def _artifact(artifact: ArtifactResult) -> dict[str, Any]:
         "rebuilt": _digest(artifact.rebuilt),
         "differences": [_difference(d) for d in artifact.differences],
         "notes": list(artifact.notes),
+        "flags": [f"suspicious-name: {reason}" for reason in suspicious(artifact.path)],
     }

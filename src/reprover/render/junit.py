@@ -14,15 +14,20 @@ import xml.etree.ElementTree as ET
 
 from reprover.model import ArtifactResult, CheckResult, Report, Verdict, artifact_passes
 from reprover.render import facts
+from reprover.render.safe import suspicious_note, visible
 
 MAX_REGION_LINES = 50
 
 _INVALID_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
-def xml_safe(text: str) -> str:
-    """Replace the characters XML 1.0 cannot hold with a visible `\\xNN` escape."""
-    return _INVALID_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+def xml_safe(text: str, *, multiline: bool = True) -> str:
+    """`text` made visible (`reprover.render.safe.visible`), then free of what XML 1.0 forbids.
+
+    Names (`multiline=False`) show even a newline as `\\n`; ElementTree escapes the rest.
+    """
+    text = visible(text, keep_newlines=multiline)
+    return _INVALID_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def render(report: Report) -> bytes:
@@ -33,11 +38,16 @@ def render(report: Report) -> bytes:
         suites.append(_suite("artifacts", [_artifact_case(a, report) for a in report.artifacts]))
     if report.checks:
         suites.append(_suite("checks", [_check_case(c) for c in report.checks]))
-    if report.verdict is Verdict.INCONCLUSIVE:
+    if report.verdict is Verdict.INCONCLUSIVE or report.inconclusive_reason is not None:
         case = ET.Element("testcase", classname="reprover.run", name="verification")
-        ET.SubElement(
-            case, "error", type="inconclusive", message=xml_safe(facts.verdict_sentence(report))
+        error = ET.SubElement(
+            case,
+            "error",
+            type="inconclusive",
+            message=xml_safe(facts.verdict_sentence(report, visible), multiline=False),
         )
+        if report.log_tail:
+            error.text = xml_safe(report.log_tail)
         suites.append(_suite("run", [case]))
     _count(root, suites)
     root.extend(suites)
@@ -66,8 +76,13 @@ def _count(parent: ET.Element, children: list[ET.Element]) -> None:
 
 
 def _artifact_case(artifact: ArtifactResult, report: Report) -> ET.Element:
-    case = ET.Element("testcase", classname="reprover.artifacts", name=xml_safe(artifact.path))
+    case = ET.Element(
+        "testcase", classname="reprover.artifacts", name=xml_safe(artifact.path, multiline=False)
+    )
     reason = _reason(artifact)
+    flag = suspicious_note(artifact.path)
+    if flag is not None:
+        reason += f"; {flag}"
     if artifact_passes(artifact, strict=report.strict):
         out = ET.SubElement(case, "system-out")
         out.text = xml_safe(f"{artifact.verdict.value}: {reason}")
@@ -76,9 +91,9 @@ def _artifact_case(artifact: ArtifactResult, report: Report) -> ET.Element:
         case,
         "failure",
         type=artifact.verdict.value,
-        message=xml_safe(f"{artifact.verdict.value}: {reason}"),
+        message=xml_safe(f"{artifact.verdict.value}: {reason}", multiline=False),
     )
-    failure.text = xml_safe(_ledger_text(artifact))
+    failure.text = xml_safe(_ledger_text(artifact, facts.sides(report)))
     return case
 
 
@@ -94,26 +109,28 @@ def _reason(artifact: ArtifactResult) -> str:
     if artifact.verdict.value in reasons:
         return reasons[artifact.verdict.value]
     text = (
-        f"{len(diffs)} differing runs ({sum(d.length for d in diffs)} bytes), {blocked} not allowed"
+        f"{facts.plural(len(diffs), 'differing run')} "
+        f"({facts.plural(sum(d.length for d in diffs), 'byte')}), {blocked} not allowed"
     )
     size = facts.sizes_note(artifact)
     return f"{text}; {size}" if size else text
 
 
-def _ledger_text(artifact: ArtifactResult) -> str:
+def _ledger_text(artifact: ArtifactResult, sides: tuple[str, str]) -> str:
     lines = []
-    for label, digest in (("released", artifact.released), ("rebuilt", artifact.rebuilt)):
+    for label, digest in ((sides[0], artifact.released), (sides[1], artifact.rebuilt)):
         if digest is not None:
-            lines.append(f"{label}: sha256:{digest.sha256} ({digest.size} bytes)")
-    lines += [f"note: {note}" for note in artifact.notes]
+            lines.append(f"{label}: sha256:{digest.sha256} ({facts.plural(digest.size, 'byte')})")
+    lines += [f"note: {visible(note)}" for note in artifact.notes]
     groups = facts.group_by_region(artifact.differences)
     for group in groups[:MAX_REGION_LINES]:
         allowed = (
             "allowed" if group.all_allowed else f"{group.runs - group.allowed_runs} not allowed"
         )
         lines.append(
-            f"{group.region} [{', '.join(group.kinds)}]: {group.runs} runs, {group.bytes} bytes, "
-            f"{allowed}, 0x{group.first_offset:x}-0x{group.last_end:x}"
+            f"{visible(group.region)} [{', '.join(group.kinds)}]: "
+            f"{facts.plural(group.runs, 'run')}, {facts.plural(group.bytes, 'byte')}, "
+            f"{allowed}, bytes 0x{group.first_offset:x}-0x{group.last_byte:x}"
         )
     hidden = groups[MAX_REGION_LINES:]
     if hidden:
@@ -125,11 +142,15 @@ def _ledger_text(artifact: ArtifactResult) -> str:
 
 
 def _check_case(check: CheckResult) -> ET.Element:
-    case = ET.Element("testcase", classname="reprover.checks", name=xml_safe(check.name))
+    case = ET.Element(
+        "testcase", classname="reprover.checks", name=xml_safe(check.name, multiline=False)
+    )
     if check.passed:
         out = ET.SubElement(case, "system-out")
-        out.text = xml_safe("\n".join([check.detail, *check.findings]))
+        out.text = xml_safe("\n".join(visible(x) for x in (check.detail, *check.findings)))
         return case
-    failure = ET.SubElement(case, "failure", type="check", message=xml_safe(check.detail))
-    failure.text = xml_safe("\n".join(check.findings) or check.detail)
+    failure = ET.SubElement(
+        case, "failure", type="check", message=xml_safe(check.detail, multiline=False)
+    )
+    failure.text = xml_safe("\n".join(visible(f) for f in check.findings) or visible(check.detail))
     return case

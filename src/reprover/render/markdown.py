@@ -1,55 +1,56 @@
 """The Markdown report: GitHub-flavoured tables for `$GITHUB_STEP_SUMMARY` and PR comments.
 
 Owns: a compact summary (verdict sentence, artifacts table, checks table, differences grouped
-by region, source and build, the command that repeats the run), with every string from the
-report escaped so that it renders as text: no HTML, no links, no mentions, no broken tables.
+by region, source and build, the command that repeats the run). Every string from an input is
+shown inside a code span or fence it cannot close (`reprover.render.safe`), so that it renders
+as text: no HTML, no links or autolinks, no mentions, no headings, no broken tables.
 Does not own: verdicts (see `reprover.model`) or the shared sentences (`facts`).
 """
 
 from __future__ import annotations
 
-import re
-
 from reprover.model import Difference, Digest, Report, Verdict, artifact_passes
 from reprover.render import facts
+from reprover.render.safe import md_code, md_fence
 
 MAX_REGION_ROWS = 40
 ICONS = {Verdict.PASS: "\u2705", Verdict.FAIL: "\u274c", Verdict.INCONCLUSIVE: "\u26a0\ufe0f"}
 
-_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+def cell(text: str) -> str:
+    """An input string for a table cell: a code span the string cannot close or split."""
+    return md_code(text, in_table=True)
 
 
 def md(text: str) -> str:
-    """Escape `text` for a Markdown table cell or paragraph: it renders literally, on one line."""
-    text = " ".join(text.splitlines())
-    text = _SPECIAL.sub(r"\\\1", text)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return text.replace("@", "&#64;")
+    """An input string for a table cell, list item or paragraph (as `cell`)."""
+    return cell(text)
 
 
 def code(text: str) -> str:
-    """A code span for hex digests and similar plain values; anything else is escaped text."""
-    if re.fullmatch(r"[0-9A-Za-z._/=+:-]*", text):
-        return f"`{text}`" if text else ""
-    return md(text)
+    """A plain value (a digest) as a code span; empty stays empty."""
+    return cell(text) if text else ""
 
 
 def _digest(digest: Digest | None) -> str:
-    return "\u2014" if digest is None else f"{code(digest.sha256[:16])}\u2026 ({digest.size:,} B)"
+    return "\u2014" if digest is None else f"`{digest.sha256[:16]}`\u2026 ({digest.size:,} B)"
 
 
 def render(report: Report) -> bytes:
     """Render the report as GitHub-flavoured Markdown (UTF-8)."""
     verdict = report.verdict
+    left, right = facts.sides(report)
     lines = [
-        f"## {ICONS[verdict]} reprover {md(report.command)}: {verdict.value.upper()}",
+        f"## {ICONS[verdict]} reprover {report.command}: {verdict.value.upper()}",
         "",
-        md(facts.verdict_sentence(report)),
+        facts.verdict_sentence(report, md_code),
         "",
     ]
+    if report.strict and report.command == "verify":
+        lines += ["Strict mode (`--strict`): only byte-identical artifacts pass.", ""]
     if report.artifacts:
         lines += [
-            "| Artifact | Verdict | Released | Rebuilt | Differences |",
+            f"| Artifact | Verdict | {left.capitalize()} | {right.capitalize()} | Differences |",
             "| --- | --- | --- | --- | ---: |",
         ]
         for artifact in report.artifacts:
@@ -57,33 +58,42 @@ def render(report: Report) -> bytes:
             mark = "\u2705" if ok else "\u274c"
             diffs = artifact.differences
             lines.append(
-                f"| {md(artifact.path)} | {mark} {artifact.verdict.value} | "
+                f"| {cell(artifact.path)} | {mark} {artifact.verdict.value} | "
                 f"{_digest(artifact.released)} | {_digest(artifact.rebuilt)} | "
-                f"{len(diffs):,} runs, {sum(d.length for d in diffs):,} B |"
+                f"{facts.plural(len(diffs), 'run')}, {sum(d.length for d in diffs):,} B |"
             )
         lines.append("")
+        flagged = facts.suspicious_names(report)
+        if flagged:
+            lines += [f"- \u26a0\ufe0f {md_code(path)}: {note}" for path, note in flagged]
+            lines.append("")
     if report.checks:
         lines += ["| Check | Result | Detail |", "| --- | --- | --- |"]
         for check in report.checks:
-            detail = md(check.detail)
+            detail = cell(check.detail)
             if check.findings:
-                detail += " " + " ".join(f"\u2022 {md(f)}" for f in check.findings)
+                detail += " " + " ".join(f"\u2022 {cell(f)}" for f in check.findings)
             result = "\u2705 passed" if check.passed else "\u274c failed"
-            lines.append(f"| {md(check.name)} | {result} | {detail} |")
+            lines.append(f"| {cell(check.name)} | {result} | {detail} |")
         lines.append("")
+    if report.log_tail:
+        lines += ["Details:", "", *md_fence(report.log_tail.splitlines()), ""]
     for artifact in report.artifacts:
         if artifact.differences:
-            lines += _regions(artifact.path, artifact.differences)
+            lines += _regions(artifact.path, artifact.differences, (left, right))
     lines += _provenance(report)
     command, note = facts.reproduce_command(report)
-    lines += ["Repeat this verification:", "", "```sh", command, "```", "", md(note), ""]
+    lines += ["Repeat this verification:", "", *md_fence([command], "sh"), "", md_code(note), ""]
     return "\n".join(lines).encode()
 
 
-def _regions(path: str, differences: tuple[Difference, ...]) -> list[str]:
+def _regions(path: str, differences: tuple[Difference, ...], sides: tuple[str, str]) -> list[str]:
     groups = facts.group_by_region(differences)
     lines = [
-        f"### Differences in {md(path)}",
+        f"### Differences in {md_code(path)}",
+        "",
+        f"Offsets are in the {sides[0]} file; the last column gives the first and the last "
+        "differing byte.",
         "",
         "| Region | Kind | Allowed | Runs | Bytes | Offsets |",
         "| --- | --- | --- | ---: | ---: | --- |",
@@ -97,8 +107,8 @@ def _regions(path: str, differences: tuple[Difference, ...]) -> list[str]:
             else f"{group.allowed_runs} of {group.runs}"
         )
         lines.append(
-            f"| {md(group.region)} | {md(', '.join(group.kinds))} | {allowed} | {group.runs:,} | "
-            f"{group.bytes:,} | `0x{group.first_offset:x}`\u2013`0x{group.last_end:x}` |"
+            f"| {cell(group.region)} | {', '.join(group.kinds)} | {allowed} | {group.runs:,} | "
+            f"{group.bytes:,} | `0x{group.first_offset:x}`\u2013`0x{group.last_byte:x}` |"
         )
     hidden = groups[MAX_REGION_ROWS:]
     if hidden:
@@ -114,24 +124,29 @@ def _provenance(report: Report) -> list[str]:
     if report.source is not None:
         src = report.source
         rows += [
-            ("Repository", md(src.repo)),
-            ("Commit", code(src.commit)),
-            ("Tree", code(src.tree)),
-            ("Commit signature", md(f"signed by {src.signer}") if src.signer else "not required"),
+            ("Repository", cell(src.repo)),
+            ("Commit", cell(src.commit)),
+            ("Tree", cell(src.tree)),
+            ("Commit signature", f"signed by {cell(src.signer)}" if src.signer else "not required"),
         ]
     if report.build is not None:
         build = report.build
         command = build.command if isinstance(build.command, str) else " ".join(build.command)
         rows += [
-            ("Recipe", md(command)),
-            ("Build path", md(build.build_path)),
-            ("Isolation", md(build.isolation)),
+            ("Recipe", cell(command)),
+            ("Build path", cell(build.build_path)),
+            ("Isolation", cell(build.isolation)),
         ]
-        rows += [(f"Tool {md(k)}", md(v)) for k, v in build.toolchain.items()]
+        rows += [(f"Tool {cell(k)}", cell(v)) for k, v in build.toolchain.items()]
     if report.policy is not None and report.policy.allow:
-        rows.append(("Policy allows", md(", ".join(report.policy.allow))))
+        rows.append(("Policy allows", ", ".join(cell(r) for r in report.policy.allow)))
     if report.manifest_sha256:
-        rows.append(("Manifest SHA-256", code(report.manifest_sha256)))
+        rows.append(
+            (
+                "Manifest SHA-256 (for `verify-attestation --policy-digest`)",
+                cell(report.manifest_sha256),
+            )
+        )
     if not rows:
         return []
     table = ["| | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]

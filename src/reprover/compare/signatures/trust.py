@@ -53,7 +53,11 @@ def load_trusted(sources: Sequence[Path | bytes]) -> tuple[x509.Certificate, ...
             else:
                 out.append(x509.load_der_x509_certificate(data))
         except ValueError as exc:
-            raise InputError(f"{path}: not a PEM or DER certificate ({exc})") from exc
+            raise InputError(
+                f"{path}: not a PEM or DER certificate",
+                hint="a pinned certificate is an X.509 file (PEM or DER), such as your "
+                "code-signing CA's",
+            ) from exc
     return tuple(out)
 
 
