@@ -139,8 +139,8 @@ def test_fifo_and_device_inputs_are_refused_before_any_read(tmp_path: Path) -> N
     for argv in (
         ("diff", fifo, plain),
         ("diff", plain, zero),
-        ("sign-check", fifo, plain),
-        ("sign-check", plain, zero),
+        ("sign-check", fifo, fx("signed.exe")),
+        ("sign-check", fx("unsigned.exe"), zero),
         ("sign-check", fx("unsigned.exe"), fx("signed.exe"), "--trusted", fifo),
     ):
         done = _runs_without_hanging(*argv)
