@@ -230,3 +230,55 @@ def test_any_batching_gives_the_same_tree(
         assert audit.audit(store, vkey).checkpoint.size == start
         index = start // 2
         proof.check(proof.prove(store, entries[index]), entries[index], vkey)
+
+
+def test_note_lines_split_on_newline_only() -> None:
+    """A U+2028 or U+0085 inside a signature line is not a line break (as in Go)."""
+    key = Ed25519PrivateKey.generate()
+    text = checkpoint.body("log.example/a", 0, merkle.EMPTY_ROOT)
+    signed = note.sign(text, "log.example/a", key)
+    for sep in ("\u2028", "\u0085"):
+        tampered = signed[:-1] + sep.encode() + b"\n"
+        with pytest.raises(InputError, match="malformed signature line"):
+            note.parse(tampered)
+
+
+@pytest.fixture(scope="module")
+def small_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[note.Verifier, bytes, bytes]:
+    folder = tmp_path_factory.mktemp("log") / "log"
+    key = Ed25519PrivateKey.generate()
+    vkey = log.create(folder, "log.example/a", key)
+    log.append(folder, [b"entry %d" % i for i in range(300)], key)
+    with Store(folder) as store:
+        made = proof.prove(store, b"entry 257")
+    return vkey, made.to_c2sp(), made.to_json()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_mutated_proof_never_passes_with_other_meaning(
+    small_log: tuple[note.Verifier, bytes, bytes], data: st.DataObject
+) -> None:
+    """Flip, insert or delete bytes anywhere in a proof: it fails with exit 1 or 2 (never an
+    internal error), or it still says exactly the same thing (e.g. non-canonical base64)."""
+    vkey, c2sp, as_json = small_log
+    original = data.draw(st.sampled_from([c2sp, as_json]))
+    raw = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        how = data.draw(st.sampled_from(["flip", "insert", "delete"]))
+        if how == "flip":
+            raw[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif how == "insert":
+            raw.insert(at, data.draw(st.integers(0, 255)))
+        else:
+            del raw[at]
+    try:
+        parsed = proof.parse(bytes(raw))
+        opened = proof.check(parsed, b"entry 257", vkey)
+    except (InputError, VerificationError):
+        return
+    reference = proof.parse(original)
+    assert (parsed.index, parsed.hashes) == (reference.index, reference.hashes)
+    assert note.parse(parsed.checkpoint).text == note.parse(reference.checkpoint).text
+    assert opened.size == 300

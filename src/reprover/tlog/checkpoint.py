@@ -8,7 +8,6 @@ Does not own: the note format itself (see `reprover.tlog.note`).
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +55,7 @@ def parse_body(text: bytes) -> tuple[str, int, bytes]:
         raise InputError(f"checkpoint size {size!r} is not a decimal number")
     try:
         root = base64.b64decode(root_b64, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or non-ASCII text
         raise InputError("the checkpoint root hash is not base64") from exc
     if len(root) != HASH_SIZE or base64.b64encode(root).decode() != root_b64:
         raise InputError("the checkpoint root hash is not a base64 SHA-256 hash")

@@ -10,7 +10,6 @@ Does not own: what the note text says (see `reprover.tlog.checkpoint`) or loadin
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -116,7 +115,7 @@ def parse_vkey(text: str) -> Verifier:
     try:
         wanted = int(hex_id, 16)
         material = base64.b64decode(b64, validate=True)
-    except (ValueError, binascii.Error) as exc:
+    except ValueError as exc:  # binascii.Error, or non-ASCII text
         raise InputError(f"verifier key {text!r} is malformed: {exc}") from exc
     if len(material) != 33 or material[0] not in (ED25519, COSIGNATURE_V1):
         raise InputError(f"verifier key {text!r} is not an Ed25519 (0x01 or 0x04) key")
@@ -170,13 +169,13 @@ def parse(data: bytes) -> Note:
         raise InputError("the signed note has no signature block")
     text, block = data[: split + 1], data[split + 2 :]
     signatures: list[Signature] = []
-    for raw in block.decode().splitlines():
+    for raw in block.decode().split("\n")[:-1]:  # newline only, as Go's note.Open splits
         if not raw.startswith(_SIG_PREFIX):
             raise InputError(f"malformed signature line {raw[:80]!r}")
         name, _, b64 = raw[len(_SIG_PREFIX) :].partition(" ")
         try:
             sig = base64.b64decode(b64, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or non-ASCII text
             raise InputError(f"malformed signature line {raw[:80]!r}") from exc
         if not _NAME.fullmatch(name) or len(sig) < 5:
             raise InputError(f"malformed signature line {raw[:80]!r}")

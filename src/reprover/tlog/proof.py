@@ -10,7 +10,6 @@ Does not own: how the log stores its tree (see `reprover.tlog.log`).
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,7 +121,7 @@ def _hash(value: Any) -> bytes:
         raise InputError("a proof hash is not a string")
     try:
         raw = base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or non-ASCII text
         raise InputError(f"proof hash {value!r} is not base64") from exc
     if len(raw) != merkle.HASH_SIZE:
         raise InputError(f"proof hash {value!r} is not 32 bytes")

@@ -109,15 +109,6 @@ class Store:
                 raise VerificationError(f"{self.root}/{rel} is larger than {limit} bytes")
             return handle.read(limit + 1)
 
-    def exists(self, rel: str) -> bool:
-        """True when `rel` exists (as anything, links included)."""
-        folder, _, name = rel.rpartition("/")
-        try:
-            os.stat(name, dir_fd=self._dir(folder, create=False), follow_symlinks=False)
-        except (OSError, VerificationError):
-            return False
-        return True
-
     def write(self, rel: str, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
         """Write `rel` atomically: a new temporary file, fsync, rename over the old one.
 
