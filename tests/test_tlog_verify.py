@@ -27,8 +27,18 @@ def test_pass_and_fail_are_logged_and_proofs_check_offline(project: Project, run
     assert proof["index"] == 0
     assert proof["checkpoint"].startswith(f"{log.vkey.split('+')[0]}\n1\n")
     check = ("verify-attestation", passed, "--artifact", released, "--key", pub)
-    code, _, err = run_cli(*check, "--log-vkey", log.vkey)
+    code, out, err = run_cli(*check, "--log-vkey", log.vkey)
     assert code == 0, err
+    assert "logged as entry 0 of transparency.example/evidence at size 1" in out
+    code, out, err = run_cli(*check, "--log-vkey", log.vkey, "--format", "json")
+    assert code == 0, err
+    [item] = json.loads(out)["attestations"]
+    assert item["log"] == {
+        "index": 0,
+        "origin": "transparency.example/evidence",
+        "size": 1,
+        "witnesses": [],
+    }
 
     # the vendor ships a changed binary: the FAILED result is logged too
     original = released.read_bytes()
@@ -54,9 +64,9 @@ def test_pass_and_fail_are_logged_and_proofs_check_offline(project: Project, run
     wkey = make_key(run_cli, project.root / "keys", "witness")
     _, wvkey, _ = run_cli("log", "vkey", "--name", "gov.example/w", "--key", wkey, "--witness")
     need = ("--log-vkey", log.vkey, "--witness-vkey", wvkey.strip(), "--witnesses", "1")
-    code, _, err = run_cli(*check, *need)
+    code, out, err = run_cli(*check, *need)
     assert code == 1
-    assert "0 valid cosignatures by trusted witnesses, 1 required" in err
+    assert "0 valid cosignatures by trusted witnesses, 1 required" in out + err
     seen = project.root / "seen"
     seen.write_bytes(b"".join(proof["checkpoint"].encode().splitlines(keepends=True)))
     code, _, err = run_cli(
@@ -66,8 +76,9 @@ def test_pass_and_fail_are_logged_and_proofs_check_offline(project: Project, run
     assert code == 0, err
     target = project.root / "pass.intoto.json.proof.json"
     assert run_cli("log", "prove", log.logdir, passed, "-o", target)[0] == 0
-    code, _, err = run_cli(*check, *need)
+    code, out, err = run_cli(*check, *need)
     assert code == 0, err
+    assert "at size 2, cosigned by gov.example/w" in out
 
 
 def test_unlogged_attestation_fails_and_a_wrong_log_key_stops_before_the_build(
@@ -80,11 +91,11 @@ def test_unlogged_attestation_fails_and_a_wrong_log_key_stops_before_the_build(
     assert run_cli("verify", manifest, "-o", project.root / "r.txt", "--attest", out,
                    "--attest-key", key)[0] == 0  # fmt: skip
     released = project.release / "hello"
-    code, _, err = run_cli(
+    code, stdout, err = run_cli(
         "verify-attestation", out, "--artifact", released, "--key", pub, "--log-vkey", log.vkey
     )
     assert code == 1
-    assert "has no log proof" in err
+    assert "has no log proof" in stdout + err
     stranger = make_key(run_cli, project.root / "keys", "stranger")
     code, _, err = run_cli(
         "verify", manifest, "--attest", out, "--attest-key", key,

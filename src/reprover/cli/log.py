@@ -401,8 +401,12 @@ def add_log_check_options(parser: argparse.ArgumentParser) -> None:
     _witness_options(parser)
 
 
-def check_logged(args: argparse.Namespace, attestation: Path, data: bytes) -> None:
-    """With --log-vkey, require the attestation's proof to check.
+def check_logged(args: argparse.Namespace, attestation: Path, data: bytes) -> dict[str, Any] | None:
+    """With --log-vkey, require the attestation's proof to check; say where it is logged.
+
+    Returns:
+        None without --log-vkey; else the entry's `index`, the log's `origin`, the `size` of
+        the tree it was proven in and the `witnesses` that cosigned that tree.
 
     Raises:
         InputError: the options or proof file are malformed.
@@ -411,11 +415,16 @@ def check_logged(args: argparse.Namespace, attestation: Path, data: bytes) -> No
     if args.log_vkey is None:
         if args.witness_vkey or args.witnesses is not None:
             raise InputError("--witness-vkey and --witnesses go with --log-vkey")
-        return
+        return None
     witnesses, k = witness_policy(args)
     path = proof_path(attestation)
     if not path.is_file():
         raise VerificationError(f"{attestation} has no log proof {path}: it may not be logged")
-    proof.check(
-        proof.parse(read_input(path, "proof")), data, load_vkey(args.log_vkey), witnesses, k
-    )
+    made = proof.parse(read_input(path, "proof"))
+    opened = proof.check(made, data, load_vkey(args.log_vkey), witnesses, k)
+    return {
+        "index": made.index,
+        "origin": opened.origin,
+        "size": opened.size,
+        "witnesses": list(opened.witnesses),
+    }

@@ -237,7 +237,7 @@ def _check_files(
                 artifacts=artifacts,
                 expect=expect,
             )
-            check_logged(args, path, data)
+            logged = check_logged(args, path, data)
         except VerificationError as exc:
             results.append({"file": str(path), "passed": False, "reason": exc.message})
             continue
@@ -250,6 +250,7 @@ def _check_files(
                 "verifier": item.verifier,
                 "commit": item.commit,
                 "manifest_sha256": item.manifest_sha256,
+                "log": logged,
                 "subjects": [
                     {"subject": m.subject, "sha256": m.sha256, "artifact": str(names[m.artifact])}
                     for m in item.matches
@@ -301,6 +302,13 @@ def _text(outcome: dict[str, Any]) -> str:
             f"     commit {v(item['commit'] or '(not attested)')}, "
             f"manifest sha256 {v(item['manifest_sha256'] or '(not attested)')}"
         )
+        if item.get("log"):
+            log = item["log"]
+            cosigned = f", cosigned by {', '.join(v(w) for w in log['witnesses'])}"
+            lines.append(
+                f"     logged as entry {log['index']} of {v(log['origin'])} at size "
+                f"{log['size']}{cosigned if log['witnesses'] else ''}"
+            )
     failed = sum(1 for item in outcome["attestations"] if not item["passed"])
     if failed:
         lines.append(
