@@ -141,11 +141,13 @@ RULES: dict[str, Rule] = {
         Rule(
             "debug-info",
             "whole debug sections that are not executable and overlap no other structure: "
-            "ELF .debug_*/.zdebug_* sections that the loader does not map (no SHF_ALLOC, "
-            "outside every PT_LOAD), PE .debug_* sections, Mach-O __DWARF sections; and the "
-            "data of PE debug entries other than CodeView and REPRO, under the same "
-            "conditions as pe.debug.codeview",
-            (r"(?:elf|pe)\.section\[\.z?debug_[^\]]*\]", _MACHO + r"\.section\[__DWARF,[^\]]+\]",
+            "ELF .debug_*/.zdebug_* sections and the .gnu_debuglink and .gnu_debugaltlink "
+            "sections (the separate debug file's name and checksum) that the loader does not "
+            "map (no SHF_ALLOC, outside every PT_LOAD), PE .debug_* sections, Mach-O __DWARF "
+            "sections; and the data of PE debug entries other than CodeView and REPRO, under "
+            "the same conditions as pe.debug.codeview",
+            (r"(?:elf|pe)\.section\[\.z?debug_[^\]]*\]", r"elf\.section\[\.gnu_debug(?:alt)?link\]",
+             _MACHO + r"\.section\[__DWARF,[^\]]+\]",
              r"pe\.debug\[\d+:[^\]]+\]\.payload"),
             frozenset({K.DEBUG_INFO}),
         ),

@@ -41,7 +41,6 @@ from reprover.model import Cause, Difference, Kind
 CONSEQUENCE_KINDS = frozenset({Kind.BUILD_ID, Kind.CHECKSUM})
 CONSEQUENCE_NAMES = re.compile(r".*\.code_directory\.(code_slot\[\d+\]|special_slots)$")
 SHOW_VALUES = 16
-SYMBOL_REACH = 1 << 16
 DEFAULT_MAX_RUNS = 1000
 MAX_LISTED = 20_000  # runs listed per file, whatever the number of regions
 MAX_SUMMARIES = 1000  # summary rows per file; beyond, one row per kind
@@ -502,7 +501,8 @@ def _time(raw: bytes) -> str:
 
 
 class _Symbols:
-    """Nearest preceding symbol within the same section."""
+    """The symbol whose real extent (ELF st_size, PE .pdata, Mach-O function starts) holds a
+    byte; a symbol of unknown extent names only its first byte."""
 
     def __init__(self, symbols: list[Symbol]) -> None:
         self.symbols = symbols
@@ -512,11 +512,9 @@ class _Symbols:
         if kind not in (Kind.CODE, Kind.DATA) or region == UNMAPPED:
             return None
         i = bisect.bisect_right(self.starts, offset) - 1
-        if i < 0:
-            return None
-        start, end, name = self.symbols[i]
-        if end > start and offset >= end:
-            return None
-        if offset - start > SYMBOL_REACH:
-            return None
-        return f"{name}+0x{offset - start:x}" if offset > start else name
+        for start, end, name in reversed(self.symbols[max(i - 7, 0) : i + 1]):
+            if offset == start:
+                return name
+            if start < offset < end:  # inside the symbol's real extent
+                return f"{name}+0x{offset - start:x}"
+        return None

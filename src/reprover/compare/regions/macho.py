@@ -232,15 +232,29 @@ def _code_signature(out: RegionBuilder, be: Reader, off: int, size: int, p: str)
 
 
 def _symbols(out: RegionBuilder, binary: Any, base: int) -> None:
+    """Name functions by the symbol table, each bounded by LC_FUNCTION_STARTS.
+
+    A function extends to the next function start or the end of its section; a symbol at no
+    function start gets no extent (it names only its first byte).
+    """
     spans = sorted(
         (s.virtual_address, s.virtual_address + s.size, s.offset)
         for s in binary.sections
         if s.offset and s.size
     )
+    extent: dict[int, int] = {}
+    text = binary.get_segment("__TEXT") if binary.has_function_starts else None
+    if text is not None:
+        starts = sorted({text.virtual_address + f for f in binary.function_starts.functions})
+        for i, start in enumerate(starts):
+            section_end = next((e for s, e, _ in spans if s <= start < e), start)
+            following = starts[i + 1] if i + 1 < len(starts) else section_end
+            extent[start] = max(min(following, section_end) - start, 0)
     for sym in binary.symbols:
         if sym.raw_type & N_STAB or (sym.raw_type & N_TYPE) != N_SECT or not sym.name:
             continue
         for start, end, offset in spans:
             if start <= sym.value < end:
-                out.symbol(base + offset + sym.value - start, 0, sym.name)
+                at = base + offset + sym.value - start
+                out.symbol(at, extent.get(sym.value, 0), sym.name)
                 break

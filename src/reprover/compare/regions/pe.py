@@ -158,7 +158,9 @@ def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0915 - follows t
         out.structure(
             content_end, (pad[0] if pad else overlay_end) - content_end, "pe.overlay", Kind.OVERLAY
         )
-    _symbols(out, binary, rows)
+    exception = (opt + dirs_at + 8 * 3) if ndirs > 3 else None
+    pdata = (rd.uint(exception, 4) or 0, rd.uint(exception + 4, 4) or 0) if exception else (0, 0)
+    _symbols(out, rd, binary, rows, pdata)
     return out
 
 
@@ -274,15 +276,34 @@ def _coff_symbols(out: RegionBuilder, rd: Reader, symptr: int, nsyms: int, end: 
 
 
 def _symbols(
-    out: RegionBuilder, binary: Any, rows: list[tuple[str, int, int, int, int, int]]
+    out: RegionBuilder,
+    rd: Reader,
+    binary: Any,
+    rows: list[tuple[str, int, int, int, int, int]],
+    pdata: tuple[int, int],
 ) -> None:
+    """Name functions by COFF symbols and exports, each bounded by its `.pdata` entry.
+
+    A symbol no RUNTIME_FUNCTION entry starts at gets no extent (it names only its first
+    byte): a name is never stretched over bytes that may belong to something else.
+    """
+    secs = _Sections(rows, 0)
+    extent: dict[int, int] = {}
+    off = secs.rva_to_offset(pdata[0]) if pdata[0] else None
+    for i in range(min(pdata[1] // 12, 1 << 20) if off is not None else 0):
+        row = rd.unpack("III", (off or 0) + 12 * i)
+        if row is None:
+            break
+        begin, end, _ = row
+        if end > begin:
+            extent[begin] = end - begin
     for sym in binary.symbols:
         idx = sym.section_idx
         if 0 < idx <= len(rows) and rows[idx - 1][3] and not sym.name.startswith("."):
-            out.symbol(rows[idx - 1][3] + sym.value, 0, sym.name)
+            rva = rows[idx - 1][1] + sym.value
+            out.symbol(rows[idx - 1][3] + sym.value, extent.get(rva, 0), sym.name)
     if binary.has_exports:
-        secs = _Sections(rows, 0)
         for entry in binary.get_export().entries:
-            off = secs.rva_to_offset(entry.address)
-            if off is not None and entry.name:
-                out.symbol(off, 0, entry.name)
+            at = secs.rva_to_offset(entry.address)
+            if at is not None and entry.name:
+                out.symbol(at, extent.get(entry.address, 0), entry.name)
