@@ -291,3 +291,26 @@ def test_every_format_is_deterministic_with_hostile_names(
         )
         assert code == 1
     assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.slow
+def test_look_alike_names_in_the_html_report_read_in_chromium(tmp_path: Path, run_cli: Cli) -> None:
+    """What chromium builds from the page: no bidi control survives, each name is isolated."""
+    from test_render_browser import CHROMIUM, console_lines
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (CI installs it)")
+    names = ("scan.exe", "sc\u0430n.exe", "\u202eexe.nacs", "scan\u200d.exe")
+    for name in names:
+        _pair(tmp_path, name)
+    page = tmp_path / "report.html"
+    code, _, err = run_cli(
+        "diff", tmp_path / "old", tmp_path / "new", "--format", "html", "-o", page
+    )
+    assert code == 1, err
+    dom, console = console_lines(page, tmp_path)
+    assert console == []
+    assert "\u202e" not in dom and "\u200d" not in dom
+    assert "<bdi>\\u202eexe.nacs</bdi>" in dom and "<bdi>scan\\u200d.exe</bdi>" in dom
+    assert dom.count("suspicious-name: mixed scripts (Cyrillic, Latin)") >= 1
+    assert dom.count("suspicious-name: bidi controls") >= 1

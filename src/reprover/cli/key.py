@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reprover import keys
-from reprover.cli.common import add_common_options, err
+from reprover.cli.common import add_common_options, err, out
 from reprover.errors import InputError
 
 
@@ -68,7 +68,7 @@ def run_new(args: argparse.Namespace) -> int:
     args.dir.mkdir(parents=True, exist_ok=True)  # one rule: missing output folders are created
     private, public = keys.generate(args.name, args.dir, passphrase)
     keyid = keys.load_public_key(public).keyid
-    print(f"{private}\n{public}")
+    out(f"{private}\n{public}")
     if not args.quiet:
         err(f"reprover: keyid {keyid}")
     return 0

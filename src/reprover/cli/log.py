@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from reprover import keys
-from reprover.cli.common import add_common_options, err
+from reprover.cli.common import add_common_options, err, out
 from reprover.errors import InputError, VerificationError
 from reprover.fsutil import write_atomic
 from reprover.tlog import audit, checkpoint, log, note, proof, witness
@@ -211,7 +211,7 @@ def read_input(path: Path, what: str) -> bytes:
 def run_init(args: argparse.Namespace) -> int:
     """Create the log; print its verifier key."""
     verifier = log.create(args.logdir, args.origin, load_key(args.key, args.passphrase_env))
-    print(verifier.vkey)
+    out(verifier.vkey)
     if not args.quiet:
         err(f"reprover: empty log created in {args.logdir} (verifier key in log.vkey)")
     return 0
@@ -223,7 +223,7 @@ def run_append(args: argparse.Namespace) -> int:
     contents = [read_input(path, "file") for path in args.files]
     done = log.append(args.logdir, contents, key)
     for index, path in zip(done.indexes, args.files, strict=True):
-        print(f"{index} {path}")
+        out(f"{index} {path}")
     if not args.quiet:
         err(f"reprover: log size {done.checkpoint.size}")
     return 0
@@ -264,7 +264,7 @@ def run_check(args: argparse.Namespace) -> int:
     witnesses, k = witness_policy(args)
     parsed = proof.parse(read_input(args.proof, "proof"))
     opened = proof.check(parsed, read_input(args.file, "file"), key, witnesses, k)
-    print(
+    out(
         f"ok: {args.file} is entry {parsed.index} of {opened.origin} at size {opened.size}"
         + (f", cosigned by {', '.join(opened.witnesses)}" if opened.witnesses else "")
     )
@@ -286,7 +286,7 @@ def run_audit(args: argparse.Namespace) -> int:
     line = f"ok: {result.checkpoint.origin}: {size} entries, every tile and the root recomputed"
     if result.since is not None:
         line += f"; consistent with the checkpoint of size {result.since}"
-    print(line)
+    out(line)
     return 0
 
 
@@ -314,7 +314,7 @@ def run_vkey(args: argparse.Namespace) -> int:
     """Print a verifier key."""
     note.check_name(args.name)
     alg = note.COSIGNATURE_V1 if args.witness else note.ED25519
-    print(note.verifier_for(args.name, load_key(args.key, args.passphrase_env), alg).vkey)
+    out(note.verifier_for(args.name, load_key(args.key, args.passphrase_env), alg).vkey)
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from reprover import intoto, keys, manifest
 from reprover.cli.common import add_common_options, err
+from reprover.cli.common import out as say
 from reprover.digest import copy_and_hash, hash_file
 from reprover.errors import ExitCode, InputError
 from reprover.fsutil import write_atomic
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         legacy=args.legacy,
     )
     write_atomic(out / filename, data)
-    print(out / filename)
+    say(str(out / filename))
     if not args.quiet:
         err(
             f"reprover: {len(materials)} source file(s), {len(products)} artifact(s); "

@@ -17,7 +17,7 @@ from reprover.campaign import render as campaign_render
 from reprover.campaign.model import from_json, merge
 from reprover.cli.common import add_report_options, err
 from reprover.errors import InputError
-from reprover.fsutil import write_atomic
+from reprover.fsutil import check_outputs, write_atomic
 
 MAX_REPORT_BYTES = 64 << 20
 
@@ -61,11 +61,10 @@ def run_merge(args: argparse.Namespace) -> int:
             raise InputError(f"{path} is larger than {MAX_REPORT_BYTES >> 20} MiB")
         shards.append(from_json(data, origin=str(path)))
     merged = merge(shards, origins=[str(p) for p in args.reports])
-    targets = [p.absolute() for _, p in args.report]
+    outputs = [(f"--report {fmt}=", path) for fmt, path in args.report]
     if args.output is not None:
-        targets.append(args.output.absolute())
-    if len(set(targets)) != len(targets):
-        raise InputError("two reports would be written to the same file", hint="use one path each")
+        outputs.append(("-o", args.output))
+    check_outputs(outputs, list(args.reports))  # regular files only, never over a shard
     for fmt, path in args.report:
         write_atomic(path, campaign_render.render(merged, fmt))
     data = campaign_render.render(merged, args.format)
