@@ -433,3 +433,31 @@ def test_append_refuses_to_carry_a_changed_partial_bundle(run_cli: Cli, tmp_path
     assert code == 1
     assert "does not match its tile; nothing appended" in err
     assert not (log.logdir / "tile/entries/000.p/11").exists()
+
+
+def test_fifo_in_place_of_a_tile_or_the_lock_does_not_hang(tmp_path: Path) -> None:
+    """A named pipe planted in the log would block a plain open() forever; it is refused."""
+    run = [sys.executable, "-m", "reprover"]
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run([*run, "key", "new", "log", "-d", keys, "-q"], check=True, cwd=ROOT)
+    logdir = tmp_path / "log"
+    init = [*run, "log", "init", logdir, "--origin", ORIGIN, "--key", keys / "log.pem"]
+    vkey = subprocess.run(init, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    entry = tmp_path / "entry"
+    entry.write_bytes(b"one\n")
+    add = [*run, "log", "append", logdir, entry, "--key", keys / "log.pem", "-q"]
+    subprocess.run(add, check=True, cwd=ROOT)
+    audit = [*run, "log", "audit", logdir, "--vkey", vkey.strip()]
+    for planted in ("tile/0/000.p/1", ".lock"):
+        target = logdir / planted
+        saved = target.read_bytes()
+        target.unlink()
+        os.mkfifo(target)
+        done = subprocess.run(
+            audit, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+        )
+        assert done.returncode == 1, (planted, done.stderr)
+        assert "not a regular file" in done.stderr
+        target.unlink()
+        target.write_bytes(saved)

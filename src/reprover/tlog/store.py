@@ -1,7 +1,8 @@
 """Files inside a log folder, reached without following any symbolic link.
 
 Owns: opening LOGDIR once and every path below it component by component with O_NOFOLLOW
-(a symlinked tile, bundle, checkpoint or folder is refused, never followed), atomic writes
+(a symlinked tile, bundle, checkpoint or folder is refused, never followed) and O_NONBLOCK (a
+FIFO in place of a file is refused, never waited on), atomic writes
 (temporary file, fsync, rename, then fsync of each folder touched), and the append lock
 (`flock` on `LOGDIR/.lock`, itself opened with O_NOFOLLOW).
 Does not own: what the files contain (see `reprover.tlog.log`).
@@ -96,7 +97,7 @@ class Store:
         try:
             fd = os.open(
                 name,
-                os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                 dir_fd=self._dir(folder, create=False),
             )
         except OSError as exc:
@@ -124,9 +125,11 @@ class Store:
         dir_fd = self._dir(folder, create=True)
         tmp = f".{name}.{os.getpid()}.tmp"
         try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=dir_fd)  # a leftover, or whatever was planted there
             fd = os.open(
                 tmp,
-                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                 mode,
                 dir_fd=dir_fd,
             )
@@ -215,7 +218,12 @@ class Store:
         """
         flags = os.O_RDWR | os.O_CREAT if exclusive else os.O_RDONLY
         try:
-            fd = os.open(LOCK_NAME, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=self._fd)
+            fd = os.open(
+                LOCK_NAME,
+                flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                0o644,
+                dir_fd=self._fd,
+            )
         except FileNotFoundError:
             yield
             return
