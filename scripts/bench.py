@@ -6,7 +6,7 @@ tests; they live here and in the README.
 
     python scripts/bench.py                 # everything, 1 GiB pairs
     python scripts/bench.py --size-mib 256  # smaller pairs
-    python scripts/bench.py --only compare  # one section: compare, ledger, intoto, tlog
+    python scripts/bench.py --only compare  # one section: compare, ledger, intoto, tlog, archives
 
 Each command runs in its own process (warm page cache: every file is read once before timing);
 the figure is the best wall time of --repeat runs and the peak RSS of that process.
@@ -157,7 +157,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=["compare", "bounded", "ledger", "intoto", "tlog"])
+    parser.add_argument(
+        "--only", choices=["compare", "bounded", "ledger", "intoto", "tlog", "archives"]
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
     if args.only in (None, "compare"):
@@ -168,6 +170,7 @@ def main() -> int:
         ("ledger", "bench_ledger"),
         ("intoto", "bench_intoto"),
         ("tlog", "bench_tlog"),
+        ("archives", "bench_archives"),
     ):
         if args.only in (None, section):
             run = _optional(module)

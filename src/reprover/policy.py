@@ -108,7 +108,7 @@ RULES: dict[str, Rule] = {
             "ctime and pax times, ar, cpio), the gzip header time. Only when every member's "
             "content is identical or itself allowed",
             (_MEMBER + r"(?:[\w.]+\.)?[amc]time", r"gzip\.header\.mtime",
-             r"ole\.root\.[cm]time"),
+             r"ole\.root\.[cm]time", r"rpm\.header\.(?:buildtime|filemtimes)"),
             frozenset({K.TIMESTAMP}),
         ),
         Rule(
@@ -120,14 +120,15 @@ RULES: dict[str, Rule] = {
         Rule(
             "archive.owner",
             "Member owners: uid, gid, user and group names (TAR, pax, ar, cpio, ZIP Unix extra)",
-            (_MEMBER + r"(?:[\w.]+\.)?(?:uid|gid|uname|gname|owner)",),
+            (_MEMBER + r"(?:[\w.]+\.)?(?:uid|gid|uname|gname|owner)",
+             r"rpm\.header\.file(?:user|group)name\.owner"),
             frozenset({K.METADATA}),
         ),
         Rule(
             "archive.mode",
             "Member permission bits, except setuid, setgid, sticky, executable and file-type "
             "changes (named .mode.special, never allowed)",
-            (_MEMBER + r"(?:[\w.]+\.)?mode",),
+            (_MEMBER + r"(?:[\w.]+\.)?mode", r"rpm\.header\.filemodes\.mode"),
             frozenset({K.METADATA}),
         ),
         Rule(

@@ -52,7 +52,9 @@ from reprover.model import (
 Judge = Callable[[ArtifactResult, Policy], ArtifactResult]
 Leaf = Callable[[str, Path, Path, tuple[Digest, Digest]], ArtifactResult]
 SPECIAL_MODE = 0o7111 | 0o170000  # setuid, setgid, sticky, executable, file type
-HEADER_CONSEQUENCES = re.compile(r"(?:^|\.)(?:checksum|size|offset)$")  # follow any header change
+HEADER_CONSEQUENCES = re.compile(
+    r"(?:^|\.)(?:checksum|size|offset|digest)$"
+)  # follow any header change
 COMPRESSION = re.compile(r"(?:^|\.)compression(?:\.|$)")  # follow any content change
 SIGNATURE_NAMES = re.compile(r"META-INF/[^/]+\.(?:SF|RSA|DSA|EC)$", re.IGNORECASE)
 
@@ -188,6 +190,12 @@ class _Comparison:
         if a.number is None or b.number is None:
             if isinstance(a.value, int) and isinstance(b.value, int):
                 return bool((a.value ^ b.value) & SPECIAL_MODE)
+            if isinstance(a.value, tuple) and isinstance(b.value, tuple):  # one mode per file
+                pairs = list(zip(a.value, b.value, strict=False))
+                return len(a.value) != len(b.value) or any(
+                    not isinstance(x, int) or not isinstance(y, int) or (x ^ y) & SPECIAL_MODE
+                    for x, y in pairs
+                )
             return True
         return bool((a.number ^ b.number) & SPECIAL_MODE)
 

@@ -22,6 +22,8 @@ from reprover.compare.archives.limits import Budget
 from reprover.compare.archives.listing import Listing, Member, Opener
 from reprover.compare.archives.ole import MAGIC as OLE_MAGIC
 from reprover.compare.archives.ole import read_ole
+from reprover.compare.archives.rpmfmt import MAGIC as RPM_MAGIC
+from reprover.compare.archives.rpmfmt import read_rpm
 from reprover.compare.archives.streams import stream_format, unwrap
 from reprover.compare.archives.tarfmt import _opener, is_tar, read_tar
 from reprover.compare.archives.zipfmt import read_zip
@@ -47,6 +49,8 @@ def sniff(head: bytes, name: str) -> str | None:  # noqa: PLR0911 - one return p
         return "ole"
     if head.startswith(CAB_MAGIC):
         return "cab"
+    if head.startswith(RPM_MAGIC):
+        return "rpm"
     if name.lower().endswith(ZIP_NAMES):
         return "zip"
     return None
@@ -80,6 +84,8 @@ def open_listing(  # noqa: PLR0911 - one return per format
         return read_ole(f, size, budget)
     if fmt == "cab":
         return read_cab(f, size, budget, stack)
+    if fmt == "rpm":
+        return read_rpm(f, size, budget, stack)
     tmp = stack.enter_context(tempfile.TemporaryFile(prefix="reprover-stream-"))  # noqa: SIM115
     fields, hidden, digest = unwrap(fmt, f, size, tmp, budget)
     inner = tmp.tell()

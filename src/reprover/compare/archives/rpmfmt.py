@@ -1,0 +1,224 @@
+"""RPM packages: lead, signature header, header and the cpio payload, every byte accounted for.
+
+Owns: reading an .rpm into a `Listing`: the lead, every tag of the signature header and of the
+header as a field (`rpm.header.buildtime`, `rpm.header.filemtimes`, `rpm.header.filemodes`,
+`rpm.signature.rsa`, ...; digests and sizes named `.digest`/`.size`, consequences of what they
+cover), the payload decompressed by `streams` and its cpio (newc) members with their header
+fields (`cpio.member[./usr/bin/x].mtime`), and as `Hidden` non-zero bytes between tag data,
+tag data overlapping, bytes between the headers and the payload, and after the cpio trailer.
+Header signatures (RSA, DSA, PGP, GPG) are reported in the notes and never proven here.
+Does not own: decompression (`streams`), comparing (`driver`).
+
+Own reader rather than `rpmfile`: that library keeps no byte offsets and skips the signature
+header, and accounting for every byte needs both.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from contextlib import ExitStack
+from typing import BinaryIO
+
+from reprover.compare.archives.limits import Budget, LimitHit
+from reprover.compare.archives.listing import (
+    Field,
+    Hidden,
+    Listing,
+    MalformedArchive,
+    Member,
+    decode_name,
+    when,
+)
+from reprover.compare.archives.streams import stream_format, unwrap
+from reprover.compare.archives.tarfmt import _opener
+from reprover.model import Kind
+
+MAGIC = b"\xed\xab\xee\xdb"
+HEADER_MAGIC = b"\x8e\xad\xe8\x01"
+SIZES = {0: 0, 1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 7: 1}
+SIGNATURE_TAGS = {267: "dsa", 268: "rsa", 1002: "pgp", 1005: "gpg", 1006: "pgp5"}
+SIG_DIGESTS = {62: "region", 269: "sha1", 273: "sha256", 1000: "size", 1004: "md5",
+               1007: "payloadsize", 1008: "reserved", 270: "longsize", 271: "longarchivesize",
+               277: "filesignatures", 278: "filesignaturelength"}  # fmt: skip
+HEADER_NAMES = {
+    63: "region.digest", 100: "i18ntable", 1000: "name", 1001: "version", 1002: "release",
+    1004: "summary", 1005: "description", 1006: "buildtime", 1007: "buildhost",
+    1009: "size", 1028: "filesizes.size", 1030: "filemodes.mode", 1034: "filemtimes",
+    1035: "filedigests.digest", 1039: "fileusername.owner", 1040: "filegroupname.owner",
+    1094: "cookie", 1124: "payloadformat", 1125: "payloadcompressor", 1126: "payloadflags",
+    5092: "payloaddigest.digest", 5093: "payloaddigestalgo", 5097: "payloaddigestalt.digest",
+}  # fmt: skip
+CPIO = (
+    ("ino", 6), ("mode", 14), ("uid", 22), ("gid", 30), ("nlink", 38), ("mtime", 46),
+    ("size", 54), ("device", 62), ("rdevice", 78), ("namesize", 94), ("checksum", 102),
+)  # fmt: skip
+
+
+def _read(f: BinaryIO, offset: int, size: int) -> bytes:
+    f.seek(offset)
+    data = f.read(size)
+    if len(data) != size:
+        raise MalformedArchive(f"rpm truncated at {offset}")
+    return data
+
+
+def _strings(store: bytes, at: int, count: int) -> int:
+    """The length of `count` NUL-terminated strings at `at`."""
+    pos = at
+    for _ in range(count):
+        end = store.find(b"\0", pos)
+        if end < 0:
+            raise MalformedArchive("rpm header string without its terminator")
+        pos = end + 1
+    return pos - at
+
+
+def _show(kind: int, count: int, data: bytes) -> str:
+    """A tag's value as a person reads it (long values shortened)."""
+    if kind in (6, 8, 9):
+        text = ", ".join(p.decode("utf-8", "replace") for p in data.split(b"\0")[:count])
+    elif kind in (3, 4) and len(data) == SIZES[kind] * count:
+        text = ", ".join(
+            str(v) for v in struct.unpack(f">{count}{'H' if kind == 3 else 'I'}", data)
+        )
+    else:
+        text = data.hex()
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _header(f: BinaryIO, start: int, section: str, listing: Listing) -> int:  # noqa: PLR0912
+    """Read one header structure at `start` into fields; return where it ends."""
+    head = _read(f, start, 16)
+    if head[:4] != HEADER_MAGIC:
+        raise MalformedArchive(f"no rpm {section} header at {start}")
+    count, size = struct.unpack(">II", head[8:16])
+    if count > 65536 or size > 64 << 20:
+        raise MalformedArchive(f"rpm {section} header too large")
+    index = _read(f, start + 16, 16 * count)
+    base = start + 16 + 16 * count
+    store = _read(f, base, size)
+    spans = []
+    for i in range(count):
+        tag, kind, offset, n = struct.unpack_from(">IIII", index, 16 * i)
+        if offset > size:
+            raise MalformedArchive(f"rpm {section} tag {tag} points outside its store")
+        length = _strings(store, offset, n if kind in (8, 9) else 1) if kind in (6, 8, 9) else (
+            SIZES.get(kind, 0) * n)  # fmt: skip
+        if offset + length > size:
+            raise MalformedArchive(f"rpm {section} tag {tag} runs past its store")
+        spans.append((offset, offset + length, tag))
+        data = store[offset : offset + length]
+        value: object = (kind, n, data)
+        names = SIG_DIGESTS if section == "signature" else HEADER_NAMES
+        name = SIGNATURE_TAGS.get(tag) if section == "signature" else None
+        field_kind = Kind.METADATA
+        if name is not None:
+            field_kind = Kind.SIGNATURE
+            listing.notes.append(
+                f"RPM {name.upper()} header signature (tag {tag}): reported, not proven (an RPM "
+                "signature is never allowed: its differences stay 'different')"
+            )
+        else:
+            name = names.get(tag, f"tag[{tag}]")
+            if section == "signature" and tag in SIG_DIGESTS:
+                name += ".digest"
+        if name in ("buildtime", "filemtimes"):
+            field_kind = Kind.TIMESTAMP
+        if name == "filemodes.mode" and kind == 3:
+            value = struct.unpack(f">{n}H", data)
+        show = (
+            when(struct.unpack(">I", data)[0]) if name == "buildtime" and len(data) == 4 else None
+        )
+        listing.fields[f"rpm.{section}.{name}"] = Field(
+            value, base + offset, length, field_kind, show
+        )
+    pos = 0
+    for begin, end, tag in sorted(spans):
+        if begin < pos:
+            listing.hidden.append(Hidden(base + begin, pos - begin,
+                                         f"rpm {section} tag {tag} overlaps another"))  # fmt: skip
+        elif store[pos:begin].strip(b"\0"):
+            listing.hidden.append(Hidden(base + pos, begin - pos,
+                                         f"data between rpm {section} tags"))  # fmt: skip
+        pos = max(pos, end)
+    if store[pos:].strip(b"\0"):
+        listing.hidden.append(Hidden(base + pos, size - pos, f"data after the rpm {section} tags"))
+    return int(base + size)
+
+
+def read_rpm(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listing:
+    """Read the RPM in `f` (`size` bytes); the payload goes to a file `stack` closes.
+
+    Raises:
+        MalformedArchive: a structure is malformed.
+        LimitHit: a bound of `budget` was reached, or the payload is not newc cpio.
+    """
+    listing = Listing("rpm", "cpio.member")
+    lead = _read(f, 0, 96)
+    listing.fields["rpm.lead"] = Field(lead, 0, 96)
+    end = _header(f, 96, "signature", listing)
+    pad = (8 - end % 8) % 8
+    if _read(f, end, pad).strip(b"\0"):
+        listing.hidden.append(Hidden(end, pad, "data in the signature header's padding"))
+    payload = _header(f, end + pad, "header", listing)
+    f.seek(payload)
+    fmt = stream_format(f.read(8))
+    raw = stack.enter_context(tempfile.TemporaryFile(prefix="reprover-rpm-"))  # noqa: SIM115
+    if fmt is None:
+        raise LimitHit("archive.unsupported", "rpm payload compression not recognized")
+    window = stack.enter_context(tempfile.TemporaryFile(prefix="reprover-rpm-payload-"))  # noqa: SIM115
+    f.seek(payload)
+    while block := f.read(1 << 20):
+        window.write(block)
+    window.flush()
+    fields, hidden, digest = unwrap(fmt, window, size - payload, raw, budget)
+    listing.inner = digest
+    for key, value in fields.items():
+        listing.fields[key] = Field(value.value, payload + value.offset, value.length, value.kind,
+                                    value.show)  # fmt: skip
+    listing.hidden.extend(Hidden(payload + h.offset, h.length, h.reason) for h in hidden)
+    listing.notes.append(f"cpio offsets are in the {fmt}-decompressed payload")
+    _cpio(raw, raw.tell(), budget, listing)
+    return listing
+
+
+def _cpio(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> None:
+    pos = 0
+    while True:
+        head = _read(f, pos, 110)
+        if head[:6] not in (b"070701", b"070702"):
+            raise LimitHit("archive.unsupported", f"cpio format {head[:6]!r} (newc only)")
+        try:
+            values = {key: int(head[at : at + 8], 16) for key, at in CPIO}
+        except ValueError as exc:
+            raise MalformedArchive(f"cpio header at {pos}: {exc}") from exc
+        raw_name = _read(f, pos + 110, values["namesize"])[:-1]
+        data = (pos + 110 + values["namesize"] + 3) // 4 * 4
+        end = (data + values["size"] + 3) // 4 * 4
+        if raw_name == b"TRAILER!!!":
+            pos = end
+            break
+        budget.member(raw_name)
+        fields = {}
+        for key, at in CPIO:
+            width = 16 if key in ("device", "rdevice") else 8
+            kind = Kind.TIMESTAMP if key == "mtime" else Kind.METADATA
+            show = when(values[key]) if key == "mtime" else (
+                f"{values[key]:o}" if key == "mode" else None)  # fmt: skip
+            fields[key] = Field(head[at : at + width], pos + at, width, kind, show,
+                                values.get(key))  # fmt: skip
+        mode = values["mode"] & 0o170000
+        kind_name = {0o100000: "file", 0o040000: "dir", 0o120000: "symlink"}.get(mode, "other")
+        member = Member(decode_name(raw_name), kind_name, fields, pos,
+                        opener=_opener(f, data, values["size"]))  # fmt: skip
+        if kind_name == "symlink":
+            member.target = _read(f, data, values["size"]).decode("utf-8", "surrogateescape")
+        listing.members.append(member)
+        pos = end
+        if pos > size:
+            raise MalformedArchive("cpio member runs past the payload")
+    f.seek(pos)
+    rest = f.read(size - pos) if size > pos else b""
+    if rest.strip(b"\0"):
+        listing.hidden.append(Hidden(pos, len(rest), "data after the cpio trailer"))
