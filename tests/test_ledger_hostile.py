@@ -158,3 +158,26 @@ def test_identical_only_when_bytes_are(tmp_path: Path) -> None:
     flipped[-1] ^= 1
     copy.write_bytes(bytes(flipped))
     assert compare(a, copy).verdict is ArtifactVerdict.DIFFERENT
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"exec": [[0, 99]]},  # past the end
+        {"exec": [["0", 4]]},
+        {"structures": [[0, 4]]},  # no name
+        {"findings": [3]},
+        {"exec": None},
+    ],
+)
+def test_a_lying_parse_child_reply_is_unparsed(extra: dict[str, object]) -> None:
+    """The parent checks the child's exec spans, structures and findings like its regions."""
+    import json
+
+    from reprover.compare.isolation.worker import _decode
+
+    reply = {"format": "elf", "size": 8, "regions": [], "symbols": [], "notes": [],
+             "exec": [], "structures": [[0, 8, "elf.header"]], "findings": []}  # fmt: skip
+    assert isinstance(_decode(json.dumps(reply).encode()), dict)
+    reply.update(extra)
+    assert isinstance(_decode(json.dumps(reply).encode()), Unparsed)

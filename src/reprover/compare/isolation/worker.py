@@ -193,6 +193,7 @@ def _decode(raw: bytes) -> RegionMap | Unparsed:
     if not _valid(data):
         return Unparsed("parser returned a malformed reply")
     data["regions"] = [tuple(r) for r in data["regions"]]
+    data["structures"] = [tuple(r) for r in data["structures"]]
     data["symbols"] = [tuple(s) for s in data["symbols"]]
     return data  # type: ignore[no-any-return]
 
@@ -227,4 +228,29 @@ def _valid(data: Any) -> bool:
             for s in symbols
         )
         and all(isinstance(n, str) for n in notes)
+        and _valid_extras(data, size)
+    )
+
+
+def _valid_extras(data: dict[str, Any], size: int) -> bool:
+    """The executable spans, top-level structures and findings, each checked like regions."""
+    spans, structures, findings = data.get("exec"), data.get("structures"), data.get("findings")
+    if not (
+        isinstance(spans, list) and isinstance(structures, list) and isinstance(findings, list)
+    ):
+        return False
+
+    def span(item: Any, width: int) -> bool:
+        return (
+            isinstance(item, list)
+            and len(item) == width
+            and isinstance(item[0], int)
+            and isinstance(item[1], int)
+            and 0 <= item[0] < item[1] <= size
+        )
+
+    return (
+        all(span(x, 2) for x in spans)
+        and all(span(x, 3) and isinstance(x[2], str) for x in structures)
+        and all(isinstance(f, str) for f in findings)
     )
