@@ -389,3 +389,54 @@ def test_huge_build_log_is_bounded(
     assert len(text) < (1 << 20) + 200
     assert b"further bytes of build output dropped" in text
     shutil.rmtree(Path(log).parent)
+
+
+# --- #19.3: one snapshot of bytes for every check -------------------------------------------
+
+
+def test_release_swapped_between_comparison_and_in_toto_check_fails(tmp_path: Path) -> None:
+    """The vendor's links name a backdoored `scan` (B); the release shows the honest build (A)
+    while it is compared, then B while the in-toto check runs. Every check must see A."""
+    from conftest import make_repo
+    from intoto_chain import SOURCE, make_chain, record
+    from reprover.verify import Options, ProgressEvent, verify
+
+    chain = make_chain(tmp_path / "chain", dsse=True)
+    honest = (chain.release / "scan").read_bytes()
+    sign = chain.root / "sign"
+    shutil.rmtree(sign / "out")
+    (sign / "out").mkdir()
+    backdoored = sign / "out" / "scan"
+    backdoored.write_bytes(honest + b"backdoor")  # the layout lets `sign` modify the file
+    chain.link("sign", "signer").unlink()
+    record("sign", sign, chain.keys, "signer", chain.links, dsse=True, inputs="in")
+    repo = tmp_path / "repo"
+    commit = make_repo(repo, SOURCE)
+    manifest = tmp_path / "reprover.toml"
+    manifest.write_text(
+        f'[source]\nrepo = "repo"\ncommit = "{commit}"\n'
+        '[build]\ncommand = ["sh", "-c", "mkdir -p out && cc -O2 -o out/scan main.c"]\n'
+        'timeout = 120\n[release]\npath = "chain/release"\n'
+        '[in-toto]\nlayout = "chain/root.layout"\nlayout_keys = ["chain/keys/owner.pub.pem"]\n'
+        'links = "chain/links"\n'
+    )
+    swapped = []
+
+    def swap_before_in_toto(event: ProgressEvent) -> None:
+        if event.stage == "in-toto" and event.message and not swapped:
+            (chain.release / "scan").write_bytes(backdoored.read_bytes())
+            swapped.append(True)
+
+    report = verify(manifest, Options(), events=swap_before_in_toto)
+    assert swapped
+    assert [a.verdict.value for a in report.artifacts] == ["identical"]
+    assert report.artifacts[0].released is not None
+    assert report.artifacts[0].released.sha256 == hashlib.sha256(honest).hexdigest()
+    [check] = [c for c in report.checks if c.name == "in-toto"]
+    assert not check.passed
+    assert "scan" in " ".join(check.findings)
+    assert report.verdict.value == "fail"
+    # Had the in-toto check read the swapped file, it would have passed: B is the sign product.
+    again = verify(manifest, Options())
+    assert [a.verdict.value for a in again.artifacts] == ["different"]
+    assert [c.passed for c in again.checks if c.name == "in-toto"] == [True]
