@@ -6,7 +6,8 @@ tests; they live here and in the README.
 
     python scripts/bench.py                 # everything, 1 GiB pairs
     python scripts/bench.py --size-mib 256  # smaller pairs
-    python scripts/bench.py --only compare  # one section: compare, ledger, intoto, tlog, archives
+    python scripts/bench.py --only compare  # one section: compare, ledger, intoto, tlog,
+                                            # archives, sandbox
 
 Each command runs in its own process (warm page cache: every file is read once before timing);
 the figure is the best wall time of --repeat runs and the peak RSS of that process.
@@ -158,7 +159,8 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
-        "--only", choices=["compare", "bounded", "ledger", "intoto", "tlog", "archives"]
+        "--only",
+        choices=["compare", "bounded", "ledger", "intoto", "tlog", "archives", "sandbox"],
     )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
@@ -171,6 +173,7 @@ def main() -> int:
         ("intoto", "bench_intoto"),
         ("tlog", "bench_tlog"),
         ("archives", "bench_archives"),
+        ("sandbox", "bench_sandbox"),
     ):
         if args.only in (None, section):
             run = _optional(module)

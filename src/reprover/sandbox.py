@@ -23,6 +23,7 @@ Does not own: running the build, its log or its timeout (`reprover.build`).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -197,7 +198,7 @@ def find_isolation(*, network: bool, allow_network: bool, allow_weak: bool) -> I
     if shutil.which("bwrap"):
         for userns, label in ((_USERNS, "user, "), ((), "")):
             prefix = ("bwrap", *userns, *_STRONG, *net)
-            if _works([*prefix, *_toolchain_binds(), "--", "true"]):
+            if _works_cached((*prefix, *_toolchain_binds(), "--", "true")):
                 return Isolation(
                     "bwrap",
                     f"bubblewrap: new {label}pid, ipc, uts"
@@ -242,6 +243,12 @@ def find_isolation(*, network: bool, allow_network: bool, allow_weak: bool) -> I
         hint="install bubblewrap (or util-linux's unshare), allow user namespaces, or pass "
         "--allow-network to build with network (the report records it)",
     )
+
+
+@functools.cache
+def _works_cached(argv: tuple[str, ...]) -> bool:
+    """Whether `argv` runs here; asked once per process (a campaign verifies many manifests)."""
+    return _works(list(argv))
 
 
 def _works(argv: list[str]) -> bool:

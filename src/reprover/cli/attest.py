@@ -136,6 +136,11 @@ def write_attestation(
     if not subjects:
         subjects = _hash_release(spec)
     inputs = statement.inputs_from_manifest(spec, report, subjects)
+    seen = set(report.snapshot.values())
+    if report.snapshot and any(d["digest"]["sha256"] not in seen for d in inputs.inputs):
+        raise InconclusiveError(
+            "an in-toto layout or link changed during the verification; no attestation written"
+        )
     payload = statement.statement_bytes(statement.build_statement(report, inputs))
     if plan.signer is not None:
         data = dsse.sign_envelope(payload, [plan.signer])
