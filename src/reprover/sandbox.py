@@ -195,9 +195,9 @@ def find_isolation(*, network: bool, allow_network: bool, allow_weak: bool) -> I
     net = () if network else ("--unshare-net",)
     what = "" if network else ", no network"
     reason = "bubblewrap (bwrap) is not installed"
-    if shutil.which("bwrap"):
+    if bwrap := shutil.which("bwrap"):
         for userns, label in ((_USERNS, "user, "), ((), "")):
-            prefix = ("bwrap", *userns, *_STRONG, *net)
+            prefix = (bwrap, *userns, *_STRONG, *net)
             if _works_cached((*prefix, *_toolchain_binds(), "--", "true")):
                 return Isolation(
                     "bwrap",
@@ -247,7 +247,7 @@ def find_isolation(*, network: bool, allow_network: bool, allow_weak: bool) -> I
 
 @functools.cache
 def _works_cached(argv: tuple[str, ...]) -> bool:
-    """Whether `argv` runs here; asked once per process (a campaign verifies many manifests)."""
+    """Whether `argv` (its program by absolute path) runs here; asked once per process."""
     return _works(list(argv))
 
 
