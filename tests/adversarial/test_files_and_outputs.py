@@ -114,8 +114,38 @@ def test_missing_output_folders_are_created_by_every_command(tmp_path: Path, run
     assert run_cli("diff", a, a, "--report", f"json={tmp_path / 'r/2/out.json'}")[0] == 0
     assert run_cli("key", "new", "owner", "-d", tmp_path / "keys/deep")[0] == 0
     assert run_cli("layout", "init", "single-team", "-o", tmp_path / "specs/x.toml")[0] == 0
+    (tmp_path / "keys/deep/dev.pub.pem").write_bytes(
+        (tmp_path / "keys/deep/owner.pub.pem").read_bytes()
+    )
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'readme = "x"\nexpires_days = 30\n[functionaries]\ndev = "keys/deep/dev.pub.pem"\n'
+        '[[steps]]\nname = "build"\nfunctionaries = ["dev"]\nthreshold = 1\n'
+        'materials = ["DISALLOW *"]\nproducts = ["CREATE *", "DISALLOW *"]\n'
+    )
+    owner = tmp_path / "keys/deep/owner.pem"
+    code, _, err = run_cli("layout", "new", spec, "-o", tmp_path / "l/root.layout", "--key", owner)
+    assert code == 0, err
     for path in ("r/1/out.txt", "r/2/out.json", "keys/deep/owner.pem", "specs/x.toml"):
         assert (tmp_path / path).is_file(), path
+    assert (tmp_path / "l/root.layout").is_file()
+
+
+def test_verify_creates_the_folders_of_its_reports_and_attestation(
+    project: Project, run_cli: Cli
+) -> None:
+    target = project.root / "out" / "today"
+    code, _, err = run_cli(
+        "verify",
+        project.manifest(),
+        "-o", target / "r.txt",
+        "--report", f"junit={target / 'j' / 'junit.xml'}",
+        "--attest", target / "a" / "result.intoto.json",
+        "--attest-key", fx("leaf.key"),
+    )  # fmt: skip
+    assert code == 0, err
+    for name in ("r.txt", "j/junit.xml", "a/result.intoto.json"):
+        assert (target / name).is_file(), name
 
 
 def _runs_without_hanging(*argv: str | Path) -> subprocess.CompletedProcess[str]:

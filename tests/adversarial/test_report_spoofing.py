@@ -314,3 +314,15 @@ def test_look_alike_names_in_the_html_report_read_in_chromium(tmp_path: Path, ru
     assert "<bdi>\\u202eexe.nacs</bdi>" in dom and "<bdi>scan\\u200d.exe</bdi>" in dom
     assert dom.count("suspicious-name: mixed scripts (Cyrillic, Latin)") >= 1
     assert dom.count("suspicious-name: bidi controls") >= 1
+
+
+def test_undecodable_released_file_name_through_verify(project: Project, run_cli: Cli) -> None:
+    (project.release / os.fsdecode(b"\xff\xfe.exe")).write_bytes(b"not rebuilt")
+    for fmt in FORMATS:
+        code, out, err = run_cli("verify", project.manifest(), "--format", fmt)
+        assert code == 1, (fmt, err)  # missing from the rebuild: a failure, not a crash
+        if fmt == "json":
+            paths = [a["path"] for a in json.loads(out)["artifacts"]]
+            assert "\\xff\\xfe.exe" in paths
+        else:
+            assert "\\xff\\xfe.exe" in out, fmt

@@ -94,8 +94,6 @@ def prepare_attestation(args: argparse.Namespace) -> AttestPlan | None:
         return None
     if not key_path and not use_sigstore:
         raise InputError("--attest needs a way to sign: --attest-key KEY.pem or --attest-sigstore")
-    if not output.parent.is_dir() and str(output.parent):
-        raise InputError(f"folder {output.parent} for --attest does not exist")
     if key_path:
         passphrase = None
         if args.attest_passphrase_env:

@@ -14,7 +14,7 @@ from reprover.cli.campaign import add_campaign_options, cores, run_campaign, wan
 from reprover.cli.common import add_report_options, check_report_outputs, emit_report, err
 from reprover.cli.log import add_log_options, log_attestation, prepare_log
 from reprover.cli.progress import ProgressDisplay
-from reprover.errors import InconclusiveError, InputError
+from reprover.errors import Error, ExitCode, InputError
 from reprover.fsutil import regular_file
 from reprover.model import Manifest, Report
 from reprover.policy import policy_digest
@@ -101,6 +101,25 @@ def _inputs(spec: Manifest, args: argparse.Namespace) -> list[Path]:
     return paths
 
 
+def _stopped(spec: Manifest, options: Options, inputs: tuple[str, ...], exc: Exception) -> Report:
+    """The report of a run that stopped before deciding: inconclusive, with the reason."""
+    if isinstance(exc, Error):
+        reason, details = exc.message, exc.details
+    else:
+        reason, details = f"internal error: {type(exc).__name__}: {exc}", None
+    return Report(
+        command="verify",
+        artifacts=(),
+        manifest_sha256=spec.sha256,
+        policy=spec.policy,
+        policy_sha256=policy_digest(spec.policy),
+        strict=options.strict,
+        inputs=inputs,
+        inconclusive_reason=reason,
+        log_tail=details,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the verification and emit its report; an inconclusive run writes its reports too.
 
@@ -131,19 +150,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with ProgressDisplay(sys.stderr, quiet=args.quiet) as display:
             report = verify(path, options, display.message, events=display.event)
-    except InconclusiveError as exc:
-        stopped = Report(
-            command="verify",
-            artifacts=(),
-            manifest_sha256=spec.sha256,
-            policy=spec.policy,
-            policy_sha256=policy_digest(spec.policy),
-            strict=options.strict,
-            inputs=inputs,
-            inconclusive_reason=exc.message,
-            log_tail=exc.details,
-        )
-        emit_report(stopped, args)
+    except Exception as exc:
+        if isinstance(exc, Error) and exc.exit_code is not ExitCode.INCONCLUSIVE:
+            raise  # bad input (2) or a failed check (1): no report, the error says why
+        emit_report(_stopped(spec, options, inputs, exc), args)
         if attestation is not None:
             err("reprover: the verification was inconclusive; no attestation written")
         raise
