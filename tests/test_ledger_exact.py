@@ -231,3 +231,20 @@ def test_fixture_pairs_listed_bytes_match_alignment() -> None:
         rows = _listed(ledger_of(folder / "a", folder / "b"))
         if len(a) == len(b):
             assert _covered(rows) == {i for i in range(len(a)) if a[i] != b[i]}, folder.name
+
+
+def test_same_size_with_a_moved_section_is_exact_and_says_what_moved(tmp_path: Path) -> None:
+    """A section header that moves .comment: the ledger is still the one changed byte."""
+    import lief
+
+    src = FIXTURES / "elf-date" / "a"
+    elf = lief.ELF.parse(str(src))
+    index = next(i for i, s in enumerate(elf.sections) if s.name == ".comment")
+    at = elf.header.section_header_offset + 64 * index + 24  # sh_offset
+    data = bytearray(src.read_bytes())
+    data[at] ^= 0x08
+    a, b = _pair(tmp_path, src.read_bytes(), bytes(data))
+    ledger = ledger_of(a, b)
+    assert _covered(_listed(ledger)) == {at}
+    assert any("compared offset by offset" in n for n in ledger.notes)
+    assert any(n.startswith("elf.section[.comment]: aligned by name") for n in ledger.notes)

@@ -119,10 +119,11 @@ def label(
         if _layout(map_a) != _layout(map_b):
             notes.append(
                 "section offsets or sizes differ but the files have the same size: compared "
-                "offset by offset"
+                "offset by offset, so the ledger is exactly the differing bytes"
                 if size_a == size_b
                 else "the rebuilt file has no structure to align with: compared offset by offset"
             )
+            notes.extend(_moved_notes(align(map_a, map_b)))
         scan.offset_by_offset(size_a, size_b)
         symbols = map_a["symbols"]
     else:
@@ -171,22 +172,32 @@ def _fine(regions_map: RegionMap, exec_spans: list[tuple[int, int]]) -> list[Pie
     return out
 
 
-def _alignment_notes(map_a: RegionMap, map_b: RegionMap, pairs: list[Pair]) -> list[str]:
-    moved = [
+def _moved(pairs: list[Pair]) -> list[Pair]:
+    return [
         p
         for p in pairs
         if p.a_start is None or p.b_start is None or (p.a_start, p.a_end) != (p.b_start, p.b_end)
     ]
-    notes = [
-        f"sizes differ ({map_a['format']} {map_a['size']} bytes, {map_b['format']} "
-        f"{map_b['size']} bytes): top-level structures aligned by identity and compared byte "
-        f"for byte; offsets are in the released file; {len(pairs) - len(moved)} structures at "
-        f"the same place, {len(moved)} moved, resized or on one side only"
-    ]
-    notes.extend(describe(p) for p in moved[:MAX_ALIGN_NOTES])
+
+
+def _moved_notes(pairs: list[Pair]) -> list[str]:
+    """One note per structure that moved, changed size or is on one side only (bounded)."""
+    moved = _moved(pairs)
+    notes = [describe(p) for p in moved[:MAX_ALIGN_NOTES]]
     if len(moved) > MAX_ALIGN_NOTES:
         notes.append(f"... and {len(moved) - MAX_ALIGN_NOTES} more structures moved or resized")
     return notes
+
+
+def _alignment_notes(map_a: RegionMap, map_b: RegionMap, pairs: list[Pair]) -> list[str]:
+    moved = _moved(pairs)
+    return [
+        f"sizes differ ({map_a['format']} {map_a['size']} bytes, {map_b['format']} "
+        f"{map_b['size']} bytes): top-level structures aligned by identity and compared byte "
+        f"for byte; offsets are in the released file; {len(pairs) - len(moved)} structures at "
+        f"the same place, {len(moved)} moved, resized or on one side only",
+        *_moved_notes(pairs),
+    ]
 
 
 @dataclass
