@@ -83,6 +83,7 @@ def sign(
     flags: int = ADHOC,
     team: str | None = None,
     exec_seg_flags: int = 1,
+    exec_seg: tuple[int, int] | None = None,
     requirements: bytes | None = EMPTY_REQUIREMENTS,
     entitlements: bytes | None = None,
     entitlements_der: bytes | None = None,
@@ -92,7 +93,9 @@ def sign(
 ) -> bytes:
     """Re-sign `data` (thin, 64-bit, signature last) like `codesign -s -` or with a CMS signer.
 
-    `cms_sign(code_directory) -> DER` makes the CMS; without it the wrapper is empty (ad-hoc).
+    `cms_sign(code_directory) -> DER` makes the CMS; without it the wrapper is empty (ad-hoc);
+    with `cms=False` and `requirements=None` (and flags 0x20002) it writes what ld64 writes.
+    `exec_seg` is (base, limit), by default (0, the size of __TEXT).
     """
     lcs = _load_commands(data)
     dataoff = struct.unpack_from("<I", data, lcs["cs"] + 8)[0]
@@ -121,11 +124,11 @@ def sign(
     filesize = dataoff + size - fileoff
     vmsize = filesize if old_vm == old_file else (filesize + 0x3FFF) & ~0x3FFF
     struct.pack_into("<QQQ", out, link + 32, vmsize, fileoff, filesize)
-    text_size = struct.unpack_from("<Q", out, lcs["text"] + 48)[0]
+    seg_base, text_size = exec_seg or (0, struct.unpack_from("<Q", out, lcs["text"] + 48)[0])
     header = struct.pack(
         ">IIIIIIIIIBBBBIIIIQQQQ",
         CODEDIRECTORY, cd_len, 0x20400, flags, hash_offset, 88, n_special, n_code, dataoff,
-        32, 2, 0, page_log, 0, 0, 88 + len(ident) if team else 0, 0, 0, 0, text_size,
+        32, 2, 0, page_log, 0, 0, 88 + len(ident) if team else 0, 0, 0, seg_base, text_size,
         exec_seg_flags,
     )  # fmt: skip
     slots = b"".join(

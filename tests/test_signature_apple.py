@@ -164,3 +164,51 @@ def test_blob_layout_is_read_strictly(tmp_path: Path) -> None:
     bad.write_bytes(bytes(data))
     with pytest.raises(VerificationError, match=r"unknown blob|slot"):
         prove_macho_signature_only(bad, LINKED)
+
+
+def test_universal_with_an_unsigned_slice(tmp_path: Path) -> None:
+    """cryptography's universal2 wheel signs only its arm64 slice: the unsigned slice must be
+    the rebuilt slice byte for byte; at least one slice must be signed."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import macho_sign
+
+    x86 = fx("macho-unsigned").read_bytes()
+    arm = fx("macho-arm64").read_bytes()
+    signed_arm = macho_sign.sign(arm, identifier="engine", page_log=14)
+    released, rebuilt = tmp_path / "released", tmp_path / "rebuilt"
+    released.write_bytes(
+        macho_sign.fat([(macho_sign.CPU_X86_64, x86), (macho_sign.CPU_ARM64, signed_arm)])
+    )
+    rebuilt.write_bytes(macho_sign.fat([(macho_sign.CPU_X86_64, x86), (macho_sign.CPU_ARM64, arm)]))
+    proof = prove_macho_signature_only(released, rebuilt)
+    assert any("not signed, and byte-identical" in line for line in proof.findings())
+    assert sign_check(rebuilt, released) == 0
+    changed = bytearray(x86)
+    changed[0x1000] ^= 1
+    rebuilt.write_bytes(
+        macho_sign.fat([(macho_sign.CPU_X86_64, bytes(changed)), (macho_sign.CPU_ARM64, arm)])
+    )
+    with pytest.raises(VerificationError, match="unsigned slice at 0x4000 differs"):
+        prove_macho_signature_only(released, rebuilt)
+    both = macho_sign.fat([(macho_sign.CPU_X86_64, x86), (macho_sign.CPU_ARM64, x86)])
+    released.write_bytes(both)
+    rebuilt.write_bytes(both)
+    with pytest.raises(VerificationError, match="no slice is signed"):
+        prove_macho_signature_only(released, rebuilt)
+
+
+def test_realworld_counterpart_of_a_codesign_file_is_what_ld64_writes() -> None:
+    """scripts/realworld.py makes the unsigned counterpart of a real Mach-O by re-signing each
+    slice as ld64 would; on our own files that gives back ld64's bytes exactly."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+    import realworld
+
+    counterpart = realworld._linker_signed_slice(fx("macho-codesign").read_bytes())
+    linked = LINKED.read_bytes()
+    dataoff, _ = find_code_signature(linked, "ld64") or (0, 0)
+    assert counterpart[:dataoff] == linked[:dataoff]  # every byte but the signature blob
+    assert len(counterpart) == len(linked)

@@ -113,6 +113,8 @@ class SliceProof:
     def lines(self) -> tuple[str, ...]:
         """Report lines for this slice."""
         where = f"slice at {self.offset:#x}: " if self.offset else ""
+        if not self.pages:
+            return (f"{where}not signed, and byte-identical to the rebuilt slice",)
         seg = (
             "none"
             if self.exec_seg is None
@@ -145,7 +147,7 @@ class MachOSignatureProof:
 
     def summary(self) -> str:
         """One line: what was proven."""
-        first = self.slices[0]
+        first = next(s for s in self.slices if s.pages)
         count = f"{len(self.slices)} slices; " if len(self.slices) > 1 else ""
         kind = "ad-hoc " if all(s.signer is None for s in self.slices) else ""
         return (
@@ -451,9 +453,29 @@ def prove_macho_signature_only(
         )
     slices: list[SliceProof] = []
     for offset, rel_slice, reb_slice in pairs:
+        if len(pairs) > 1 and slice_layout(rel_slice, "released slice").dataoff < 0:
+            slices.append(_unsigned_slice(rel_slice, reb_slice, offset))
+            continue
         proof, slice_regions = _prove_slice(
             rel_slice, reb_slice, offset=offset, trusted=anchors, pins=pins, now=now
         )
         slices.append(proof)
         regions.extend(slice_regions)
+    if all(not s.pages for s in slices):
+        raise VerificationError("released file: no slice is signed")
     return MachOSignatureProof(tuple(slices), tuple(regions))
+
+
+def _unsigned_slice(rel: bytes, reb: bytes, offset: int) -> SliceProof:
+    """A slice a universal release left unsigned must be the rebuilt slice, byte for byte.
+
+    Raises:
+        VerificationError: it is not.
+    """
+    if rel != reb:
+        at = first_difference(rel, reb)
+        raise VerificationError(
+            f"the unsigned slice at {offset:#x} differs from the rebuilt slice: first differing "
+            f"byte at {at:#x} (file offset {offset + at:#x})"
+        )
+    return SliceProof(offset, "", None, 0, "none", 0, 0, None, "none", "none", None)
