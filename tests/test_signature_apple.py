@@ -212,3 +212,59 @@ def test_realworld_counterpart_of_a_codesign_file_is_what_ld64_writes() -> None:
     dataoff, _ = find_code_signature(linked, "ld64") or (0, 0)
     assert counterpart[:dataoff] == linked[:dataoff]  # every byte but the signature blob
     assert len(counterpart) == len(linked)
+
+
+MACHO_MAKEFILE = """\
+all: out/engine
+out/engine: macho.c
+\tmkdir -p out
+\tclang -target x86_64-apple-macos11 -ffreestanding -nostdlib -O1 -c macho.c -o out/macho.o
+\t/usr/lib/llvm-14/bin/ld64.lld -arch x86_64 -platform_version macos 11.0 11.0 -e _start \\
+\t  -adhoc_codesign -o out/engine out/macho.o
+\trm out/macho.o
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/lib/llvm-14/bin/ld64.lld").exists(), reason="needs ld64.lld")
+def test_verify_pins_entitlements_committed_in_the_source(tmp_path: Path) -> None:
+    """verify: the vendor signs its Mach-O with the entitlements committed in the source: pass;
+    the same release without the pin, or signed with an entitlement the source lacks: fail."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import macho_sign
+    from conftest import git, make_repo
+
+    plist = PLIST.read_text()
+    repo = tmp_path / "engine"
+    files = {"macho.c": fx("macho.c").read_text(), "Makefile": MACHO_MAKEFILE}
+    commit = make_repo(repo, {**files, "macos/engine.entitlements": plist})
+    vendor = tmp_path / "vendor"
+    git(tmp_path, "clone", "--quiet", "--no-local", str(repo), str(vendor))
+    subprocess.run(["make"], cwd=vendor, check=True, capture_output=True)
+    linked = (vendor / "out" / "engine").read_bytes()
+    release = tmp_path / "release"
+    release.mkdir()
+    der = macho_sign.der_entitlements({"com.apple.security.cs.allow-jit": True})
+    signed = macho_sign.sign(
+        linked, identifier="engine", entitlements=plist.encode(), entitlements_der=der
+    )
+    (release / "engine").write_bytes(signed)
+    body = (
+        f'[source]\nrepo = "engine"\ncommit = "{commit}"\n'
+        f'[build]\ncommand = ["make"]\npath = "{tmp_path / "build"}"\n'
+        '[release]\npath = "release"\n[policy]\nallow = ["signature"]\n'
+    )
+    manifest = tmp_path / "reprover.toml"
+    manifest.write_text(body + '[signature]\nentitlements = "macos/engine.entitlements"\n')
+    assert main(["verify", str(manifest), "-q"]) == 0
+    manifest.write_text(body)
+    assert main(["verify", str(manifest), "-q"]) == 1  # an entitlement nobody pinned
+    more = plist.replace("<dict>", "<dict>\n\t<key>com.apple.security.get-task-allow</key><true/>")
+    (release / "engine").write_bytes(
+        macho_sign.sign(linked, identifier="engine", entitlements=more.encode())
+    )
+    manifest.write_text(body + '[signature]\nentitlements = "macos/engine.entitlements"\n')
+    assert main(["verify", str(manifest), "-q"]) == 1  # the signer added one
