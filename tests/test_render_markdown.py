@@ -72,3 +72,27 @@ def test_long_region_lists_are_summarized_with_counts() -> None:
     text = render(report, "markdown").decode()
     hidden = len(diffs) - markdown.MAX_REGION_ROWS
     assert f"| {hidden:,} more regions | | | {hidden:,} |" in text
+
+
+def test_any_string_in_a_table_cell_renders_as_exactly_its_visible_form() -> None:
+    """GitHub's renderer (cmark-gfm) on 400 random hostile strings, one table: each cell is one
+    code span holding the string's visible form, and the table keeps its shape."""
+    import html
+    import random
+
+    from reprover.render.safe import visible
+
+    rng = random.Random(19)  # noqa: S311 - a fixed corpus, not a secret
+    alphabet = [*"`|\\ *_[]()<>!#&@:/.~-=+ab\n\x1b\u202e\u200b\u0430", "www.", "http://"]
+    names = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 14))) for _ in range(400)]
+    rows = [f"| {markdown.cell(name)} | z |" for name in names]
+    page = gfm.to_html("| name | z |\n| --- | --- |\n" + "\n".join(rows) + "\n")
+    cells = re.findall(r"<tr>\s*<td>(.*?)</td>\s*<td>z</td>\s*</tr>", page, re.S)
+    assert len(cells) == len(names)
+    for name, cell in zip(names, cells, strict=True):
+        match = re.fullmatch(r"<code>(.*)</code>", cell, re.S)
+        assert match is not None, (name, cell)
+        shown = html.unescape(match.group(1))
+        expected = visible(name)
+        assert shown == expected or (not expected.strip(" ") and shown.strip(" ") == ""), name
+        assert "<a " not in cell and "<img" not in cell

@@ -82,8 +82,8 @@ def md_code(text: str, *, in_table: bool = False) -> str:
     if not content:
         return "\u2014"
     fence = "`" * (max((len(m) for m in _BACKTICKS.findall(content)), default=0) + 1)
-    if content.startswith("`") or content.endswith("`") or content.strip(" ") == "":
-        content = f" {content} "
+    if content.strip(" ") and (content.startswith(("`", " ")) or content.endswith(("`", " "))):
+        content = f" {content} "  # CommonMark strips one space each side: only these two
     return f"{fence}{content}{fence}"
 
 
@@ -119,7 +119,7 @@ def _surrogates(text: str) -> str:
 
 def _script(ch: str) -> str | None:
     """The script of a letter, from its Unicode name (LATIN, CYRILLIC, GREEK, ...)."""
-    if not unicodedata.category(ch).startswith("L"):
+    if not unicodedata.category(ch).startswith("L") or ch in INVISIBLE:
         return None
     try:
         first = unicodedata.name(ch).split()[0]
@@ -133,7 +133,8 @@ def suspicious(name: str) -> tuple[str, ...]:
 
     Reasons: `undecodable bytes`, `control characters`, `bidi controls`, `invisible
     characters` (format characters, fillers, spaces other than U+0020), `mixed scripts (...)`
-    (letters from more than one script in one path component, such as Latin and Cyrillic).
+    (letters from more than one script in one word, such as Latin and Cyrillic in
+    `sc\\u0430n`).
 
     The script is read from each letter's Unicode name: the standard library has no script
     property, and a dependency for one flag would weigh more than these lines.
@@ -156,8 +157,8 @@ def suspicious(name: str) -> tuple[str, ...]:
     ):
         reasons.append("invisible characters")
     mixed: set[str] = set()
-    for part in re.split(r"[/!\\]", name):
-        scripts = {s for s in map(_script, part) if s is not None}
+    for word in re.findall(r"[^\W\d_]+", name):  # each run of letters, so not `<cyrillic>.exe`
+        scripts = {s for s in map(_script, word) if s is not None}
         if len(scripts) > 1:
             mixed |= scripts
     if mixed:
