@@ -16,7 +16,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +49,13 @@ class Outputs:
 
 
 def take(
-    checkout: Path, output: str, names: Sequence[str] | None, dest: Path, *, list_others: bool
+    checkout: Path,
+    output: str,
+    names: Sequence[str] | None,
+    dest: Path,
+    *,
+    list_others: bool,
+    limits: Mapping[str, int] | None = None,
 ) -> Outputs:
     """Take the rebuilt artifacts `names` from `checkout/output` into `dest` (a new folder).
 
@@ -57,14 +63,15 @@ def take(
     With `names` None, every file under the output folder is taken, or refused with the
     reason when it is not a regular file of its own (for a single file: under its own name).
     With `list_others`, every other regular file under the output folder is hashed (read
-    through the same descriptors) and listed in `unexpected`.
+    through the same descriptors) and listed in `unexpected`. `limits` caps the size of a
+    named artifact: a larger one is refused unread (a sparse terabyte must not fill the disk).
     """
     found = Outputs()
     dest.mkdir(mode=0o700)
     try:
         with _open_dir(checkout) as root, _walk(root, output, last_may_be_file=True) as top:
             if not stat.S_ISDIR(os.fstat(top).st_mode):
-                _take_single(found, names or [Path(output).name], top, dest, output)
+                _take_single(found, names or [Path(output).name], top, dest, output, limits=limits)
                 return found
             everything = list(_entries(top, ""))
             if names is None:
@@ -72,7 +79,7 @@ def take(
             for name in names:
                 try:
                     with _walk(top, name) as fd:
-                        _take_one(found, name, fd, dest, f"{output}/{name}")
+                        _take_one(found, name, fd, dest, f"{output}/{name}", limits=limits)
                 except RefusedError as exc:
                     found.refused[name] = str(exc)
                 except OSError as exc:
@@ -89,14 +96,30 @@ def take(
     return found
 
 
-def _take_single(found: Outputs, names: Sequence[str], fd: int, dest: Path, output: str) -> None:
+def _take_single(
+    found: Outputs,
+    names: Sequence[str],
+    fd: int,
+    dest: Path,
+    output: str,
+    *,
+    limits: Mapping[str, int] | None,
+) -> None:
     if len(names) != 1:
         raise RefusedError(f"the output {output} is a file, but several artifacts are named")
-    _take_one(found, names[0], fd, dest, output)
+    _take_one(found, names[0], fd, dest, output, limits=limits)
 
 
-def _take_one(found: Outputs, name: str, fd: int, dest: Path, shown: str) -> None:
+def _take_one(
+    found: Outputs, name: str, fd: int, dest: Path, shown: str, *, limits: Mapping[str, int] | None
+) -> None:
     info = os.fstat(fd)
+    limit = (limits or {}).get(name)
+    if limit is not None and info.st_size > limit:
+        raise RefusedError(
+            f"rebuilt {shown} is {info.st_size} bytes, more than the {limit} this release allows "
+            "(4 times the released file plus 64 MiB); not read"
+        )
     if not stat.S_ISREG(info.st_mode):
         raise RefusedError(f"rebuilt {shown} is {_kind(info.st_mode)}, not a regular file")
     if info.st_nlink != 1:

@@ -125,13 +125,14 @@ def prepare(
     pure = PurePosixPath(build_path)
     if (
         len(pure.parts) < 2
+        or any(part in (".", "..") for part in str(pure).split("/"))
         or pure in (PurePosixPath("/tmp"), PurePosixPath(SANDBOX_HOME))  # noqa: S108
         or any(pure == PurePosixPath(d) or PurePosixPath(d) in pure.parents for d in (
             *FORBIDDEN_BUILD_PATHS, *TOOLCHAIN_DIRS, SANDBOX_HOME))
     ):  # fmt: skip
         raise InputError(
-            f"build path {build_path} is not allowed: it must not be /, /tmp or lie inside a "
-            "toolchain or system folder",
+            f"build path {build_path} is not allowed: it must not be /, /tmp, hold '..' or lie "
+            "inside a toolchain or system folder",
             hint="use a path such as /tmp/reprover-build or /build/<name>",
         )
     if isolation.kind == "bwrap":

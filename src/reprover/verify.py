@@ -132,7 +132,13 @@ def verify(
         snap = snapshot.take(spec, originals, work / "snapshot", on_bytes=_bytes_events(events))
         names = list(snap.released)
         with rebuilt_source(
-            snap.manifest, options, progress, checks, events=events, work=work, names=names
+            snap.manifest,
+            options,
+            progress,
+            checks,
+            events=events,
+            work=work,
+            released=snap.digests,
         ) as rebuild:
             if rebuild is None:
                 report = _report(spec, options, unlisted, checks, None, None, snap.inputs)
@@ -179,12 +185,12 @@ def rebuilt_source(
     *,
     events: Events | None = None,
     work: Path | None = None,
-    names: list[str] | None = None,
+    released: dict[str, Digest] | None = None,
 ) -> Iterator[Rebuild | None]:
     """Steps 3 to 5: pin the source, rebuild it, take its outputs; None if the source failed.
 
     Everything happens in `work` (a private folder; a new one, removed afterwards unless
-    `options.keep_build`, when not given). `names` are the artifacts to take from the output
+    `options.keep_build`, when not given). `released` names the artifacts to take from the output
     folder; when None, every regular file in it is taken.
 
     Raises:
@@ -193,7 +199,7 @@ def rebuilt_source(
     if work is None:
         with workarea.private_folder("reprover-run-", keep=options.keep_build) as folder:
             with rebuilt_source(
-                spec, options, progress, checks, events=events, work=folder, names=names
+                spec, options, progress, checks, events=events, work=folder, released=released
             ) as rebuild:
                 yield rebuild
             return
@@ -238,7 +244,11 @@ def rebuilt_source(
     )
     info = replace(info, weak_isolation=not isolation.strong)
     progress(f"build log: {info.log_path}")
-    taken = outputs.take(checkout, spec.recipe.output, names, work / "rebuilt", list_others=True)
+    limits = {n: 4 * d.size + (64 << 20) for n, d in (released or {}).items()}
+    names = list(released) if released is not None else None
+    taken = outputs.take(
+        checkout, spec.recipe.output, names, work / "rebuilt", list_others=True, limits=limits
+    )
     if options.keep_build:
         progress(f"the checkout and outputs are kept in {work}")
     yield Rebuild(pin, info, checkout, taken, pins)

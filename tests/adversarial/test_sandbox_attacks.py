@@ -374,6 +374,16 @@ def test_fifo_as_an_artifact_is_refused(hostile: Hostile) -> None:
     assert any("FIFO" in note for note in artifact["notes"])
 
 
+def test_sparse_terabyte_artifact_is_refused_unread(hostile: Hostile) -> None:
+    """A 1 TiB sparse output costs the build nothing; reading and copying it would fill a disk."""
+    hostile.create("make && truncate -s 1T out/hello\n")
+    code, out, _ = hostile.cli("verify", hostile.manifest(), "--format", "json")
+    assert code == 1
+    [artifact] = _json(out)["artifacts"]
+    assert artifact["verdict"] == "missing"
+    assert any("1099511627776 bytes" in note and "not read" in note for note in artifact["notes"])
+
+
 def test_huge_build_log_is_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

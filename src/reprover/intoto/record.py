@@ -118,7 +118,17 @@ def _git(checkout: Path, *args: str) -> str:
     }
     try:
         done = subprocess.run(
-            ["git", "-c", "core.quotepath=off", *args],
+            # hooks and fsmonitor off: the checkout was writable by the build (its .git is not)
+            [
+                "git",
+                "-c",
+                "core.quotepath=off",
+                "-c",
+                "core.fsmonitor=false",
+                "-c",
+                "core.hooksPath=/dev/null",
+                *args,
+            ],
             cwd=checkout,
             env=env,
             capture_output=True,
