@@ -241,3 +241,32 @@ def test_a_changed_gap_byte_is_one_byte_with_old_and_new_value(
     assert diff["region"].startswith("elf.gap[after ") and diff["kind"] == "data"
     assert diff["detail"] == f"c8 -> {old:02x}"  # released -> rebuilt
     assert "grew" not in json.dumps(artifact) and "shrank" not in json.dumps(artifact)
+
+
+def test_debug_section_header_over_data_is_refused(tmp_path: Path, run_cli: Cli) -> None:
+    """`.comment` renamed `.debug_c` and pointed at `.rodata`: its bytes are never debug-info."""
+    src = Path(__file__).parent.parent / "fixtures" / "ledger" / "elf-date" / "a"
+    elf = lief.ELF.parse(str(src))
+    data = bytearray(src.read_bytes())
+    sections = list(elf.sections)
+    comment = next(i for i, s in enumerate(sections) if s.name == ".comment")
+    rodata = elf.get_section(".rodata")
+    header = elf.header.section_header_offset + 64 * comment
+    name_idx = int.from_bytes(data[header : header + 4], "little")  # sh_name
+    names = sections[elf.header.section_name_table_idx].offset + name_idx
+    assert data[names : names + 8] == b".comment"
+    data[names : names + 8] = b".debug_c"
+    data[header + 24 : header + 40] = rodata.offset.to_bytes(8, "little") + rodata.size.to_bytes(
+        8, "little"
+    )
+    crafted = tmp_path / "rebuilt"
+    crafted.write_bytes(bytes(data))
+    at = rodata.offset + rodata.size // 2
+    data[at] ^= 0x01  # the vendor's release changes a byte of the data
+    released = tmp_path / "released"
+    released.write_bytes(bytes(data))
+    artifact = _diff(tmp_path, released, crafted, run_cli, ["debug-info"])
+    [diff] = artifact["differences"]  # type: ignore[misc]
+    assert diff["offset"] == at and not diff["allowed"]
+    notes = artifact["notes"]
+    assert any(n.startswith("overlapping-structure:") for n in notes)  # type: ignore[attr-defined]

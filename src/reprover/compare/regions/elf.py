@@ -108,7 +108,7 @@ def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0912, PLR0915 - 
         region = f"elf.section[{name}]"
         kind = _section_kind(name, stype, flags)
         if flags & SHF_EXECINSTR:
-            out.executable(sec.offset, sec.size)
+            out.executable(sec.offset, sec.size, section=True)
         if kind is Kind.DEBUG_INFO and _loaded(loaded, sec.offset, sec.size, flags):
             out.finding(f"{region} is named like debug info but the loader maps it; not granted")
             kind = Kind.DATA

@@ -150,7 +150,7 @@ def _segment(  # noqa: PLR0917 - private helper sharing the walk state of _slice
             continue  # zerofill sections have no file bytes
         region = f"{p}.section[{label}]"
         if int(sec.flags) & S_ATTR_INSTRUCTIONS or sec.name in ("__text", "__stubs"):
-            out.executable(base + sec.offset, sec.size)
+            out.executable(base + sec.offset, sec.size, section=True)
             out.structure(base + sec.offset, sec.size, region, Kind.CODE)
         elif seg.name == "__DWARF":
             out.grant(base + sec.offset, sec.size, region, Kind.DEBUG_INFO, SELF)

@@ -88,6 +88,7 @@ class RegionBuilder:
         self.findings: list[str] = []
         self.structures: list[tuple[int, int, str]] = []
         self.exec_spans: list[tuple[int, int]] = []
+        self.exec_sections: list[tuple[int, int]] = []
         self.plain_spans: list[tuple[int, int]] = []
         self.grants: list[tuple[int, str | None]] = []  # (region index, owner structure)
         self._dropped = 0
@@ -136,10 +137,15 @@ class RegionBuilder:
         self.grants.append((len(self.regions) - 1, owner))
         return True
 
-    def executable(self, start: int, length: int) -> None:
-        """Record that the loader maps [start, start+length) executable."""
+    def executable(self, start: int, length: int, *, section: bool = False) -> None:
+        """Record that the loader maps [start, start+length) executable.
+
+        A segment's span (`section=False`) loses the headers `not_executable` names; an
+        executable section's bytes are code wherever they lie.
+        """
         if length > 0 and start >= 0:
-            self.exec_spans.append((start, min(start + length, self.size)))
+            span = (start, min(start + length, self.size))
+            (self.exec_sections if section else self.exec_spans).append(span)
 
     def not_executable(self, start: int, length: int) -> None:
         """Exclude the file header, program headers or load commands from `executable` spans."""
@@ -175,7 +181,8 @@ class RegionBuilder:
         """
         if self._dropped:
             self.note(f"{self._dropped} regions beyond the limit of {MAX_REGIONS} were not mapped")
-        exec_spans = subtract(union(self.exec_spans), union(self.plain_spans))
+        segments = subtract(union(self.exec_spans), union(self.plain_spans))
+        exec_spans = union(segments + self.exec_sections)
         overlapping = self._check_structures()
         self._check_grants(exec_spans, overlapping)
         self._gaps(exec_spans)

@@ -196,7 +196,7 @@ def _section_table(  # noqa: PLR0917 - private helper sharing the walk state of 
         if not rawptr or not rawsize:
             continue
         if chars & (SCN_CNT_CODE | SCN_MEM_EXECUTE):  # the flags, whatever the name says
-            out.executable(rawptr, rawsize)
+            out.executable(rawptr, rawsize, section=True)
             out.structure(rawptr, rawsize, f"pe.section[{name}]", Kind.CODE)
         elif name.startswith((".debug", ".zdebug")):
             out.grant(rawptr, rawsize, f"pe.section[{name}]", Kind.DEBUG_INFO, SELF)
