@@ -118,7 +118,7 @@ def run(
             raise BuildError(
                 f"the build exceeded its timeout of {recipe.timeout} s and was killed",
                 hint=f"raise [build] timeout if it needs longer; full log: {log_path}",
-                details=_tail(log_path),
+                details=f"full log: {log_path}\n{_tail(log_path)}",
             ) from None
         except BaseException:
             _kill_group(process)
@@ -134,7 +134,7 @@ def run(
         raise BuildError(
             f"the build failed with exit code {code}{network_note}",
             hint=f"full log: {log_path}",
-            details=_tail(log_path),
+            details=f"full log: {log_path}\n{_tail(log_path)}",
         )
     return BuildInfo(
         command=recipe.command,

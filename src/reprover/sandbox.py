@@ -8,8 +8,8 @@ starts from an empty root and shows the build only:
 
 - the toolchain, read-only: `/usr`, the `/bin`, `/sbin`, `/lib*` links or folders, and a short
   list of `/etc` entries compilers and interpreters read (`ETC_ENTRIES`);
-- its own `/proc` (its pid namespace only: no other process, no `/proc/<pid>/root` way out),
-  a minimal `/dev`, a private size-limited `/tmp` holding its HOME;
+- its own `/proc` (its pid namespace only: no other process, no `/proc/<pid>/root` way out;
+  `/proc/sys` read-only), a minimal `/dev`, a private size-limited `/tmp` holding its HOME;
 - its checkout, writable, bound at the fixed build path (the host folder is private to this
   run, so two runs never collide and nobody can plant anything at the build path).
 
@@ -83,7 +83,9 @@ class Sandbox:
         return [
             *self.isolation.prefix,
             *_toolchain_binds(),
-            "--proc", "/proc", "--dev", "/dev",
+            # /proc/sys read-only: kernel settings are checked by file mode, and a build run by
+            # root would otherwise own them without any capability (core_pattern: an escape)
+            "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys", "--dev", "/dev",
             "--size", str(TMP_SIZE), "--tmpfs", "/tmp",  # noqa: S108 - the sandbox's own
             "--dir", SANDBOX_HOME,
             "--bind", str(self.checkout), str(self.build_path),

@@ -156,6 +156,20 @@ def test_proc_root_of_other_processes_is_out_of_reach(hostile: Hostile) -> None:
     assert _json(out)["snapshot"] == {"signature: ca.pem": hashlib.sha256(original).hexdigest()}
 
 
+def test_root_cannot_change_kernel_settings(hostile: Hostile) -> None:
+    """Sysctls are guarded by file mode only: root without capabilities could still set
+    `kernel.core_pattern` (a program run as root outside on the next crash). The build writes
+    back the value it read, so a failed defence changes nothing but fails the test."""
+    hostile.create(
+        "v=$(cat /proc/sys/kernel/core_pattern)\n"
+        'if printf \'%s\\n\' "$v" > /proc/sys/kernel/core_pattern; then exit 42; fi\n'
+        "if echo h > /proc/sysrq-trigger; then exit 43; fi\n"
+        "make\n"
+    )
+    code, _, err = hostile.cli("verify", hostile.manifest())
+    assert code == 0, err
+
+
 def test_trust_inputs_are_read_before_the_build(hostile: Hostile) -> None:
     """Under weak isolation the build can overwrite the pinned CA: the verdict never reads it."""
     ca = hostile.root / "ca.pem"
