@@ -162,7 +162,7 @@ def test_root_cannot_change_kernel_settings(hostile: Hostile) -> None:
     back the value it read, so a failed defence changes nothing but fails the test."""
     hostile.create(
         "v=$(cat /proc/sys/kernel/core_pattern)\n"
-        'if printf \'%s\\n\' "$v" > /proc/sys/kernel/core_pattern; then exit 42; fi\n'
+        "if printf '%s\\n' \"$v\" > /proc/sys/kernel/core_pattern; then exit 42; fi\n"
         "if echo h > /proc/sysrq-trigger; then exit 43; fi\n"
         "make\n"
     )
