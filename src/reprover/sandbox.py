@@ -15,7 +15,8 @@ starts from an empty root and shows the build only:
 
 Everything else is absent: the release, the manifest's folder, the user's home, the verifier's
 trust files and working folder, the host's `/tmp`, `/run`, `/var`, `/opt`. Where one of those
-lies inside a toolchain folder, an empty tmpfs (or /dev/null) is mounted over it.
+lies inside a toolchain folder, an empty tmpfs (or /dev/null) is mounted over it, as over
+`/etc/ssl/private` (a build run by root keeps root's file access, not its capabilities).
 Where bubblewrap cannot run, the weak fallbacks (`unshare`, or nothing) are used only when the
 user accepts weak isolation; their reports say so.
 Does not own: running the build, its log or its timeout (`reprover.build`).
@@ -39,6 +40,7 @@ ETC_ENTRIES = (
     "resolv.conf", "ssl", "ca-certificates", "ca-certificates.conf", "perl", "mime.types",
     "os-release", "debian_version", "gcrypt", "java-17-openjdk", "java-21-openjdk",
 )  # fmt: skip
+PRIVATE_SYSTEM_PATHS = ("/etc/ssl/private",)  # inside shown folders, readable by root alone
 SANDBOX_HOME = "/tmp/reprover-home"  # noqa: S108 - inside the sandbox's private /tmp
 TMP_SIZE = 4 << 30  # bytes of the sandbox's /tmp (a tmpfs: memory), against a build filling it
 FORBIDDEN_BUILD_PATHS = ("/usr", "/etc", "/proc", "/dev", "/bin", "/sbin", "/lib")
@@ -90,7 +92,7 @@ class Sandbox:
             "--dir", SANDBOX_HOME,
             "--bind", str(self.checkout), str(self.build_path),
             *self._git_read_only(),
-            *_overlays(self.hidden),
+            *_overlays((*self.hidden, *(Path(p) for p in PRIVATE_SYSTEM_PATHS))),
             "--chdir", str(self.build_path),
             "--", *command,
         ]  # fmt: skip

@@ -170,6 +170,19 @@ def test_root_cannot_change_kernel_settings(hostile: Hostile) -> None:
     assert code == 0, err
 
 
+def test_root_only_system_files_stay_hidden(hostile: Hostile) -> None:
+    """As root the build keeps root's file access: TLS private keys under /etc/ssl must not
+    be readable (a `reprover rebuild` would publish what the build embeds)."""
+    hostile.create(
+        'if [ -n "$(ls -A /etc/ssl/private 2>/dev/null)" ]; then exit 42; fi\n'
+        "if [ -r /etc/shadow ]; then exit 43; fi\n"
+        "if [ -e /etc/ssl/private ] && ! grep -q ' /etc/ssl/private tmpfs ' /proc/self/mounts\n"
+        "then exit 44; fi\nmake\n"
+    )
+    code, _, err = hostile.cli("verify", hostile.manifest())
+    assert code == 0, err
+
+
 def test_trust_inputs_are_read_before_the_build(hostile: Hostile) -> None:
     """Under weak isolation the build can overwrite the pinned CA: the verdict never reads it."""
     ca = hostile.root / "ca.pem"
