@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def scene(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-def statement_for(report: Report, *, commit: str = COMMIT, subjects: list[Path] = ()) -> bytes:  # type: ignore[assignment]
+def statement_for(report: Report, *, commit: str = COMMIT, subjects: Sequence[Path] = ()) -> bytes:
     inputs = statement.StatementInputs(
         subjects={p.name: digest_of(p) for p in subjects} or statement.released_subjects(report),
         recipe=Recipe(command=("make",)),

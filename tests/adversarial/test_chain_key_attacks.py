@@ -39,7 +39,7 @@ def alias_signer(chain: Chain, role: str, keyid: str, public: dict[str, Any]) ->
     """The role's private key, signing under another keyid (what its holder can always do)."""
     private = serialization.load_pem_private_key(chain.key(role).read_bytes(), password=None)
     alias = SSlibKey(keyid, public["keytype"], public["scheme"], dict(public["keyval"]))
-    return CryptoSigner(private, public_key=alias)  # type: ignore[arg-type]
+    return CryptoSigner(private, public_key=alias)
 
 
 def record(chain: Chain, step: str, folder: str, with_signer: Any) -> None:
