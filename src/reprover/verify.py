@@ -319,11 +319,11 @@ def unverified_results(
 
     With `[[artifact]]`, every other file under the release folder is `unlisted` (which
     fails), unless a `[release] ignore` pattern matches it; ignored files (in either mode) are
-    listed with their digests in a passed `release-ignored` check. Symbolic links are named,
-    never followed.
+    listed with their digests in a passed `release-ignored` check. The folder is listed as
+    everywhere (`_release_files`): symlinks followed only inside it.
 
     Raises:
-        InputError: a file cannot be read.
+        InputError: a file cannot be read, or the folder holds what `_release_files` refuses.
     """
     if not spec.release.is_dir():
         return (), None
@@ -338,26 +338,16 @@ def unverified_results(
         elif spec.artifacts:
             unlisted.append(name)
     paths = {n: spec.release / n for n in [*unlisted, *ignored]}
-    digests = hash_files([p for p in paths.values() if not p.is_symlink()])
+    digests = hash_files(list(paths.values()))
+    note = "released but not listed in [[artifact]] nor matched by [release] ignore"
     results = tuple(
-        ArtifactResult(
-            name,
-            ArtifactVerdict.UNLISTED,
-            digests.get(paths[name]),
-            None,
-            notes=(
-                "released but not listed in [[artifact]] nor matched by [release] ignore"
-                + ("; a symbolic link, not followed" if paths[name].is_symlink() else ""),
-            ),
-        )
+        ArtifactResult(name, ArtifactVerdict.UNLISTED, digests[paths[name]], None, notes=(note,))
         for name in unlisted
     )
     if not ignored:
         return results, None
     findings = tuple(
-        f"{name}: symbolic link, not followed"
-        if (digest := digests.get(paths[name])) is None
-        else f"{name}: sha256 {digest.sha256}, {digest.size} bytes"
+        f"{name}: sha256 {digests[paths[name]].sha256}, {digests[paths[name]].size} bytes"
         for name in ignored
     )
     check = CheckResult(

@@ -181,7 +181,7 @@ def test_one_key_with_keyids_in_lower_and_upper_case_counts_once(
         "--threshold", "2",
     )  # fmt: skip
     assert code == 1, out + err
-    assert "only 1 distinct trusted signer(s) agree, 2 required" in err
+    assert "only 1 distinct trusted signer(s) agree, 2 required" in out + err
 
 
 def test_one_key_under_two_keyids_is_one_signer_in_the_library(scene: dict[str, Path]) -> None:
