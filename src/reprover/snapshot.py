@@ -2,12 +2,12 @@
 
 Owns: copying into the run's private folder, and hashing as copied, every input the verdict
 depends on besides the rebuilt outputs: the released files, `[signature] trusted`, the in-toto
-layout, its keys and links, and the commit signer pins (`allowed_signers`, `gpg_keyring`). The
-manifest and policy are already in memory (`reprover.manifest.load` reads the file once). The
-snapshot hands back a manifest whose paths name the private copies, so that every later step
-(ledger, signature proofs, in-toto, attestation subjects) reads the very bytes that were
-hashed, never the original path again; and it can prove afterwards that the copies did not
-change (`changed`).
+layout, its keys, links and the verifier's inspection tools, and the commit signer pins
+(`allowed_signers`, `gpg_keyring`). The manifest and policy are already in memory
+(`reprover.manifest.load` reads the file once). The snapshot hands back a manifest whose paths
+name the private copies, so that every later step (ledger, signature proofs, in-toto,
+attestation subjects) reads the very bytes that were hashed, never the original path again;
+and it can prove afterwards that the copies did not change (`changed`).
 Does not own: the private folder itself (`reprover.workarea`) or what the inputs mean.
 
 Why copies rather than bytes in memory: the in-toto library, the LIEF worker and git read
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from reprover.digest import hash_file, snapshot_files
 from reprover.errors import InputError
+from reprover.fsutil import list_folder
 from reprover.model import CheckResult, Digest, Manifest
 
 
@@ -114,6 +115,9 @@ def take(
             layout=copy_all("in-toto layout", [intoto.layout])[0],
             layout_keys=copy_all("in-toto layout key", intoto.layout_keys),
             links=_copy_links(intoto.links, folder / "trust" / "links", copy),
+            inspection_tools=_copy_tools(
+                intoto.inspection_tools, folder / "trust" / "inspection-tools", copy
+            ),
         )
     manifest = replace(spec, policy=policy, source=source, intoto=intoto)
     return Snapshot(
@@ -144,6 +148,24 @@ def _copy_links(links: Path, dest: Path, copy: Callable[[str, Path, Path], Path]
     for entry in entries:
         if entry.is_file():
             copy("in-toto link", entry, dest / entry.name)
+    return dest
+
+
+def _copy_tools(
+    tools: Path | None, dest: Path, copy: Callable[[str, Path, Path], Path]
+) -> Path | None:
+    """Copy the verifier's inspection tools folder (every file, modes kept) before the build.
+
+    Raises:
+        InputError: the folder cannot be listed, or holds what `list_folder` refuses.
+    """
+    if tools is None:
+        return None
+    if not tools.is_dir():
+        raise InputError(f"[in-toto] inspection_tools {tools} is not a folder")
+    dest.mkdir(parents=True, mode=0o700)
+    for name, path in list_folder(tools, what="inspection tool").items():
+        copy("in-toto inspection tool", path, dest / name).chmod(path.stat().st_mode & 0o755)
     return dest
 
 
