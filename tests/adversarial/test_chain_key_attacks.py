@@ -191,3 +191,18 @@ def test_no_sign_or_build_step_needs_a_release_step(chain: Chain, run_cli: Cli) 
     assert code == 2, text
     assert "the layout has neither a 'sign' nor a 'build' step" in text
     assert "--release-step" in text
+
+
+def test_link_file_named_with_its_keyid_in_upper_case(chain: Chain, run_cli: Cli) -> None:
+    """in-toto looks for exactly `STEP.{keyid:.8}.link`: another spelling is not that link."""
+    link = chain.link("sign", "signer")
+    upper = chain.keyids["signer"][:8].upper()
+    if upper == chain.keyids["signer"][:8]:
+        pytest.skip("this run's key prefix has no letters, so no other spelling")
+    link.rename(link.with_name(f"sign.{upper}.link"))
+    code, text = layout_verify(run_cli, chain)
+    assert code == 1, text
+    assert (
+        f"its file name names no key of the step: in-toto reads it only as "
+        f"{link.name} [misnamed-link]"
+    ) in text

@@ -140,11 +140,15 @@ def _why_not_valid(
     actual = [k for k in sig_keyids if k in layout.keys and signature_ok(loaded, layout.keys[k])]
     if actual:
         signer = actual[0]
-        if signer in step.pubkeys:
-            named = claimed[0][:8] if claimed else "an unlisted key"
+        if signer in step.pubkeys and not claimed:
             return (
-                f"signed by key {signer[:8]} but filed as the link of {named}: the same key "
-                f"cannot provide two links toward threshold {step.threshold} [same-key-twice]"
+                f"signed by key {signer[:8]}, but its file name names no key of the step: "
+                f"in-toto reads it only as {step.name}.{signer[:8]}.link [misnamed-link]"
+            )
+        if signer in step.pubkeys:
+            return (
+                f"signed by key {signer[:8]} but filed as the link of {claimed[0][:8]}: the same "
+                f"key cannot provide two links toward threshold {step.threshold} [same-key-twice]"
             )
         where = roles.get(signer)
         role = f" (authorized for step(s) {', '.join(where)})" if where else ""
