@@ -194,3 +194,14 @@ def flip_code_byte(pe: bytes, at: int = 16) -> bytes:
             out[raw_ptr + at] ^= 0xFF
             return bytes(out)
     raise AssertionError("no executable section")
+
+
+def sign_msi(unsigned: Path, signed: Path, *, signer: str = "leaf") -> Path:
+    """`unsigned` signed by osslsigncode with a fixture key (`leaf` or `other-leaf`)."""
+    import subprocess
+
+    keys = FIXTURES / "signature"
+    subprocess.run(["osslsigncode", "sign", "-certs", str(keys / f"{signer}.pem"), "-key",
+                    str(keys / f"{signer}.key"), "-in", str(unsigned), "-out", str(signed)],
+                   check=True, capture_output=True)  # fmt: skip
+    return signed

@@ -27,6 +27,7 @@ from archive_support import (
     patch_local_name,
     regions,
     report,
+    sign_msi,
     write_msi,
     write_tar,
     write_zip,
@@ -257,3 +258,26 @@ def test_backdoored_dll_inside_msi_inside_zip(tmp_path: Path, run_cli) -> None:
     leaf = artifact(rep, "bundle.zip!setup.msi!product.cab!engine.dll")
     code_diffs = [d for d in leaf["differences"] if d["kind"] == "code"]
     assert code_diffs and code_diffs[0]["region"].startswith("pe.section[")
+
+
+@pytest.mark.skipif(shutil.which("wixl") is None, reason="wixl missing")
+def test_msi_signature_copied_from_another_msi(tmp_path: Path, run_cli) -> None:
+    import subprocess
+
+    pe = FIXTURES / "ledger" / "pe-mingw-timestamp"
+    donor = sign_msi(write_msi(tmp_path / "donor.msi", (pe / "b").read_bytes()),
+                     tmp_path / "donor-signed.msi")  # fmt: skip
+    (tmp_path / "reb").mkdir()
+    (tmp_path / "rel").mkdir()
+    unsigned = write_msi(tmp_path / "reb" / "setup.msi", (pe / "a").read_bytes())
+    sig = tmp_path / "donor.sig"
+    subprocess.run(["osslsigncode", "extract-signature", "-in", str(donor), "-out", str(sig)],
+                   check=True, capture_output=True)  # fmt: skip
+    forged = tmp_path / "rel" / "setup.msi"
+    subprocess.run(["osslsigncode", "attach-signature", "-sigin", str(sig), "-in", str(unsigned),
+                    "-out", str(forged)], check=False, capture_output=True)  # fmt: skip
+    assert forged.exists()
+    code, rep = report(run_cli, "diff", forged, unsigned, "--allow", "signature")
+    assert code == 1
+    notes = " ".join(artifact(rep, "setup.msi")["notes"])
+    assert "signature-only refused" in notes and "covers different content" in notes

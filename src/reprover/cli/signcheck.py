@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from reprover.cli.common import add_report_options, check_report_outputs, emit_report, err
-from reprover.compare import compare_files
+from reprover.compare import compare_artifact, compare_files
+from reprover.compare.archives.ole import MAGIC as OLE_MAGIC
 from reprover.compare.signatures.authenticode import prove_signature_only as prove_pe
 from reprover.compare.signatures.macho import (
     MachOPins,
@@ -87,14 +88,16 @@ def _kind(path: Path) -> str:
     regular_file(path, what="input")  # a FIFO or device would block the read
     try:
         with path.open("rb") as f:
-            head = f.read(4)
+            head = f.read(8)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if head[:2] == b"MZ":
         return "pe"
+    if head == OLE_MAGIC:
+        return "msi"
     if is_macho(head):
         return "macho"
-    what = "an ELF file" if head == b"\x7fELF" else "neither PE nor Mach-O"
+    what = "an ELF file" if head[:4] == b"\x7fELF" else "neither PE nor Mach-O"
     raise InputError(
         f"{path}: sign-check proves PE (Authenticode) and Mach-O code signatures; this is {what}",
         hint="ELF files carry no embedded code signature; compare them with `reprover diff`",
@@ -116,6 +119,22 @@ def _pins(args: argparse.Namespace, kind: str) -> MachOPins:
     return MachOPins(args.macho_identifier, args.macho_flags, entitlements)
 
 
+def _msi(unsigned: Path, signed: Path, trusted: tuple[Path, ...]) -> Report:
+    """An MSI: its streams compared member by member and the MSI Authenticode proof run."""
+    policy = Policy(allow=(SIGNATURE_RULE,), trusted_signers=trusted)
+    digests = (hash_file(signed), hash_file(unsigned))
+    results = compare_artifact(signed.name, signed, unsigned, policy, digests=digests)
+    outer = results[0]
+    passed = outer.verdict is ArtifactVerdict.SIGNATURE_ONLY
+    found = [n for n in outer.notes if n.startswith(("released = ", "signature-only refused"))]
+    detail = found[0] if found else "the MSI differs from its rebuild outside a signature"
+    check = CheckResult("authenticode", passed, detail, tuple(outer.notes))
+    inputs = [str(unsigned), str(signed)]
+    for pin in trusted:
+        inputs += ["--trusted", str(pin)]
+    return Report(command="sign-check", artifacts=results, checks=(check,), inputs=tuple(inputs))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the proof, label every differing byte as `diff` would, and emit the report.
 
@@ -134,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         regular_file(pin, what="--trusted certificate")
     extra = [p for p in (args.entitlements,) if p is not None]
     check_report_outputs(args, [unsigned, signed, *trusted, *extra])
+    if kind == "msi":
+        return emit_report(_msi(unsigned, signed, trusted), args)
     name = "macho-code-signature" if kind == "macho" else "authenticode"
     try:
         if kind == "macho":

@@ -37,7 +37,9 @@ from reprover.compare.archives.listing import (
     quote,
     unsafe_name,
 )
-from reprover.errors import InputError
+from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
+from reprover.compare.archives.msisig import prove_msi_signature_only
+from reprover.errors import InputError, VerificationError
 from reprover.model import (
     ACCEPTED,
     ArtifactResult,
@@ -56,6 +58,7 @@ HEADER_CONSEQUENCES = re.compile(
     r"(?:^|\.)(?:checksum|size|offset|digest)$"
 )  # follow any header change
 COMPRESSION = re.compile(r"(?:^|\.)compression(?:\.|$)")  # follow any content change
+SIGNATURE_RULE = "signature"
 SIGNATURE_NAMES = re.compile(r"META-INF/[^/]+\.(?:SF|RSA|DSA|EC)$", re.IGNORECASE)
 
 
@@ -117,7 +120,7 @@ def _compare_archive(
             fb = stack.enter_context(files[1].open("rb"))
             la = open_listing(fmt, fa, ctx.budget, stack, path)
             lb = open_listing(fmt, fb, ctx.budget, stack, path)
-            return _Comparison(path, la, lb, digests, ctx).run()
+            return _Comparison(path, la, lb, digests, ctx, files).run()
     except LimitHit as exc:
         return (_inconclusive(path, digests, f"limit hit: {exc.message}"),)
     except OSError as exc:
@@ -125,10 +128,18 @@ def _compare_archive(
 
 
 class _Comparison:
-    def __init__(
-        self, path: str, la: Listing, lb: Listing, digests: tuple[Digest, Digest], ctx: Context
+    def __init__(  # noqa: PLR0917 - the pair, as read
+        self,
+        path: str,
+        la: Listing,
+        lb: Listing,
+        digests: tuple[Digest, Digest],
+        ctx: Context,
+        files: tuple[Path, Path],
     ) -> None:
         self.path, self.la, self.lb, self.digests, self.ctx = path, la, lb, digests, ctx
+        self.files = files
+        self.signed = False
         self.roots: list[Difference] = []
         self.consequences: list[Difference] = []
         self.contents: list[tuple[Difference, ArtifactResult]] = []
@@ -334,6 +345,7 @@ class _Comparison:
                 self.ctx.policy,
             )
             roots = judged.differences
+        roots = self._signature(roots)
         contents = tuple(
             replace(d, allowed=own.verdict in ACCEPTED,
                     rule=f"member {own.verdict.value}" if own.verdict in ACCEPTED else None)
@@ -364,5 +376,40 @@ class _Comparison:
             verdict = ArtifactVerdict.INCONCLUSIVE
             notes.append("members not decided: " + ", ".join(undecided))
         else:
-            verdict = ArtifactVerdict.EQUIVALENT
+            verdict = ArtifactVerdict.SIGNATURE_ONLY if self.signed else ArtifactVerdict.EQUIVALENT
         return ArtifactResult(self.path, verdict, *self.digests, differences, tuple(notes))
+
+    def _signature(self, roots: tuple[Difference, ...]) -> tuple[Difference, ...]:
+        """An MSI whose only other differences are its signature stream and layout: prove it."""
+        if self.la.format != "ole" or SIGNATURE_RULE not in self.ctx.policy.allow:
+            return roots
+        stream = f"{self.la.prefix}[{quote(MSI_SIGNATURE)}]"
+        signing = (stream, "ole.layout", "ole.order")
+        if self.contents or self.undecided or not any(d.region == stream for d in roots):
+            return roots
+        if any(not d.allowed and d.region not in signing for d in roots):
+            return roots
+        try:
+            signers = prove_msi_signature_only(
+                self.files, (self.la, self.lb), self.ctx.policy.trusted_signers
+            )
+        except VerificationError as exc:
+            self.notes.append(f"signature-only refused: {exc.message}")
+            return roots
+        self.signed = True
+        pinned = (
+            "chains to pinned trust" if self.ctx.policy.trusted_signers else "signer not pinned"
+        )
+        self.notes.append(
+            f"released = rebuilt + MSI Authenticode signature; signed by {signers[0].subject} "
+            f"({pinned})"
+        )
+        self.notes.extend(f"{s.label}: subject {s.subject}; issuer {s.issuer}" for s in signers)
+        self.members = [m for m in self.members if m.path != self._child_name(MSI_SIGNATURE)]
+        return tuple(
+            replace(d, allowed=True, rule=SIGNATURE_RULE) if d.region in signing else d
+            for d in roots
+        )
+
+    def _child_name(self, name: str) -> str:
+        return f"{self.path}!{quote(name)}"

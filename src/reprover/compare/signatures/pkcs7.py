@@ -40,6 +40,7 @@ from reprover.errors import VerificationError
 
 SPC_INDIRECT_DATA = "1.3.6.1.4.1.311.2.1.4"
 SPC_PE_IMAGE_DATA = "1.3.6.1.4.1.311.2.1.15"
+SPC_SIPINFO = "1.3.6.1.4.1.311.2.1.30"  # the signed content of an MSI signature
 NESTED_SIGNATURE = "1.3.6.1.4.1.311.2.4.1"
 MAX_NESTED = 8
 AUTHENTICODE_UNSIGNED = frozenset({RFC3161_TOKEN, COUNTERSIGNATURE, NESTED_SIGNATURE})
@@ -70,8 +71,12 @@ def verify_authenticode(
     label: str = "signature",
     now: datetime | None = None,
     base: int = 0,
+    content: str = SPC_PE_IMAGE_DATA,
 ) -> list[SignerDetails]:
     """Verify one Authenticode PKCS#7 and every signature nested in it.
+
+    `content` is the SpcIndirectData type the signature must name: a PE image hash by
+    default, `SPC_SIPINFO` for the hash of an MSI installer's streams.
 
     `expected(algorithm)` returns the Authenticode hash the signed content must name (hashlib
     algorithm name); every nested signature must name it too. With `trusted`, every signer,
@@ -88,7 +93,9 @@ def verify_authenticode(
     queue: list[tuple[bytes, str, int]] = [(blob, label, base)]
     while queue:
         data, what, offset = queue.pop(0)
-        details, nested, missing = _verify_one(data, expected, trusted, what, now=now, base=offset)
+        details, nested, missing = _verify_one(
+            data, expected, trusted, what, now=now, base=offset, content=content
+        )
         results.append(details)
         unpinned.extend(missing)
         queue.extend(
@@ -114,14 +121,16 @@ def _verify_one(
     *,
     now: datetime | None,
     base: int,
+    content: str = SPC_PE_IMAGE_DATA,
 ) -> tuple[SignerDetails, list[Tlv], list[str]]:
     sd = cms.parse_signed_data(blob, what, base=base)
     if sd.content_type != SPC_INDIRECT_DATA or sd.content is None:
         raise VerificationError(f"{what}: content is {sd.content_type}, not SpcIndirectData")
     spc = der.sequence(sd.content, what, minimum=2, maximum=2)
     data_kind = der.sequence(spc[0], what, minimum=1, maximum=2)
-    if der.oid(data_kind[0], what) != SPC_PE_IMAGE_DATA:
-        raise VerificationError(f"{what}: the signed content is not a PE image hash")
+    if der.oid(data_kind[0], what) != content:
+        kind = "a PE image hash" if content == SPC_PE_IMAGE_DATA else f"of type {content}"
+        raise VerificationError(f"{what}: the signed content is not {kind}")
     digest_alg, digest_value = der.sequence(spc[1], what, minimum=2, maximum=2)
     algorithm = cms.digest_name(cms.algorithm(digest_alg, what), what)
     claimed = der.octets(digest_value, what)
