@@ -2,8 +2,10 @@
 
 Owns: labelling every byte of an ELF file: header fields (offset tables from the System V ABI,
 because LIEF exposes no file offsets for them), program and section headers, section contents
-by type, notes (GNU build-id), `.dynamic` entries, symbol and string tables, and the bytes
-outside any section; nearest-symbol data from `.symtab` and `.dynsym`.
+by type, notes (GNU build-id), `.dynamic` entries (every System V and GNU tag by name), symbol
+and string tables; what the loader maps executable (`PF_X` PT_LOAD segments, `SHF_EXECINSTR`
+sections); the grants of `elf.build-id` and `debug-info` with their structure checks; function
+extents from `.symtab` and `.dynsym` (st_size). Gaps come from `map.RegionBuilder`.
 Does not own: process isolation (`worker`), comparing or classifying differences (`ledger`).
 """
 

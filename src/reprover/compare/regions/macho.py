@@ -4,7 +4,10 @@ Owns: labelling every byte of a Mach-O file: fat header and arch entries, each s
 header fields, each load command, segments and sections, `LC_UUID`, every `__LINKEDIT` blob
 (dyld info, function starts, data in code, chained fixups, exports trie), symbol and string
 tables (including `N_OSO` object mtimes and paths), the code signature SuperBlob with its
-CodeDirectory header, identifier and hash slots; nearest-symbol data from `LC_SYMTAB`.
+CodeDirectory header, identifier and hash slots; what the loader maps executable (segments whose
+initial protection has VM_PROT_EXECUTE, sections with instruction attributes); the grants of
+`macho.uuid`, `macho.oso` and `debug-info`; function extents from `LC_SYMTAB` bounded by
+`LC_FUNCTION_STARTS`.
 Does not own: isolation (`worker`) or classification (`ledger`).
 """
 

@@ -5,7 +5,10 @@ optional-header field and data-directory entry (offset tables from the PE/COFF s
 because LIEF exposes no file offsets for them), section headers, section contents and their
 alignment padding, data-directory payloads, debug directory entries with the CodeView GUID, age
 and PDB path, export/resource/load-config timestamps, COFF symbol and string tables, overlay,
-certificate table and the signer's padding; nearest-symbol data from COFF symbols and exports.
+certificate table and the signer's padding; what the loader maps executable (sections with
+CNT_CODE or MEM_EXECUTE, whatever their name); the grants of the PE rules with their structure
+checks (debug data inside one non-executable section, overlapping nothing); function extents
+from COFF symbols and exports bounded by `.pdata`.
 Does not own: Authenticode proofs (`authenticode`), isolation (`worker`), classification
 (`ledger`).
 """
