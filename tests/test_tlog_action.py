@@ -42,4 +42,8 @@ def test_action_logs_the_attestation_and_writes_the_proof(project: Project, run_
 
 def test_action_declares_the_log_inputs() -> None:
     action = load(Path(__file__).resolve().parent.parent / "action.yml")
-    assert {"log-dir", "log-key"} <= set(action["inputs"])
+    assert {"log-dir", "log-key", "log-artifact"} <= set(action["inputs"])
+    upload = next(s for s in action["runs"]["steps"] if s.get("name") == "Upload the evidence log")
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert upload["with"]["path"] == "${{ inputs.log-dir }}"
+    assert "inputs.log-artifact != ''" in upload["if"]
