@@ -84,6 +84,7 @@ class DaskCluster:
     address: str = ""
 
     def __enter__(self) -> DaskCluster:
+        self.folder.mkdir(parents=True, exist_ok=True)
         scheduler_file = self.folder / "scheduler.json"
         self._start(
             "scheduler",
@@ -131,10 +132,14 @@ class DaskCluster:
             time.sleep(0.2)
 
     def worker_names(self) -> set[str]:
-        """Names of the workers the scheduler knows, asked through a short-lived client."""
+        """Names of the workers the scheduler knows."""
+        return set(self.worker_addresses())
+
+    def worker_addresses(self) -> dict[str, str]:
+        """Each known worker's name and address, asked through a short-lived client."""
         with Client(self.address, timeout=10) as client:
             info = client.scheduler_info(n_workers=-1)
-        return {str(w.get("name")) for w in info["workers"].values()}
+        return {str(w.get("name")): address for address, w in info["workers"].items()}
 
     def is_building(self, name: str) -> bool:
         """Whether worker `name` has a running build (a `make` among its descendants)."""

@@ -240,3 +240,40 @@ def test_arrival_check_refuses_other_bytes_than_the_caller_hashed(tmp_path: Path
     other = TaskSpec(0, str(manifest), str(manifest), "m", "0" * 64, {"hello": sent})
     with pytest.raises(InconclusiveError, match="manifest here has SHA-256"):
         check_arrival(other)
+
+
+@pytest.mark.slow
+def test_github_action_runs_a_campaign_from_a_list(campaign: dict[str, object]) -> None:
+    from test_action import action_step, outputs
+
+    root, manifests = campaign["root"], campaign["manifests"]
+    assert isinstance(root, Path) and isinstance(manifests, list)
+    work = root / "action"
+    work.mkdir()
+    (work / "releases.txt").write_text(f"{manifests[0]}\n{manifests[1]}\n")
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(work),
+        "MANIFEST": "reprover.toml",
+        "FROM": "releases.txt",
+        "REPORTS": "json",
+        "REPORT_DIR": "reports",
+        "ATTESTATION": "none",
+        "ATTESTATION_KEY": "",
+        "EXTRA_ARGS": "--jobs 1",
+        "GITHUB_OUTPUT": str(work / "github_output"),
+        "GITHUB_STEP_SUMMARY": str(work / "summary"),
+    }
+    script = action_step("Verify the release")["run"]
+    done = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=work, env=env, capture_output=True, text=True,
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert outputs(work / "github_output") == {"exit-code": "0", "verdict": "pass"}
+    campaign_json = json.loads((work / "reports" / "report.json").read_text())
+    assert campaign_json["schema"] == "reprover/campaign/v1"
+    assert sorted(p.name for p in (work / "reports" / "releases").iterdir()) == [
+        "engine0.json", "engine0.txt", "engine2.json", "engine2.txt"
+    ]  # fmt: skip
+    assert "reprover campaign: PASS" in (work / "summary").read_text()

@@ -24,13 +24,17 @@ from pathlib import Path
 from reprover import manifest
 from reprover.campaign.cluster import Finished, connect, run_all
 from reprover.campaign.model import CampaignReport, CampaignResult, TaskSpec
-
-__all__ = ["CampaignReport", "CampaignResult", "Outcome", "TaskSpec", "plan", "run"]
 from reprover.campaign.task import accept
 from reprover.digest import hash_files
 from reprover.errors import Error
 from reprover.model import Report
 from reprover.verify import Options, released_artifacts
+
+__all__ = ["CampaignReport", "CampaignResult", "Outcome", "TaskSpec", "plan", "run"]
+
+
+#: seconds beyond the longest build timeout that a task may take (clone, hash, compare)
+STALL_GRACE = 600
 
 
 @dataclass(frozen=True)
@@ -104,12 +108,16 @@ def run(
     jobs: int,
     shard: tuple[int, int] | None = None,
     connect_timeout: float = 10.0,
+    stall_timeout: float | None = None,
     on_result: Callable[[CampaignResult, Report | None], None] = lambda _r, _p: None,
 ) -> Outcome:
     """Verify every manifest in `paths` (or shard K/N of them); see the module docstring.
 
-    `on_result` is called on the caller as each manifest ends, with its accepted report (or
-    None), so the caller can write reports and sign attestations as tasks finish.
+    `stall_timeout` (default: the longest `[build] timeout` plus `STALL_GRACE` seconds) ends
+    the campaign's wait when no task has finished for that long; the tasks left are
+    inconclusive. `on_result` is called on the caller as each manifest ends, with its
+    accepted report (or None), so the caller can write reports and sign attestations as
+    tasks finish.
 
     Raises:
         InconclusiveError: the scheduler cannot be reached, or the local cluster cannot start.
@@ -142,7 +150,8 @@ def run(
         # a task-free campaign (every manifest bad input) needs no cluster
         task_options = replace(options, jobs=1)
         with connect(scheduler, jobs=jobs, timeout=connect_timeout) as (client, where):
-            run_all(client, list(specs.values()), task_options, finished)
+            stall = stall_timeout or max(s.build_timeout for s in specs.values()) + STALL_GRACE
+            run_all(client, list(specs.values()), task_options, finished, stall_seconds=stall)
     report = CampaignReport(
         results=tuple(results[i] for i in sorted(results)),
         total=len(paths),

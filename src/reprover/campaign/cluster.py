@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 ALLOWED_FAILURES = 3
 #: how often a task that raised (a bug, not a verdict) runs again
 RETRIES = 1
+POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def connect(
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         if scheduler is None:
             try:
-                cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                cluster = LocalCluster(
                     n_workers=jobs,
                     threads_per_worker=1,
                     processes=True,
@@ -75,11 +77,11 @@ def connect(
                 )
             except (OSError, RuntimeError, TimeoutError) as exc:
                 raise InconclusiveError(f"the local Dask cluster did not start: {exc}") from exc
-            with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+            with cluster, Client(cluster) as client:
                 yield client, f"local ({jobs} worker{'s' if jobs != 1 else ''})"
             return
         try:
-            client = Client(scheduler, timeout=timeout)  # type: ignore[no-untyped-call]
+            client = Client(scheduler, timeout=timeout)
         except (OSError, TimeoutError, ValueError) as exc:
             raise InconclusiveError(
                 f"cannot reach the Dask scheduler at {scheduler}: {exc}",
@@ -94,11 +96,15 @@ def run_all(
     specs: Sequence[TaskSpec],
     options: Options,
     on_finished: Callable[[Finished], None],
+    *,
+    stall_seconds: float,
 ) -> list[Finished]:
     """Submit one task per spec and call `on_finished` as each ends (in finishing order).
 
     Returns every task's end, in the order of `specs`. A task never raises here: a task that
-    raised or whose workers kept dying is an inconclusive outcome saying so.
+    raised or whose workers kept dying is an inconclusive outcome saying so. When no task has
+    finished for `stall_seconds` (a hung worker, a lost answer), the remaining tasks are
+    cancelled and inconclusive: a campaign always ends.
     """
     from distributed import as_completed  # noqa: PLC0415
 
@@ -117,13 +123,30 @@ def run_all(
         for spec in specs
     }
     ends: dict[int, Finished] = {}
-    for future in as_completed(futures):  # type: ignore[no-untyped-call]
-        spec = futures[future]
-        outcome = _outcome(future)
-        starts = _starts(client, topic, spec.index)
-        end = Finished(spec, outcome, starts)
-        ends[spec.index] = end
-        on_finished(end)
+    pending = as_completed(futures)
+    last = time.monotonic()
+    while not pending.is_empty():
+        batch = pending.next_batch(block=False)
+        if not batch:
+            if time.monotonic() - last > stall_seconds:
+                break
+            time.sleep(POLL_SECONDS)
+            continue
+        last = time.monotonic()
+        for future in batch:
+            spec = futures[future]
+            ends[spec.index] = end = Finished(
+                spec, _outcome(future), _starts(client, topic, spec.index)
+            )
+            on_finished(end)
+    for future, spec in futures.items():
+        if spec.index not in ends:
+            future.cancel()
+            given_up = f"no task of the campaign finished for {stall_seconds:.0f} s; given up"
+            ends[spec.index] = end = Finished(
+                spec, TaskOutcome(3, None, given_up, "", 0.0), _starts(client, topic, spec.index)
+            )
+            on_finished(end)
     return [ends[spec.index] for spec in specs]
 
 

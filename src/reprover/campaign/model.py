@@ -41,6 +41,7 @@ class TaskSpec:
     name: str
     manifest_sha256: str
     released: Mapping[str, Digest]
+    build_timeout: int = 1800
 
 
 @dataclass(frozen=True)

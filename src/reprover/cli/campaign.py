@@ -65,6 +65,13 @@ def add_campaign_options(parser: argparse.ArgumentParser) -> None:
         help="give up reaching --scheduler after this long (exit 3; default: 10)",
     )
     group.add_argument(
+        "--stall-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up on the remaining tasks (exit 3) when none finished for this long "
+        "(default: the longest [build] timeout plus 10 minutes)",
+    )
+    group.add_argument(
         "--shard",
         type=_shard,
         metavar="K/N",
@@ -166,6 +173,7 @@ def run_campaign(args: argparse.Namespace) -> int:
         jobs=cores(args),
         shard=args.shard,
         connect_timeout=args.connect_timeout,
+        stall_timeout=args.stall_timeout,
         on_result=on_result,
     )
     report = outcome.report
