@@ -35,10 +35,13 @@ def hello_source(n: int) -> str:
     )
 
 
-def make_releases(root: Path, count: int, *, build_seconds: float = 0) -> list[Path]:
+def make_releases(
+    root: Path, count: int, *, build_seconds: float = 0, build_path: str | None = None
+) -> list[Path]:
     """Create `count` projects under `root`; return their manifests, in order.
 
     With `build_seconds`, each rebuild sleeps that long first (so a test can act mid-build).
+    With `build_path`, every manifest builds at that one fixed path (else each its own).
     """
     makefile = MAKEFILE
     if build_seconds:
@@ -61,7 +64,7 @@ def make_releases(root: Path, count: int, *, build_seconds: float = 0) -> list[P
             "[build]\n"
             'command = ["make"]\n'
             'output = "out"\n'
-            f'path = "{base / "build"}"\n'
+            f'path = "{build_path or base / "build"}"\n'
             "timeout = 120\n"
             "[release]\n"
             'path = "release"\n'

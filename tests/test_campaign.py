@@ -277,3 +277,19 @@ def test_github_action_runs_a_campaign_from_a_list(campaign: dict[str, object]) 
         "engine0.json", "engine0.txt", "engine2.json", "engine2.txt"
     ]  # fmt: skip
     assert "reprover campaign: PASS" in (work / "summary").read_text()
+
+
+@pytest.mark.slow
+def test_builds_at_the_same_fixed_build_path_run_side_by_side(tmp_path: Path) -> None:
+    fixed = "/build/reprover-campaign-engine"  # one path for every manifest, never created here
+    manifests = make_releases(tmp_path, 2, build_seconds=2, build_path=fixed)
+    done = reprover("verify", *manifests, "--jobs", "2", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)["results"]
+    assert [r["verdict"] for r in results] == ["pass", "pass"]
+    assert results[0]["worker"] != results[1]["worker"]  # two builds at once, one path
+    assert not Path(fixed).exists()  # each sandbox bound its own private folder there
+    for manifest, result in zip(manifests, results, strict=True):
+        alone = reprover("verify", manifest, "--format", "json", cwd=tmp_path)
+        assert hashlib.sha256(alone.stdout.encode()).hexdigest() == result["report_sha256"]
+        assert json.loads(alone.stdout)["build"]["build_path"] == fixed
