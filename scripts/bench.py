@@ -160,7 +160,16 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--only",
-        choices=["compare", "bounded", "ledger", "intoto", "tlog", "archives", "sandbox"],
+        choices=[
+            "compare",
+            "bounded",
+            "ledger",
+            "intoto",
+            "tlog",
+            "archives",
+            "sandbox",
+            "campaign",
+        ],
     )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
@@ -174,6 +183,7 @@ def main() -> int:
         ("tlog", "bench_tlog"),
         ("archives", "bench_archives"),
         ("sandbox", "bench_sandbox"),
+        ("campaign", "bench_campaign"),
     ):
         if args.only in (None, section):
             run = _optional(module)

@@ -94,7 +94,13 @@ def plan(paths: Sequence[str], shard: tuple[int, int] | None) -> list[Entry]:
             continue
         released = {name: digests[file] for name, file in files.items()}
         task = TaskSpec(
-            index, path, str(Path(path).absolute()), names[index], spec.sha256, released
+            index,
+            path,
+            str(Path(path).absolute()),
+            names[index],
+            spec.sha256,
+            released,
+            build_timeout=spec.recipe.timeout,
         )
         entries.append(Entry(task, None))
     return entries

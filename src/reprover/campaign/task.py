@@ -110,6 +110,8 @@ def _mismatch(spec: TaskSpec, report: object) -> str | None:
             continue
         if artifact.path in seen or artifact.released != spec.released.get(artifact.path):
             return f"returned a report for other bytes of {artifact.path} than it was sent"
+        if artifact.verdict is ArtifactVerdict.IDENTICAL and artifact.rebuilt != artifact.released:
+            return f"calls {artifact.path} identical to a rebuild with other bytes"
         seen[artifact.path] = artifact.released
     if report.artifacts and set(seen) != set(spec.released):
         return "returned a report that does not cover exactly the released files it was sent"
