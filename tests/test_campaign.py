@@ -293,3 +293,24 @@ def test_builds_at_the_same_fixed_build_path_run_side_by_side(tmp_path: Path) ->
         alone = reprover("verify", manifest, "--format", "json", cwd=tmp_path)
         assert hashlib.sha256(alone.stdout.encode()).hexdigest() == result["report_sha256"]
         assert json.loads(alone.stdout)["build"]["build_path"] == fixed
+
+
+def test_hostile_manifest_names_cannot_spoof_the_campaign_report() -> None:
+    from reprover.campaign.model import CampaignReport, CampaignResult, from_json
+    from reprover.campaign.render import RENDERERS
+
+    name = "rel\x1b[2J\u202e\nverdict: PASS | <img src=x> `x`\udcff.toml"
+    result = CampaignResult(0, name, "fail", 1, "tcp://127.0.0.1:1", 1.0, "ab" * 32)
+    report = CampaignReport((result,), 1, "local (1 worker)")
+    text = RENDERERS["text"](report).decode()
+    assert "\x1b" not in text and "\u202e" not in text
+    assert not any(line.startswith("verdict") for line in text.splitlines())
+    markdown = RENDERERS["markdown"](report).decode("utf-8", "surrogateescape")
+    [row] = [line for line in markdown.splitlines() if "rel" in line and line.startswith("|")]
+    assert row.count(" | ") == 6  # the name did not add a table cell
+    html = RENDERERS["html"](report).decode("utf-8", "surrogateescape")
+    assert "<img" not in html
+    junit = RENDERERS["junit"](report)
+    ET.fromstring(junit)  # noqa: S314 - our own output; well-formed despite control characters
+    data = RENDERERS["json"](report)
+    assert from_json(data, origin="x").results[0].manifest.endswith("\\xff.toml")

@@ -16,6 +16,7 @@ from typing import Any
 
 from reprover.errors import ExitCode, InputError
 from reprover.model import Digest, Report
+from reprover.render.safe import json_safe
 
 CAMPAIGN_SCHEMA = "reprover/campaign/v1"
 
@@ -140,7 +141,7 @@ def to_dict(report: CampaignReport) -> dict[str, Any]:
 
 def to_json(report: CampaignReport) -> bytes:
     """Canonical JSON bytes: sorted keys, two-space indent, a final newline."""
-    return (json.dumps(to_dict(report), sort_keys=True, indent=2) + "\n").encode()
+    return (json.dumps(json_safe(to_dict(report)), sort_keys=True, indent=2) + "\n").encode()
 
 
 def from_json(data: bytes, *, origin: str) -> CampaignReport:

@@ -3,30 +3,23 @@
 Owns: the shape of each format's campaign summary (one line or row per manifest: verdict,
 exit code, worker, seconds, attempts, report SHA-256, error). Every string that came from an
 input (a manifest path, an error message, a worker address) is escaped for its format with the
-escaping the per-release renderers use.
+per-release renderers' rule (`reprover.render.safe`).
 Does not own: the JSON shape (`model.to_json`) or per-release reports (`reprover.render`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from html import escape
 from xml.sax.saxutils import quoteattr
 
 from reprover.campaign.model import CampaignReport, CampaignResult, summary, to_json
 from reprover.errors import InputError
-from reprover.render import safe
-from reprover.render.markdown import code, md
+from reprover.render.safe import html_text, md_code, visible
+
+__all__ = ["RENDERERS", "render", "visible"]
 
 ICONS = {"pass": "\u2705", "fail": "\u274c", "bad-input": "\u26d4", "inconclusive": "\u26a0\ufe0f"}
-_XML_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def visible(text: str) -> str:
-    """Control characters, escape sequences and bidi controls as visible escapes (text);
-    the one rule every report uses (`reprover.render.safe.visible`)."""
-    return safe.visible(text, keep_newlines=True)
 
 
 def _counts(report: CampaignReport) -> str:
@@ -65,32 +58,32 @@ def render_markdown(report: CampaignReport) -> bytes:
     """A step-summary table: one row per manifest."""
     icon = ICONS.get(report.verdict, "")
     lines = [
-        f"## {icon} reprover campaign: {md(report.verdict.upper())}",
+        f"## {icon} reprover campaign: {report.verdict.upper()}",
         "",
-        md(_headline(report)),
+        md_code(_headline(report)),
         "",
         "| manifest | verdict | exit | worker | seconds | attempts | report SHA-256 |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in report.results:
         lines.append(
-            f"| {md(r.manifest)} | {ICONS.get(r.verdict, '')} {md(r.verdict)} | {r.exit_code} "
-            f"| {md(r.worker or '-')} | {r.seconds:.1f} | {r.attempts} "
-            f"| {code((r.report_sha256 or '')[:16])} |"
+            f"| {md_code(r.manifest, in_table=True)} | {ICONS.get(r.verdict, '')} {r.verdict} "
+            f"| {r.exit_code} | {md_code(r.worker or '-', in_table=True)} | {r.seconds:.1f} "
+            f"| {r.attempts} | {md_code((r.report_sha256 or '')[:16], in_table=True)} |"
         )
     errors = [r for r in report.results if r.error]
     if errors:
         lines += ["", "### Errors", ""]
-        lines += [f"- {md(r.manifest)}: {md(r.error or '')}" for r in errors]
+        lines += [f"- {md_code(r.manifest)}: {md_code(r.error or '')}" for r in errors]
     if report.notes:
-        lines += ["", "### Notes", "", *(f"- {md(n)}" for n in report.notes)]
+        lines += ["", "### Notes", "", *(f"- {md_code(n)}" for n in report.notes)]
     return ("\n".join(lines) + "\n").encode()
 
 
 def render_html(report: CampaignReport) -> bytes:
     """One self-contained page (no script, no remote content) with the results table."""
     rows = "".join(_html_row(r) for r in report.results)
-    notes = "".join(f"<li>{safe.html_text(n)}</li>" for n in report.notes)
+    notes = "".join(f"<li>{html_text(n)}</li>" for n in report.notes)
     page = (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
@@ -101,7 +94,7 @@ def render_html(report: CampaignReport) -> bytes:
         ".pass{color:#060}.fail,.bad-input{color:#a00}.inconclusive{color:#a60}"
         "code{font-size:12px}</style></head><body>"
         f"<h1 class={quoteattr(report.verdict)}>reprover campaign: "
-        f"{escape(report.verdict.upper())}</h1><p>{escape(_headline(report))}</p>"
+        f"{escape(report.verdict.upper())}</h1><p>{html_text(_headline(report))}</p>"
         "<table><tr><th>manifest</th><th>verdict</th><th>exit</th><th>worker</th>"
         f"<th>seconds</th><th>attempts</th><th>report SHA-256</th><th>error</th></tr>{rows}"
         "</table>" + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else "") + "</body></html>\n"
@@ -111,11 +104,11 @@ def render_html(report: CampaignReport) -> bytes:
 
 def _html_row(r: CampaignResult) -> str:
     return (
-        f"<tr><td><code>{safe.html_text(r.manifest)}</code></td>"
+        f"<tr><td><code>{html_text(r.manifest)}</code></td>"
         f"<td class={quoteattr(r.verdict)}>{escape(r.verdict)}</td><td>{r.exit_code}</td>"
-        f"<td>{safe.html_text(r.worker or '-')}</td><td>{r.seconds:.1f}</td><td>{r.attempts}</td>"
+        f"<td>{html_text(r.worker or '-')}</td><td>{r.seconds:.1f}</td><td>{r.attempts}</td>"
         f"<td><code>{escape(r.report_sha256 or '')}</code></td>"
-        f"<td>{safe.html_text(r.error or '')}</td></tr>"
+        f"<td>{html_text(r.error or '')}</td></tr>"
     )
 
 
@@ -123,9 +116,9 @@ def render_junit(report: CampaignReport) -> bytes:
     """One test case per manifest (suite `campaign`): a failure or an error unless it passed."""
     cases = []
     for r in report.results:
-        name = quoteattr(_xml(safe.visible(r.manifest)))
+        name = quoteattr(_xml(r.manifest))
         body = ""
-        message = _xml(safe.visible(r.error or f"verdict {r.verdict}, exit code {r.exit_code}"))
+        message = _xml(r.error or f"verdict {r.verdict}, exit code {r.exit_code}")
         if r.verdict == "fail":
             body = f"<failure message={quoteattr(message)}/>"
         elif r.verdict != "pass":
@@ -143,7 +136,7 @@ def render_junit(report: CampaignReport) -> bytes:
 
 
 def _xml(text: str) -> str:
-    return _XML_BAD.sub("\ufffd", text)
+    return visible(text)  # no control character (invalid in XML) survives
 
 
 RENDERERS: dict[str, Callable[[CampaignReport], bytes]] = {
