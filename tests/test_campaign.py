@@ -314,3 +314,19 @@ def test_hostile_manifest_names_cannot_spoof_the_campaign_report() -> None:
     ET.fromstring(junit)  # noqa: S314 - our own output; well-formed despite control characters
     data = RENDERERS["json"](report)
     assert from_json(data, origin="x").results[0].manifest.endswith("\\xff.toml")
+
+
+@pytest.mark.slow
+def test_unlisted_released_files_are_sent_by_digest_and_kept_in_the_report(tmp_path: Path) -> None:
+    [manifest] = make_releases(tmp_path, 1)
+    manifest.write_text(manifest.read_text() + '[[artifact]]\npath = "hello"\n')
+    (manifest.parent / "release" / "extra.dll").write_bytes(b"MZ not from the source")
+    done = reprover("verify", manifest, "--reports-dir", "r", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    [result] = json.loads(done.stdout)["results"]
+    assert result["verdict"] == "fail" and result["report_sha256"]  # accepted, and it fails
+    report = json.loads((tmp_path / "r" / f"{manifest.stem}.json").read_text())
+    assert {a["path"]: a["verdict"] for a in report["artifacts"]} == {
+        "hello": "identical",
+        "extra.dll": "unlisted",
+    }

@@ -24,11 +24,10 @@ from pathlib import Path
 from reprover import manifest
 from reprover.campaign.cluster import Finished, connect, run_all
 from reprover.campaign.model import CampaignReport, CampaignResult, TaskSpec
-from reprover.campaign.task import accept
-from reprover.digest import hash_files
+from reprover.campaign.task import accept, release_digests
 from reprover.errors import Error
 from reprover.model import Report
-from reprover.verify import Options, released_artifacts
+from reprover.verify import Options
 
 __all__ = ["CampaignReport", "CampaignResult", "Outcome", "TaskSpec", "plan", "run"]
 
@@ -83,8 +82,7 @@ def plan(paths: Sequence[str], shard: tuple[int, int] | None) -> list[Entry]:
     for index, path in select_shard(paths, shard):
         try:
             spec = manifest.load(Path(path))
-            files = released_artifacts(spec)
-            digests = hash_files(files.values())
+            released = release_digests(spec)
         except Error as exc:
             bad = CampaignResult(
                 index, path, "bad-input" if exc.exit_code == 2 else "inconclusive",
@@ -92,7 +90,6 @@ def plan(paths: Sequence[str], shard: tuple[int, int] | None) -> list[Entry]:
             )  # fmt: skip
             entries.append(Entry(None, bad))
             continue
-        released = {name: digests[file] for name, file in files.items()}
         task = TaskSpec(
             index,
             path,

@@ -18,9 +18,9 @@ from reprover import manifest
 from reprover.campaign.model import VERDICT_OF_CODE, CampaignResult, TaskOutcome, TaskSpec
 from reprover.digest import hash_files
 from reprover.errors import Error, ExitCode, InconclusiveError
-from reprover.model import ArtifactVerdict, Report, Verdict
+from reprover.model import ArtifactVerdict, Digest, Manifest, Report, Verdict
 from reprover.render import render
-from reprover.verify import Options, released_artifacts, verify
+from reprover.verify import Options, released_artifacts, unverified_results, verify
 
 VERDICT_EXIT = {
     Verdict.PASS: ExitCode.OK,
@@ -63,15 +63,28 @@ def check_arrival(spec: TaskSpec) -> None:
             f"{spec.manifest_sha256} the campaign sent",
             hint="every worker must see the same files as the machine running the campaign",
         )
-    files = released_artifacts(spec_now)
-    digests = hash_files(files.values())
-    here = {name: digests[path] for name, path in files.items()}
+    here = release_digests(spec_now)
     if here != dict(spec.released):
         changed = sorted(n for n in {*here, *spec.released} if here.get(n) != spec.released.get(n))
         raise InconclusiveError(
             f"released file(s) here differ from what the campaign sent: {', '.join(changed)}",
             hint="every worker must see the same files as the machine running the campaign",
         )
+
+
+def release_digests(spec: Manifest) -> dict[str, Digest]:
+    """The digest of every released file a report will name: the artifacts, and the files a
+    `[[artifact]]` list leaves out (`unlisted`, which fail), so none can be dropped unseen.
+
+    Raises:
+        InputError: the release is missing, malformed or unreadable.
+    """
+    files = released_artifacts(spec)
+    digests = hash_files(files.values())
+    found = {name: digests[path] for name, path in files.items()}
+    unlisted, _ = unverified_results(spec)
+    found.update({r.path: r.released for r in unlisted if r.released is not None})
+    return found
 
 
 def accept(spec: TaskSpec, outcome: object) -> tuple[CampaignResult, Report | None]:
@@ -106,8 +119,8 @@ def _mismatch(spec: TaskSpec, report: object) -> str | None:
         )
     seen = {}
     for artifact in report.artifacts:
-        if artifact.verdict in (ArtifactVerdict.UNEXPECTED, ArtifactVerdict.UNLISTED):
-            continue
+        if artifact.verdict is ArtifactVerdict.UNEXPECTED:
+            continue  # a rebuilt file only: no released bytes to check
         if artifact.path in seen or artifact.released != spec.released.get(artifact.path):
             return f"returned a report for other bytes of {artifact.path} than it was sent"
         if artifact.verdict is ArtifactVerdict.IDENTICAL and artifact.rebuilt != artifact.released:
