@@ -21,7 +21,7 @@ from reprover.campaign import render as campaign_render
 from reprover.campaign.model import CampaignReport, CampaignResult, parse_shard
 from reprover.cli.attest import prepare_attestation, write_attestation
 from reprover.cli.common import err, stamp
-from reprover.cli.log import log_attestation, prepare_log
+from reprover.cli.evidence import log_attestation, prepare_log
 from reprover.errors import InputError
 from reprover.fsutil import write_atomic
 from reprover.model import Report

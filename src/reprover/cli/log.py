@@ -1,9 +1,9 @@
-"""`reprover log ...`: the append-only evidence log, and `verify --log` / `--log-vkey`.
+"""`reprover log ...`: the append-only evidence log.
 
-Owns: parsing the log commands' options, loading their keys and passphrases, printing
-indexes, verifier keys and outcomes, and the glue that appends an attestation after
-`reprover verify` and checks its proof in `reprover verify-attestation`.
-Does not own: the log itself (see `reprover.tlog`).
+Owns: parsing the log commands' options, loading their keys, passphrases and verifier keys,
+and printing indexes, verifier keys and outcomes.
+Does not own: the log itself (see `reprover.tlog`), or appending and checking attestations
+from `verify` and `verify-attestation` (see `reprover.cli.evidence`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from reprover import keys
 from reprover.cli.common import add_common_options, err, out
-from reprover.errors import InputError, VerificationError
+from reprover.errors import InputError
 from reprover.fsutil import write_atomic
-from reprover.tlog import audit, checkpoint, log, note, proof, witness
+from reprover.tlog import audit, log, note, proof, witness
 from reprover.tlog.store import Store
 from reprover.tlog.tiles import entry_for
 
@@ -73,7 +72,7 @@ def register(sub: Any) -> None:
     chk.add_argument("proof", type=Path, metavar="PROOF")
     chk.add_argument("file", type=Path, metavar="FILE")
     chk.add_argument("--vkey", required=True, metavar="VKEY", help="the log's verifier key")
-    _witness_options(chk)
+    witness_options(chk)
     add_common_options(chk)
     chk.set_defaults(run=run_check)
 
@@ -124,7 +123,7 @@ def _key_options(parser: argparse.ArgumentParser, flag: str, text: str) -> None:
     add_common_options(parser)
 
 
-def _witness_options(parser: argparse.ArgumentParser) -> None:
+def witness_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--witness-vkey",
         action="append",
@@ -316,115 +315,3 @@ def run_vkey(args: argparse.Namespace) -> int:
     alg = note.COSIGNATURE_V1 if args.witness else note.ED25519
     out(note.verifier_for(args.name, load_key(args.key, args.passphrase_env), alg).vkey)
     return 0
-
-
-# --- reprover verify --log ... and verify-attestation --log-vkey ... ---------------------------
-
-
-@dataclass(frozen=True)
-class LogPlan:
-    """Where `reprover verify` appends its attestation, checked before the verification."""
-
-    logdir: Path
-    key: Ed25519PrivateKey
-
-
-def add_log_options(parser: argparse.ArgumentParser) -> None:
-    """Add `--log LOGDIR`, `--log-key LOG.pem` and `--log-passphrase-env` to `verify`."""
-    group = parser.add_argument_group(
-        "evidence log",
-        "append the signed attestation (PASSED or FAILED) to an append-only log and write "
-        "its inclusion proof next to it as OUT.intoto.json.proof.json",
-    )
-    group.add_argument("--log", type=Path, metavar="LOGDIR", help="the log (see 'reprover log')")
-    group.add_argument("--log-key", type=Path, metavar="LOG.pem", help="the log's private key")
-    group.add_argument("--log-passphrase-env", metavar="VAR", help="the --log-key passphrase")
-
-
-def prepare_log(args: argparse.Namespace, attesting: bool) -> LogPlan | None:
-    """Check the log options before verifying: the key must sign the log's checkpoint.
-
-    Raises:
-        InputError: options missing or inconsistent, or the key is unusable.
-        VerificationError: the log is not signed by this key.
-    """
-    if args.log is None:
-        if args.log_key is not None:
-            raise InputError("--log-key needs --log LOGDIR")
-        return None
-    if args.log_key is None or not attesting:
-        raise InputError("--log needs --log-key LOG.pem and an attestation (--attest ...)")
-    outside(proof_path(args.attest), args.log)
-    outside(args.attest, args.log)
-    key = load_key(args.log_key, args.log_passphrase_env)
-    with Store(args.log) as store:
-        signed = store.read(log.CHECKPOINT)
-        origin = checkpoint.peek_origin(signed)
-        try:
-            log.read_checkpoint(store, note.verifier_for(origin, key))
-        except VerificationError as exc:
-            raise VerificationError(
-                f"--log-key is not the key of the log in {args.log}: {exc.message}",
-                hint="pass the key the log was created with ('reprover log init')",
-            ) from exc
-    return LogPlan(args.log, key)
-
-
-def proof_path(attestation: Path) -> Path:
-    """Where the inclusion proof of an attestation is kept: next to it."""
-    return attestation.with_name(attestation.name + ".proof.json")
-
-
-def log_attestation(plan: LogPlan, attestation: Path, data: bytes, *, quiet: bool) -> None:
-    """Append the attestation's bytes and write its proof next to it.
-
-    Raises:
-        VerificationError: the log is damaged or not signed by the key.
-        InconclusiveError: a write failed.
-    """
-    done = log.append(plan.logdir, [data], plan.key)
-    with Store(plan.logdir) as store:
-        made = proof.prove(store, entry_for(data))
-    write_atomic(proof_path(attestation), made.to_json())
-    if not quiet:
-        where = proof_path(attestation)
-        err(f"reprover: attestation logged as entry {done.indexes[0]}; proof {where}")
-
-
-def add_log_check_options(parser: argparse.ArgumentParser) -> None:
-    """Add `--log-vkey`, `--witness-vkey` and `--witnesses` to `verify-attestation`."""
-    parser.add_argument(
-        "--log-vkey",
-        metavar="VKEY",
-        help="require each attestation's FILE.proof.json to prove it is in this log",
-    )
-    _witness_options(parser)
-
-
-def check_logged(args: argparse.Namespace, attestation: Path, data: bytes) -> dict[str, Any] | None:
-    """With --log-vkey, require the attestation's proof to check; say where it is logged.
-
-    Returns:
-        None without --log-vkey; else the entry's `index`, the log's `origin`, the `size` of
-        the tree it was proven in and the `witnesses` that cosigned that tree.
-
-    Raises:
-        InputError: the options or proof file are malformed.
-        VerificationError: no proof, or it does not check.
-    """
-    if args.log_vkey is None:
-        if args.witness_vkey or args.witnesses is not None:
-            raise InputError("--witness-vkey and --witnesses go with --log-vkey")
-        return None
-    witnesses, k = witness_policy(args)
-    path = proof_path(attestation)
-    if not path.is_file():
-        raise VerificationError(f"{attestation} has no log proof {path}: it may not be logged")
-    made = proof.parse(read_input(path, "proof"))
-    opened = proof.check(made, data, load_vkey(args.log_vkey), witnesses, k)
-    return {
-        "index": made.index,
-        "origin": opened.origin,
-        "size": opened.size,
-        "witnesses": list(opened.witnesses),
-    }

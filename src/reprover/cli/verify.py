@@ -12,7 +12,7 @@ from reprover import manifest
 from reprover.cli.attest import add_attest_options, prepare_attestation, write_attestation
 from reprover.cli.campaign import add_campaign_options, cores, run_campaign, wants_campaign
 from reprover.cli.common import add_report_options, check_report_outputs, emit_report, err
-from reprover.cli.log import add_log_options, log_attestation, prepare_log
+from reprover.cli.evidence import add_log_options, log_attestation, prepare_log
 from reprover.cli.progress import ProgressDisplay
 from reprover.errors import Error, ExitCode, InputError
 from reprover.fsutil import regular_file

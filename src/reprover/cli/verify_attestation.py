@@ -21,7 +21,7 @@ from typing import Any
 from reprover import keys
 from reprover.attest import check, sigstore_verify, statement
 from reprover.cli.common import add_common_options, err
-from reprover.cli.log import add_log_check_options, check_logged
+from reprover.cli.evidence import add_log_check_options, check_logged
 from reprover.digest import hash_files
 from reprover.errors import ExitCode, InputError, VerificationError
 from reprover.fsutil import check_outputs, write_atomic
