@@ -23,7 +23,7 @@ from reprover.cli.attest import prepare_attestation, write_attestation
 from reprover.cli.common import err, stamp
 from reprover.cli.evidence import log_attestation, prepare_log
 from reprover.errors import InputError
-from reprover.fsutil import write_atomic
+from reprover.fsutil import check_outputs, write_atomic
 from reprover.model import Report
 from reprover.render import render
 from reprover.verify import Options
@@ -132,6 +132,10 @@ def run_campaign(args: argparse.Namespace) -> int:
         InconclusiveError: the scheduler cannot be reached, or a report cannot be written.
     """
     paths = manifest_paths(args)
+    outputs = [(f"--report {fmt}=", path) for fmt, path in args.report]
+    if args.output is not None:
+        outputs.append(("-o", args.output))
+    check_outputs(outputs, [Path(p) for p in paths])  # regular files, never over a manifest
     attest_dir = _attest_dir(args)
     plan = prepare_attestation(args) if attest_dir is not None else None
     log_plan = prepare_log(args, attesting=plan is not None)

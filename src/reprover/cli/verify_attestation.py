@@ -180,11 +180,8 @@ def run(args: argparse.Namespace) -> int:
     }
     _emit(outcome, args)
     if failures and not args.quiet:
-        if args.format == "text" and args.output is None:
-            err(f"reprover: FAIL ({len(failures)} reason(s) in the report above)")
-        else:
-            for reason in failures:
-                err(f"reprover: {reason}")
+        for reason in failures:
+            err(f"reprover: {reason}")
     return int(ExitCode.FAIL) if failures else int(ExitCode.OK)
 
 
