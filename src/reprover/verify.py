@@ -330,7 +330,7 @@ def unverified_results(
     listed = set(spec.artifacts)
     unlisted: list[str] = []
     ignored: list[str] = []
-    for name in _release_entries(spec.release):
+    for name in _release_files(spec.release):
         if name in listed:
             continue
         if _ignored(name, spec.release_ignore):
@@ -367,21 +367,6 @@ def _release_files(release: Path) -> list[str]:
             (refused, never skipped).
     """
     return list(list_folder(release, what="released file"))
-
-
-def _release_entries(release: Path) -> list[str]:
-    """Every file or symbolic link under the release folder (links named, not followed).
-
-    Raises:
-        InputError: an entry is a FIFO, device or socket (refused, never skipped).
-    """
-    names = []
-    for path in sorted(release.rglob("*")):
-        if path.is_symlink() or path.is_file():
-            names.append(path.relative_to(release).as_posix())
-        elif not path.is_dir():
-            regular_file(path, what="released file")  # raises, naming what it is
-    return names
 
 
 def _ignored(name: str, patterns: tuple[str, ...]) -> bool:
