@@ -227,18 +227,18 @@ def reproduce_command(report: Report) -> tuple[str, str]:
         note = f"{manifest} is the manifest"
         if report.manifest_sha256:
             note += f" whose SHA-256 is {report.manifest_sha256}"
-        return shlex.join(argv), note + "; run from the folder this run ran in."
+        return shlex.join(argv), note + "; run it in the folder the report was made in."
     if report.command == "diff":
         argv = ["reprover", "diff", *(inputs or ["OLD", "NEW"])]
         for rule in report.policy.allow if report.policy else ():
             argv += ["--allow", rule]
         if inputs:
-            return shlex.join(argv), "Run from the folder this run ran in."
+            return shlex.join(argv), "Run it in the folder the report was made in."
         return shlex.join(argv), "OLD is the released file or folder, NEW the rebuilt one."
     if report.command == "sign-check":
         argv = ["reprover", "sign-check", *(inputs or ["UNSIGNED", "SIGNED"])]
         if inputs:
-            return shlex.join(argv), "Run from the folder this run ran in."
+            return shlex.join(argv), "Run it in the folder the report was made in."
         return shlex.join(argv), "UNSIGNED is the file before signing, SIGNED the signed one."
     return shlex.join(["reprover", report.command, *inputs]), "with the inputs this report names."
 

@@ -64,7 +64,9 @@ def render(report: Report) -> bytes:
     if report.log_tail:
         lines += ["", *(v(line) for line in report.log_tail.splitlines())]
     command, note = facts.reproduce_command(report)
-    lines += ["", f"repeat:  {v(command)}", f"         ({v(note)})"]
+    if lines[-1]:
+        lines.append("")
+    lines += [f"repeat:  {v(command)}", f"         ({v(note)})"]
     text = "\n".join(lines).rstrip("\n") + "\n"
     return v(text, keep_newlines=True).encode()
 
