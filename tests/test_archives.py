@@ -8,6 +8,7 @@ import pytest
 
 from archive_support import FILES, FIXTURES, artifact, regions, report, write_tar, write_zip
 from reprover.compare import compare_artifact
+from reprover.compare.archives import Limits
 from reprover.digest import hash_file
 from reprover.model import ArtifactVerdict, Policy
 
@@ -185,3 +186,25 @@ def test_library_results_and_strict(tmp_path: Path) -> None:
     assert [r.verdict for r in results] == [ArtifactVerdict.EQUIVALENT]
     results = compare_artifact("a.zip", a, b, Policy(), digests=digests, judge=judge)
     assert results[0].verdict is ArtifactVerdict.DIFFERENT
+
+
+@pytest.mark.parametrize(
+    ("limits", "named"),
+    [
+        (Limits(name=8), "archive.limit.name"),
+        (Limits(seconds=0), "archive.limit.time"),
+        (Limits(floor=1000, ratio=1), "archive.limit.bytes"),
+        (Limits(depth=0), "archive.limit.depth"),
+    ],
+)
+def test_each_bound_is_inconclusive_and_named(tmp_path: Path, limits: Limits, named: str) -> None:
+    inner = write_zip(tmp_path / "inner.zip").read_bytes()
+    a = write_zip(tmp_path / "a.zip", {"inner.zip": inner, **FILES})
+    b = write_zip(tmp_path / "b.zip", {"inner.zip": inner + b"x", **FILES})
+    from reprover.policy import judge
+
+    results = compare_artifact("a.zip", a, b, Policy(), digests=(hash_file(a), hash_file(b)),
+                               judge=judge, limits=limits)  # fmt: skip
+    undecided = [r for r in results if r.verdict is ArtifactVerdict.INCONCLUSIVE]
+    assert undecided, results
+    assert any(named in note for r in undecided for note in r.notes)
