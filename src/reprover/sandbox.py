@@ -45,6 +45,7 @@ SANDBOX_HOME = "/tmp/reprover-home"  # noqa: S108 - inside the sandbox's private
 TMP_SIZE = 4 << 30  # bytes of the sandbox's /tmp (a tmpfs: memory), against a build filling it
 FORBIDDEN_BUILD_PATHS = ("/usr", "/etc", "/proc", "/dev", "/bin", "/sbin", "/lib")
 PROBE_TIMEOUT = 10
+PROBE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,12 @@ def _works_cached(argv: tuple[str, ...]) -> bool:
 def _works(argv: list[str]) -> bool:
     try:
         done = subprocess.run(
-            argv, capture_output=True, timeout=PROBE_TIMEOUT, check=False, cwd="/"
+            argv,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+            cwd="/",
+            env={"PATH": PROBE_PATH},  # the probe's `true` is looked up inside the sandbox
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
