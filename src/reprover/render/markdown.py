@@ -22,16 +22,6 @@ def cell(text: str) -> str:
     return md_code(text, in_table=True)
 
 
-def md(text: str) -> str:
-    """An input string for a table cell, list item or paragraph (as `cell`)."""
-    return cell(text)
-
-
-def code(text: str) -> str:
-    """A plain value (a digest) as a code span; empty stays empty."""
-    return cell(text) if text else ""
-
-
 def _digest(digest: Digest | None) -> str:
     return "\u2014" if digest is None else f"`{digest.sha256[:16]}`\u2026 ({digest.size:,} B)"
 
