@@ -90,7 +90,7 @@ def make_debs(folder: Path) -> tuple[Path, Path] | None:
         deb = folder / side / "bench.deb"
         deb.parent.mkdir()
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
-        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "-b", str(root), str(deb)],
+        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-b", str(root), str(deb)],
                        env=env, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
         out.append(deb)
     return out[0], out[1]

@@ -208,3 +208,24 @@ def test_each_bound_is_inconclusive_and_named(tmp_path: Path, limits: Limits, na
     undecided = [r for r in results if r.verdict is ArtifactVerdict.INCONCLUSIVE]
     assert undecided, results
     assert any(named in note for r in undecided for note in r.notes)
+
+
+def test_zip64_local_sizes_are_checked_against_the_central_directory(tmp_path: Path) -> None:
+    import zipfile
+
+    from reprover.compare.archives.limits import Budget
+    from reprover.compare.archives.zipfmt import read_zip
+
+    path = tmp_path / "z64.zip"
+    with zipfile.ZipFile(path, "w") as z, z.open("big.bin", "w", force_zip64=True) as out:
+        out.write(b"x" * 1000)
+    data = bytearray(path.read_bytes())
+    with path.open("rb") as f:
+        assert read_zip(f, len(data), Budget(Limits(), len(data))).hidden == []
+    extra = data.index(b"\x01\x00\x10\x00", 30)  # the local ZIP64 record: id 1, 16 bytes
+    data[extra + 4] ^= 1  # its uncompressed size now disagrees with the central directory
+    lying = tmp_path / "lying.zip"
+    lying.write_bytes(bytes(data))
+    with lying.open("rb") as f:
+        hidden = read_zip(f, len(data), Budget(Limits(), len(data))).hidden
+    assert any("disagrees with the central directory: size" in h.reason for h in hidden)

@@ -269,9 +269,14 @@ def _local(f: BinaryIO, e: _Entry, listing: Listing) -> tuple[int, int, bytes, i
         if a != b
     ]
     if not e.flags & 8:
+        record = next((p for i, _, p in _records(extra) or () if i == 1), b"")
+        if local64 and (usize, csize) == (0xFFFFFFFF, 0xFFFFFFFF) and len(record) >= 16:
+            usize, csize = struct.unpack_from("<QQ", record)  # ZIP64 local sizes: both, in order
+        elif local64:
+            disagree.append("ZIP64 local sizes")
         for what, a, b in (("crc", crc, e.crc), ("compressed size", csize, e.csize),
                            ("size", usize, e.usize)):  # fmt: skip
-            if a != b and not (local64 and a == 0xFFFFFFFF):
+            if a != b:
                 disagree.append(what)
     if disagree:
         listing.hidden.append(
