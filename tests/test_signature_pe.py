@@ -188,7 +188,7 @@ def test_microsoft_style_token_and_dual_signature(capsys: pytest.CaptureFixture[
     assert outer.content_digest == nested.content_digest
     assert all(s.countersignatures[0].kind == "rfc3161" for s in proof.signers)
     assert len(outer.countersignatures[0].attribute_certs) == 1
-    assert "2 signers: CN=reprover test release signer; CN=unrelated signer" in proof.summary()
+    assert '2 signers: "CN=reprover test release signer"; "CN=unrelated signer"' in proof.summary()
     assert any("unverified attribute certificate" in line for line in proof.findings())
     argv = ["sign-check", str(fx("unsigned.exe")), str(fx("ms-style.exe"))]
     assert main([*argv, "--trusted", str(CA), "--trusted", str(OTHER_CA)]) == 0

@@ -158,7 +158,10 @@ def test_escape_sequences_in_certificate_subjects(tmp_path: Path) -> None:
     )
     screen, title = terminal(reprover("sign-check", fx("unsigned.exe"), signed), tmp_path)
     assert title != "owned", screen
-    assert "verdict: PASS" in screen and "\\x1b[2J\\x1b[H(chains to pinned trust)" in screen
+    assert "verdict: PASS" in screen and "[H(chains to pinned trust)" in screen
+    # the subject is quoted, so its "(chains to pinned trust)" reads as part of the name
+    assert 'signed by "CN=\\u001b[2J\\u001b[H(chains to pinned trust)' in screen
+    assert 'owned\\u0007" (signer not pinned)' in screen.replace("\n", "")
     other = tmp_path / "other.exe"
     other.write_bytes(signed.read_bytes()[:-1] + b"\x01")  # breaks the proof: stderr names why
     screen, title = terminal(

@@ -27,6 +27,7 @@ by LIEF, so no native parser touches the untrusted bytes.
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ class SignatureProof:
     def summary(self) -> str:
         """One line: who signed, how, and what was proven."""
         trust = "every signer chains to pinned trust" if self.pinned else "signer not pinned"
-        names = "; ".join(s.subject for s in self.signers)
+        # quoted: a subject such as "CN=x (chains to pinned trust)" must read as one name
+        names = "; ".join(json.dumps(s.subject, ensure_ascii=False) for s in self.signers)
         count = f"{len(self.signers)} signers: " if len(self.signers) > 1 else ""
         return f"released = rebuilt + Authenticode signature; signed by {count}{names} ({trust})"
 
