@@ -13,6 +13,8 @@ Makes, with real tools only:
   signature by the unrelated CA's leaf, itself timestamped), and an `[1] IMPLICIT` attribute
   certificate shaped like Microsoft's "nShield TSS ESN" one (signed by a key whose certificate is
   not carried, as Microsoft's is) added to the outer token's certificate set;
+- `legacy-stamped.exe`: signed.exe with a legacy PKCS#9 countersignature by the test TSA (as
+  `signtool /t` writes), built with cryptography since no local tool makes one;
 - an ad-hoc signed and an unsigned Mach-O from macho.c (clang -target x86_64-apple-macos11,
   ld64.lld `-adhoc_codesign` / `-no_adhoc_codesign`), and an arm64 linker-signed one;
 - Mach-O files signed the way Apple's tools sign (`tests/macho_sign.py`, since no codesign runs
@@ -357,9 +359,73 @@ def apple_signed() -> None:
         (HERE / name).write_bytes(data)
 
 
+def _utc_time() -> bytes:
+    return tlv(0x17, time.strftime("%y%m%d%H%M%SZ", time.gmtime()).encode())
+
+
+def legacy_countersigned(out: str) -> None:
+    """signed.exe with a legacy PKCS#9 countersignature (1.2.840.113549.1.9.6) by the test TSA,
+    as signtool /t writes: a SignerInfo over the signer's signature with signingTime and
+    messageDigest, and the TSA's certificate added to the SignedData."""
+    from cryptography.hazmat.primitives import serialization
+
+    signed = (HERE / "signed.exe").read_bytes()
+    layout = read_layout(signed, "signed")
+    length = struct.unpack_from("<I", signed, layout.table_offset)[0]
+    blob = der.read_tlv(signed, layout.table_offset + 8, layout.table_offset + length, "p").raw
+    root = der.parse_one(blob, "p")
+    content = root.children("p")[1]
+    signed_data = der.explicit(content, 0, "p")
+    fields = signed_data.children("p")
+    certs, infos = fields[3], fields[-1]
+    (info,) = infos.children("p")
+    signature = der.octets(info.children("p")[5], "p")
+    tsa = x509.load_pem_x509_certificate((HERE / "tsa.pem").read_bytes())
+    key = serialization.load_pem_private_key((HERE / "tsa.key").read_bytes(), None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(signature)
+    attrs = tlv(0x30, der_oid("1.2.840.113549.1.9.5") + tlv(0x31, _utc_time())) + tlv(
+        0x30, der_oid("1.2.840.113549.1.9.4") + tlv(0x31, tlv(0x04, digest.finalize()))
+    )
+    stamp = key.sign(tlv(0x31, attrs), padding.PKCS1v15(), hashes.SHA256())
+    issuer_serial = tlv(0x30, tsa.issuer.public_bytes() + der_int(tsa.serial_number))
+    counter = tlv(
+        0x30,
+        der_int(1) + issuer_serial + tlv(0x30, der_oid("2.16.840.1.101.3.4.2.1") + b"\x05\x00")
+        + tlv(0xA0, attrs) + tlv(0x30, der_oid("1.2.840.113549.1.1.1") + b"\x05\x00")
+        + tlv(0x04, stamp),
+    )  # fmt: skip
+    unsigned = tlv(0xA1, tlv(0x30, der_oid("1.2.840.113549.1.9.6") + tlv(0x31, counter)))
+    new_info = tlv(0x30, info.content + unsigned)
+    tsa_der = tsa.public_bytes(serialization.Encoding.DER)
+    body = b"".join(
+        tlv(certs.buf[certs.start], certs.content + tsa_der) if f is certs
+        else tlv(infos.buf[infos.start], new_info) if f is infos
+        else f.raw
+        for f in fields
+    )  # fmt: skip
+    forged = tlv(0x30, root.children("p")[0].raw + tlv(0xA0, tlv(0x30, body)))
+    unsigned_pe = (HERE / "unsigned.exe").read_bytes()
+    padded = align8(8 + len(forged))
+    entry = (
+        struct.pack("<IHH", padded, 0x0200, 0x0002) + forged + b"\0" * (padded - 8 - len(forged))
+    )
+    base = align8(len(unsigned_pe))
+    data = bytearray(unsigned_pe + b"\0" * (base - len(unsigned_pe)) + entry)
+    struct.pack_into("<II", data, layout.security_entry_offset, base, len(entry))
+    struct.pack_into("<I", data, layout.checksum_offset, pe_checksum(data, layout.checksum_offset))
+    (HERE / out).write_bytes(bytes(data))
+
+
 def main() -> None:
-    """Make every fixture, or only the groups named on the command line (`ms-style`, `apple`)."""
-    groups = {"ms-style": lambda: microsoft_style("ms-style.exe"), "apple": apple_signed}
+    """Make every fixture, or only the groups named on the command line (`ms-style`, `apple`,
+    `legacy`)."""
+    groups = {
+        "ms-style": lambda: microsoft_style("ms-style.exe"),
+        "apple": apple_signed,
+        "legacy": lambda: legacy_countersigned("legacy-stamped.exe"),
+    }
     if sys.argv[1:]:
         for name in sys.argv[1:]:
             groups[name]()
@@ -395,6 +461,7 @@ def main() -> None:
     sign("unsigned.exe", "noeku.exe", "noeku")
     sign("other-unsigned.exe", "other-signed.exe", "leaf")
     microsoft_style("ms-style.exe")
+    legacy_countersigned("legacy-stamped.exe")
     macho("macho.c")
     apple_signed()
     for leftover in HERE.glob("*.srl"):

@@ -211,3 +211,14 @@ def test_trusted_certificates_as_bytes() -> None:
         fx("ms-style.exe"), fx("unsigned.exe"), trusted=(CA.read_bytes(), OTHER_CA.read_bytes())
     )
     assert proof.pinned
+
+
+def test_legacy_pkcs9_countersignature_is_verified() -> None:
+    """signtool /t style: a PKCS#9 countersignature over the signer's signature, by the TSA."""
+    proof = prove_signature_only(fx("legacy-stamped.exe"), fx("unsigned.exe"), trusted=(CA,))
+    (stamp,) = proof.signers[0].countersignatures
+    assert stamp.kind == "pkcs9-countersignature"
+    assert stamp.signer.startswith("CN=reprover test TSA")
+    assert stamp.trusted
+    unpinned = prove_signature_only(fx("legacy-stamped.exe"), fx("unsigned.exe"))
+    assert not unpinned.signers[0].countersignatures[0].trusted

@@ -110,6 +110,34 @@ def token_unsigned_attribute() -> bytes:
     return _resign(STAMPED, _add_unsigned(blob, inner))
 
 
+def countersignature_unsigned_attribute() -> bytes:
+    legacy = fx("legacy-stamped.exe").read_bytes()
+    blob = first_pkcs7(legacy)
+    path = _attribute_path(blob, "1.2.840.113549.1.9.6")
+    values = path[-1].children("s")[1]
+    (counter,) = values.children("s")
+    return _resign(legacy, _add_unsigned(blob, [*path, values, counter]))
+
+
+def countersignature_over_another_signature() -> bytes:
+    """The legacy countersignature of one signature (and its TSA certificate) grafted onto
+    another signer's."""
+    legacy = first_pkcs7(fx("legacy-stamped.exe").read_bytes())
+    attr = _attribute_path(legacy, "1.2.840.113549.1.9.6")[-1]
+    tsa = _signed_data_path(legacy)[-1].children("s")[3].children("s")[-1]
+    foreign = fx("foreign.exe").read_bytes()
+    blob = first_pkcs7(foreign)
+    path = _signed_data_path(blob)
+    infos = path[-1].children("s")[-1]
+    (signer,) = infos.children("s")
+    with_attr = encode(0x30, signer.content + encode(0xA1, attr.raw))
+    blob = replace_in_der(blob, [*path, infos, signer], with_attr)
+    path = _signed_data_path(blob)
+    certs = path[-1].children("s")[3]
+    blob = replace_in_der(blob, [*path, certs], encode(0xA0, certs.content + tsa.raw))
+    return _resign(foreign, blob)
+
+
 def revocation_lists() -> bytes:
     blob = first_pkcs7(SIGNED)
     path = _signed_data_path(blob)
@@ -165,6 +193,14 @@ ATTACKS: dict[str, tuple[Callable[[], bytes], str]] = {
     "unsigned attribute in the RFC 3161 token's SignerInfo": (
         token_unsigned_attribute,
         r"1\.3\.6\.1\.4\.1\.311\.3\.3\.1 #0: unsigned attribute 1\.2\.3\.4\.5 at file offset",
+    ),
+    "unsigned attribute in a legacy countersignature": (
+        countersignature_unsigned_attribute,
+        r"1\.2\.840\.113549\.1\.9\.6 #0: unsigned attribute 1\.2\.3\.4\.5 at file offset",
+    ),
+    "legacy countersignature of another signature": (
+        countersignature_over_another_signature,
+        "messageDigest attribute does not match",
     ),
     "CRLs": (revocation_lists, r"SignedData.crls at file offset 0x[0-9a-f]+"),
     "two SignerInfos": (two_signer_infos, "2 SignerInfos at file offset"),
