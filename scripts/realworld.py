@@ -19,7 +19,7 @@ README. The test suite covers the same cases offline with generated equivalents
 (tests/fixtures/signature: `ms-style.exe`, `macho-codesign`, `macho-universal-*`, ...), since
 Microsoft's runtime licence allows redistribution only with a licensed Visual Studio.
 
-Run: .venv/bin/python scripts/realworld.py [--work DIR] [--max-files N]
+Run: .venv/bin/python scripts/realworld.py [--work DIR] [--max-files N] [--only PACKAGE ...]
 """
 
 from __future__ import annotations
@@ -125,12 +125,14 @@ def reprover(*args: str | Path) -> tuple[int, dict[str, object], str]:
     return done.returncode, report, done.stderr.strip().splitlines()[0] if done.stderr else ""
 
 
-def download(work: Path) -> list[Path]:
-    """Fetch every pinned file into `work/downloads`, checking each sha256."""
+def download(work: Path, only: list[str]) -> list[Path]:
+    """Fetch every pinned file (or those named in `only`) into `work/downloads`, by sha256."""
     out = work / "downloads"
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     for wheel in WHEELS:
+        if only and wheel.name not in only:
+            continue
         req = out / f"{wheel.name}.txt"
         req.write_text(f"{wheel.name}=={wheel.version} --hash=sha256:{wheel.sha256}\n")
         subprocess.run(
@@ -141,6 +143,8 @@ def download(work: Path) -> list[Path]:
         )  # fmt: skip
         files.extend(p for p in out.glob("*.whl") if _sha256(p) == wheel.sha256)
     for deb in DEBS:
+        if only and deb.name not in only:
+            continue
         subprocess.run(["apt-get", "download", f"{deb.name}={deb.version}"], cwd=out, check=True)
         path = next(out.glob(f"{deb.name}_*.deb"))
         if _sha256(path) != deb.sha256:
@@ -280,7 +284,8 @@ def check_signed(path: Path, kind: str, tmp: Path, label: str) -> Row:
     at = flipped(counterpart, mutant)
     bad_code, bad_report, _ = reprover("sign-check", mutant, path)
     caught = "yes" if bad_code == 1 and _located(bad_report, at) else f"NO (exit {bad_code})"
-    verdict = "signature-only" if code == 0 else f"exit {code}: {err[:80]}"
+    reason = err.removeprefix("reprover: sign-check: ").removeprefix("released file: ")
+    verdict = "signature-only" if code == 0 else f"exit {code}: {reason.split(' (')[0][:90]}"
     return Row(label, kind, _signer(report) if code == 0 else "-", verdict,
                f"exit {diff_code}", caught, seconds)  # fmt: skip
 
@@ -300,17 +305,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="keep downloads and files here")
     parser.add_argument("--max-files", type=int, default=3, help="signed files per package")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="packages")
     args = parser.parse_args()
     for tool in ("osslsigncode", "apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
             raise SystemExit(f"missing tool: {tool}")
     work = args.work or Path(tempfile.mkdtemp(prefix="reprover-realworld-"))
     rows: list[Row] = []
-    for archive in download(work):
+    for archive in download(work, args.only):
         files = extract(archive, work / "x" / archive.stem)
         done = 0
         seen: set[str] = set()
-        for path in sorted(files, key=lambda p: p.stat().st_size):
+        for path in sorted(files, key=_preference):
             if done >= args.max_files:
                 break
             data = path.read_bytes()
@@ -324,7 +330,7 @@ def main() -> None:
             if data[:2] == b"MZ" and signed_pe(data):
                 rows.append(check_signed(path, "PE", tmp, label))
             elif is_macho(data[:4]) and _macho_signed(data):
-                kind = "Mach-O fat" if is_fat(data) else "Mach-O"
+                kind = f"Mach-O{' fat' if is_fat(data) else ''}, {macho_style(data)}"
                 rows.append(check_signed(path, kind, tmp, label))
             elif data[:4] == b"\x7fELF":
                 rows.append(check_elf(path, tmp, label))
@@ -338,6 +344,19 @@ def main() -> None:
         print(_line(row))
 
 
+def macho_style(data: bytes) -> str:
+    """How a Mach-O is signed: `linker` (ld64: one CodeDirectory), `codesign` (more blobs)."""
+    styles = set()
+    slices = [(o, n) for _, _, o, n in fat_slices(data, "f")] if is_fat(data) else [(0, len(data))]
+    for offset, size in slices:
+        part = data[offset : offset + size]
+        layout = slice_layout(part, "s")
+        if layout.dataoff >= 0:
+            count = struct.unpack_from(">I", part, layout.dataoff + 8)[0]
+            styles.add("codesign -s -" if count > 1 else "linker-signed")
+    return " + ".join(sorted(styles))
+
+
 def _macho_signed(data: bytes) -> bool:
     try:
         if is_fat(data):
@@ -348,6 +367,13 @@ def _macho_signed(data: bytes) -> bool:
         return slice_layout(data, "s").dataoff >= 0
     except Exception:  # noqa: BLE001 - not a layout we read: not in the corpus
         return False
+
+
+def _preference(path: Path) -> tuple[bool, int]:
+    """codesign-signed Mach-O files first (the harder case), then the smallest."""
+    data = path.read_bytes()
+    codesign = is_macho(data[:4]) and _macho_signed(data) and "codesign" in macho_style(data)
+    return (not codesign, len(data))
 
 
 def _line(row: Row) -> str:

@@ -90,12 +90,14 @@ def sign(
     cms: bool = True,
     cms_sign: Callable[[bytes], bytes] | None = None,
     page_log: int = 12,
+    size: int | None = None,
 ) -> bytes:
     """Re-sign `data` (thin, 64-bit, signature last) like `codesign -s -` or with a CMS signer.
 
     `cms_sign(code_directory) -> DER` makes the CMS; without it the wrapper is empty (ad-hoc);
     with `cms=False` and `requirements=None` (and flags 0x20002) it writes what ld64 writes.
-    `exec_seg` is (base, limit), by default (0, the size of __TEXT).
+    `exec_seg` is (base, limit), by default (0, the size of __TEXT). `size` forces the
+    signature's size (codesign re-signing in place keeps the old allocation).
     """
     lcs = _load_commands(data)
     dataoff = struct.unpack_from("<I", data, lcs["cs"] + 8)[0]
@@ -115,8 +117,9 @@ def sign(
     cd_len = hash_offset + 32 * n_code
     reserve = 0 if cms_sign is None else 9000
     blobs = [0] + sorted(specials) + ([0x10000] if cms or cms_sign else [])
-    size = 12 + 8 * len(blobs) + cd_len + sum(len(b) for b in specials.values()) + 8 + reserve
-    size = (size + 15) & ~15
+    needed = 12 + 8 * len(blobs) + cd_len + sum(len(b) for b in specials.values()) + 8 + reserve
+    needed = (needed + 15) & ~15
+    size = needed if size is None else size
     out = bytearray(data[:dataoff])
     struct.pack_into("<I", out, lcs["cs"] + 12, size)
     link = lcs["linkedit"]

@@ -268,3 +268,32 @@ def test_verify_pins_entitlements_committed_in_the_source(tmp_path: Path) -> Non
     )
     manifest.write_text(body + '[signature]\nentitlements = "macos/engine.entitlements"\n')
     assert main(["verify", str(manifest), "-q"]) == 1  # the signer added one
+
+
+def test_codesign_leaves_the_linker_signature_tail_in_place(tmp_path: Path) -> None:
+    """Real pillow dylibs: codesign wrote a smaller SuperBlob over the linker's signature and
+    left the rest of it. Those bytes pass only when they are the rebuild's own."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import macho_sign
+
+    linked = LINKED.read_bytes()
+    rebuilt = macho_sign.sign(
+        linked, identifier="engine", flags=0x20002, requirements=None, cms=False, page_log=9
+    )  # a linker signature with 512-byte pages: a large CodeDirectory
+    dataoff, datasize = find_code_signature(rebuilt, "r") or (0, 0)
+    resigned = macho_sign.sign(rebuilt, identifier="engine", size=datasize)
+    length = struct.unpack_from(">I", resigned, dataoff + 4)[0]
+    released = resigned[: dataoff + length] + rebuilt[dataoff + length :]
+    assert any(released[dataoff + length :])  # the old signature's remains
+    paths = {"rebuilt": tmp_path / "rebuilt", "released": tmp_path / "released"}
+    paths["rebuilt"].write_bytes(rebuilt)
+    paths["released"].write_bytes(released)
+    proof = prove_macho_signature_only(paths["released"], paths["rebuilt"])
+    assert proof.slices[0].requirements == "empty set"
+    tampered = bytearray(released)
+    tampered[dataoff + length + 40] ^= 0x01
+    paths["released"].write_bytes(bytes(tampered))
+    with pytest.raises(VerificationError, match="not the rebuilt file's own"):
+        prove_macho_signature_only(paths["released"], paths["rebuilt"])

@@ -14,7 +14,8 @@ with only zero bytes between them and after the fat header, the last one ending 
   rebuilt bytes before it, only `LC_CODE_SIGNATURE.datasize` and `__LINKEDIT`'s `vmsize` and
   `filesize` by the released values gives the released bytes before the signature, byte for
   byte; the released signature ends the slice and `__LINKEDIT`;
-- the released signature is a well-formed SuperBlob (see `macho_blobs`) whose every
+- the released signature is a well-formed SuperBlob (see `macho_blobs`; the bytes after it are
+  zero or, where codesign left the linker signature it replaced, the rebuild's own) whose every
   CodeDirectory covers every byte before it with page hashes that match, and whose special
   slots (requirements, entitlements) hash to the blobs present;
 - what the signature asserts is the rebuild's own, or pinned: identifier
@@ -327,7 +328,7 @@ def _prove_slice(
     b = slice_layout(reb, "rebuilt file")
     if r.dataoff < 0:
         raise VerificationError(f"{name}: no LC_CODE_SIGNATURE: the file is not signed")
-    sig = parse_signature(rel, r.dataoff, r.datasize, name)
+    sig = parse_signature(rel, r.dataoff, r.datasize, name, previous=reb)
     _transplant(rel, r, reb, b, name=name, base=offset)
     own = parse_signature(reb, b.dataoff, b.datasize, "rebuilt file")
     for cd in sig.directories:

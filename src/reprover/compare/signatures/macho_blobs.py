@@ -92,11 +92,18 @@ def _be32(data: bytes, off: int) -> int:
     return int(struct.unpack_from(">I", data, off)[0])
 
 
-def parse_signature(data: bytes, dataoff: int, datasize: int, name: str) -> CodeSignature:
+def parse_signature(
+    data: bytes, dataoff: int, datasize: int, name: str, *, previous: bytes = b""
+) -> CodeSignature:
     """Parse the code signature at `dataoff` (it must end the file `data`).
 
+    The bytes after the SuperBlob, up to `datasize`, must be zero or, where `previous` (the
+    rebuilt file) has a byte at the same offset, that byte: codesign writes its SuperBlob over
+    the linker's signature in place and leaves the rest of the old one there.
+
     Raises:
-        VerificationError: malformed, not last in the file, unknown blobs or slot hashes wrong.
+        VerificationError: malformed, not last in the file, unknown blobs or slot hashes wrong,
+            or a byte after the SuperBlob that is neither zero nor the rebuild's.
     """
     if dataoff + datasize != len(data):
         raise VerificationError(
@@ -108,8 +115,7 @@ def parse_signature(data: bytes, dataoff: int, datasize: int, name: str) -> Code
     length, count = _be32(data, dataoff + 4), _be32(data, dataoff + 8)
     if length > datasize or count > MAX_BLOBS or 12 + 8 * count > length:
         raise VerificationError(f"{name}: SuperBlob length {length} or count {count} is bad")
-    if any(data[dataoff + length : dataoff + datasize]):
-        raise VerificationError(f"{name}: non-zero bytes after the SuperBlob")
+    _check_tail(data, dataoff + length, dataoff + datasize, previous, name)
     blobs: list[tuple[int, int, bytes]] = []
     cursor = dataoff + 12 + 8 * count
     for i in range(count):
@@ -133,6 +139,20 @@ def parse_signature(data: bytes, dataoff: int, datasize: int, name: str) -> Code
         )
     directories = _check_blobs(blobs, name)
     return CodeSignature(dataoff, datasize, length, tuple(blobs), directories)
+
+
+def _check_tail(data: bytes, start: int, end: int, previous: bytes, name: str) -> None:
+    tail = data[start:end]
+    if not any(tail):
+        return
+    same = previous[start:end]
+    for i, byte in enumerate(tail):
+        if byte and (i >= len(same) or same[i] != byte):
+            raise VerificationError(
+                f"{name}: non-zero bytes after the SuperBlob (at {start + i:#x}) that are not the "
+                "rebuilt file's own (the remains of the signature codesign replaced); bytes "
+                "there are covered by no signature"
+            )
 
 
 def _check_blobs(blobs: list[tuple[int, int, bytes]], name: str) -> tuple[CodeDirectory, ...]:
