@@ -21,7 +21,8 @@ Makes, with real tools only:
   here): `codesign -s -` ad-hoc (`macho-codesign`: requirements blob, empty CMS wrapper), with
   entitlements (`macho-entitled`, from `entitlements.plist`), Developer ID style
   (`macho-devid`: hardened runtime, a detached CMS SignedData over the CodeDirectory made by
-  `openssl cms` with the test leaf), and universal files of the x86_64 and arm64 slices
+  `openssl cms` with the test leaf; `macho-devid-stamped` adds an RFC 3161 token from
+  `openssl ts -reply` with the test TSA), and universal files of the x86_64 and arm64 slices
   (`macho-universal-linker`: as linked; `macho-universal-codesign`: each slice `codesign -s -`).
 
 Run: .venv/bin/python scripts/make_signature_fixtures.py [GROUP...]  (no group: all; new keys)
@@ -325,6 +326,52 @@ def cms_signer(code_directory: bytes) -> bytes:
         return (Path(tmp) / "sig").read_bytes()
 
 
+TSA_CONFIG = """[ tsa ]
+default_tsa = tsa_config1
+[ tsa_config1 ]
+serial = ./tsaserial
+signer_digest = sha256
+default_policy = 1.2.3.4.1
+digests = sha256
+accuracy = secs:1
+ordering = no
+tsa_name = no
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+crypto_device = builtin
+other_policies = 1.2.3.4.2
+"""
+
+
+def rfc3161_token(data: bytes) -> bytes:
+    """An RFC 3161 token over `data` from the test TSA (`openssl ts -reply`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        (t / "data").write_bytes(data)
+        (t / "ts.cnf").write_text(TSA_CONFIG)
+        (t / "tsaserial").write_text("01\n")
+        run("openssl", "ts", "-query", "-data", "data", "-sha256", "-cert", "-no_nonce",
+            "-out", "q.tsq", cwd=t)  # fmt: skip
+        run("openssl", "ts", "-reply", "-config", "ts.cnf", "-queryfile", "q.tsq",
+            "-signer", str(HERE / "tsa.pem"), "-inkey", str(HERE / "tsa.key"),
+            "-chain", str(HERE / "ca.pem"), "-token_out", "-out", "tok.der", cwd=t)  # fmt: skip
+        return (t / "tok.der").read_bytes()
+
+
+def stamped_cms_signer(code_directory: bytes) -> bytes:
+    """`cms_signer` plus an RFC 3161 timestamp token over its signature, as codesign adds."""
+    blob = cms_signer(code_directory)
+    root = der.parse_one(blob, "cms")
+    content = root.children("cms")[1]
+    signed_data = der.explicit(content, 0, "cms")
+    infos = signed_data.children("cms")[-1]
+    (info,) = infos.children("cms")
+    signature = der.octets(info.children("cms")[-1], "cms")
+    attr = tlv(0x30, der_oid("1.2.840.113549.1.9.16.2.14") + tlv(0x31, rfc3161_token(signature)))
+    new_info = tlv(0x30, info.content + tlv(0xA1, attr))
+    return _replace(blob, [root, content, signed_data, infos, info], new_info)
+
+
 def apple_signed() -> None:
     """Mach-O files signed as codesign does (see tests/macho_sign.py)."""
     sys.path.insert(0, str(HERE.parent.parent))
@@ -357,6 +404,20 @@ def apple_signed() -> None:
     }
     for name, data in outputs.items():
         (HERE / name).write_bytes(data)
+    devid_stamped()
+
+
+def devid_stamped() -> None:
+    """`macho-devid-stamped`: Developer ID style, with an RFC 3161 token in the CMS."""
+    sys.path.insert(0, str(HERE.parent.parent))
+    import macho_sign
+
+    x86 = (HERE / "macho-adhoc").read_bytes()
+    (HERE / "macho-devid-stamped").write_bytes(
+        macho_sign.sign(
+            x86, identifier="engine", flags=macho_sign.RUNTIME, cms_sign=stamped_cms_signer
+        )
+    )
 
 
 def _utc_time() -> bytes:
@@ -425,6 +486,7 @@ def main() -> None:
         "ms-style": lambda: microsoft_style("ms-style.exe"),
         "apple": apple_signed,
         "legacy": lambda: legacy_countersigned("legacy-stamped.exe"),
+        "devid-stamped": devid_stamped,
     }
     if sys.argv[1:]:
         for name in sys.argv[1:]:

@@ -297,3 +297,17 @@ def test_codesign_leaves_the_linker_signature_tail_in_place(tmp_path: Path) -> N
     paths["released"].write_bytes(bytes(tampered))
     with pytest.raises(VerificationError, match="not the rebuilt file's own"):
         prove_macho_signature_only(paths["released"], paths["rebuilt"])
+
+
+def test_developer_id_cms_with_an_rfc3161_timestamp() -> None:
+    """codesign --timestamp: an RFC 3161 token (openssl ts, the test TSA) in the CMS's unsigned
+    attributes is verified over the CMS signature and reported."""
+    proof = prove_macho_signature_only(
+        fx("macho-devid-stamped"), LINKED, trusted=(CA,), pins=MachOPins(flags=0x10000)
+    )
+    signer = proof.slices[0].signer
+    assert signer is not None
+    (stamp,) = signer.countersignatures
+    assert (stamp.kind, stamp.trusted) == ("rfc3161", True)
+    assert stamp.signer.startswith("CN=reprover test TSA")
+    assert any("rfc3161 timestamp at" in line and "(pinned)" in line for line in proof.findings())

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import re
 import struct
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from reprover.cli import main
-from signature_support import FIXTURES, fx
+from reprover.compare.signatures import der
+from signature_support import FIXTURES, encode, fx, oid_der, replace_in_der
 
 sys.path.insert(0, str(FIXTURES.parent.parent))
 import macho_sign
@@ -65,7 +68,40 @@ def payload_between_slices() -> bytes:
     return bytes(out)
 
 
+def _cms_with_payload(code_directory: bytes) -> bytes:
+    """A Developer ID style CMS (openssl cms, the test leaf) with an unknown unsigned attribute
+    carrying 4 KiB."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "cd").write_bytes(code_directory)
+        subprocess.run(
+            ["openssl", "cms", "-sign", "-binary", "-nosmimecap", "-md", "sha256",
+             "-in", f"{tmp}/cd", "-signer", str(fx("leaf.pem")), "-inkey", str(fx("leaf.key")),
+             "-outform", "DER", "-out", f"{tmp}/sig"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        blob = (Path(tmp) / "sig").read_bytes()
+    root = der.parse_one(blob, "cms")
+    content = root.children("cms")[1]
+    signed_data = der.explicit(content, 0, "cms")
+    infos = signed_data.children("cms")[-1]
+    (info,) = infos.children("cms")
+    attr = encode(0x30, oid_der("1.2.3.4.5") + encode(0x31, encode(0x04, b"EVIL" * 1024)))
+    new_info = encode(0x30, info.content + encode(0xA1, attr))
+    return replace_in_der(blob, [root, content, signed_data, infos, info], new_info)
+
+
+def cms_unknown_unsigned_attribute() -> bytes:
+    return macho_sign.sign(
+        LINKED, identifier="engine", flags=macho_sign.RUNTIME, cms_sign=_cms_with_payload
+    )
+
+
 ATTACKS: dict[str, tuple[Callable[[], bytes], str, str]] = {
+    "unknown unsigned attribute in a Developer ID CMS": (
+        cms_unknown_unsigned_attribute,
+        "macho-adhoc",
+        r"CMS signature: unsigned attribute 1\.2\.3\.4\.5 at file offset 0x[0-9a-f]+ is not",
+    ),
     "hardened runtime flag added": (hardened_runtime, "macho-adhoc", r"flags 0x10002.*macho_flags"),
     "restrict flag added": (restrict, "macho-adhoc", r"flags 0x802.*macho_flags"),
     "identifier changed": (identifier, "macho-adhoc", "identifier 'com.vendor.other'"),

@@ -136,6 +136,11 @@ class SliceProof:
             f"{where}requirements {self.requirements}",
             f"{where}entitlements {self.entitlements}",
             f"{where}signer: {who}",
+            *(
+                f"{where}{c.kind} timestamp at {c.time.isoformat()} by {c.signer}"
+                f"{' (pinned)' if c.trusted else ' (TSA not pinned)'}"
+                for c in (self.signer.countersignatures if self.signer else ())
+            ),
         )
 
 
