@@ -91,13 +91,15 @@ def sign(
     cms_sign: Callable[[bytes], bytes] | None = None,
     page_log: int = 12,
     size: int | None = None,
+    info_plist: bytes | None = None,
 ) -> bytes:
     """Re-sign `data` (thin, 64-bit, signature last) like `codesign -s -` or with a CMS signer.
 
     `cms_sign(code_directory) -> DER` makes the CMS; without it the wrapper is empty (ad-hoc);
     with `cms=False` and `requirements=None` (and flags 0x20002) it writes what ld64 writes.
     `exec_seg` is (base, limit), by default (0, the size of __TEXT). `size` forces the
-    signature's size (codesign re-signing in place keeps the old allocation).
+    signature's size (codesign re-signing in place keeps the old allocation). `info_plist`
+    is hashed into special slot 1, as for a bundle's executable (the file is not embedded).
     """
     lcs = _load_commands(data)
     dataoff = struct.unpack_from("<I", data, lcs["cs"] + 8)[0]
@@ -108,7 +110,8 @@ def sign(
         specials[5] = blob(ENTITLEMENTS, entitlements)
     if entitlements_der is not None:
         specials[7] = blob(ENTITLEMENTS_DER, entitlements_der)
-    n_special = max(specials, default=0)
+    external = {1: info_plist} if info_plist is not None else {}
+    n_special = max([*specials, *external], default=0)
     page = 1 << page_log
     n_code = (dataoff + page - 1) // page
     ident = identifier.encode() + b"\0"
@@ -134,8 +137,9 @@ def sign(
         32, 2, 0, page_log, 0, 0, 88 + len(ident) if team else 0, 0, 0, seg_base, text_size,
         exec_seg_flags,
     )  # fmt: skip
+    hashed = {**specials, **external}
     slots = b"".join(
-        hashlib.sha256(specials[i]).digest() if i in specials else b"\0" * 32
+        hashlib.sha256(hashed[i]).digest() if i in hashed else b"\0" * 32
         for i in range(n_special, 0, -1)
     )
     pages = b"".join(

@@ -311,3 +311,20 @@ def test_developer_id_cms_with_an_rfc3161_timestamp() -> None:
     assert (stamp.kind, stamp.trusted) == ("rfc3161", True)
     assert stamp.signer.startswith("CN=reprover test TSA")
     assert any("rfc3161 timestamp at" in line and "(pinned)" in line for line in proof.findings())
+
+
+def test_bundle_bindings_are_reported(tmp_path: Path) -> None:
+    """A bundle executable's CodeDirectory binds its Info.plist (special slot 1): the file is
+    not in the binary, so the binding is reported, not checked."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import macho_sign
+
+    plist = b"<plist><dict><key>CFBundleIdentifier</key><string>x</string></dict></plist>"
+    released = tmp_path / "engine"
+    released.write_bytes(
+        macho_sign.sign(LINKED.read_bytes(), identifier="engine", info_plist=plist)
+    )
+    proof = prove_macho_signature_only(released, LINKED)
+    assert any("binds a file outside the binary: Info.plist (hash" in f for f in proof.findings())

@@ -80,6 +80,13 @@ CS_ADHOC = 0x2
 CS_LINKER_SIGNED = 0x20000
 SIGNATURE_KIND_FLAGS = CS_ADHOC | CS_LINKER_SIGNED
 EMPTY_REQUIREMENTS = bytes.fromhex("fade0c010000000c00000000")
+# special slots whose hashes bind files outside the binary (a bundle's): reported, not checked
+EXTERNAL_SLOTS = {
+    1: "Info.plist",
+    3: "the resource directory",
+    4: "application data",
+    6: "rep-specific data",
+}
 
 
 class NoSignerError(VerificationError):
@@ -110,6 +117,7 @@ class SliceProof:
     requirements: str
     entitlements: str
     signer: CmsSigner | None
+    external: tuple[str, ...] = ()
 
     def lines(self) -> tuple[str, ...]:
         """Report lines for this slice."""
@@ -136,6 +144,7 @@ class SliceProof:
             f"{where}requirements {self.requirements}",
             f"{where}entitlements {self.entitlements}",
             f"{where}signer: {who}",
+            *(f"{where}binds a file outside the binary: {e}" for e in self.external),
             *(
                 f"{where}{c.kind} timestamp at {c.time.isoformat()} by {c.signer}"
                 f"{' (pinned)' if c.trusted else ' (TSA not pinned)'}"
@@ -375,6 +384,12 @@ def _prove_slice(
         else f"{len(req)} bytes (sha256 {hashlib.sha256(req).hexdigest()})",
         entitlements=_describe_entitlements(sig, name),
         signer=signer,
+        external=tuple(
+            f"{EXTERNAL_SLOTS.get(slot, f'special slot {slot}')} (hash {value.hex()})"
+            for slot, value in sorted(cd.special.items())
+            if slot not in (SLOT_REQUIREMENTS, SLOT_ENTITLEMENTS, SLOT_ENTITLEMENTS_DER)
+            and any(value)
+        ),
     )
     return proof, _regions(sig, r, b, offset)
 
