@@ -330,3 +330,12 @@ def test_unlisted_released_files_are_sent_by_digest_and_kept_in_the_report(tmp_p
         "hello": "identical",
         "extra.dll": "unlisted",
     }
+
+
+def test_two_campaign_reports_to_one_file_are_refused_before_anything_runs(tmp_path: Path) -> None:
+    out = tmp_path / "c.json"
+    done = reprover(
+        "verify", "a.toml", "b.toml", "-o", out, "--report", f"json={out}", cwd=tmp_path
+    )
+    assert done.returncode == 2 and "two reports would be written to the same file" in done.stderr
+    assert not out.exists()

@@ -198,11 +198,6 @@ def _write_reports(args: argparse.Namespace, name: str, report: Report) -> None:
 
 
 def _emit(args: argparse.Namespace, report: CampaignReport) -> None:
-    targets = [p.absolute() for _, p in args.report]
-    if args.output is not None:
-        targets.append(args.output.absolute())
-    if len(set(targets)) != len(targets):
-        raise InputError("two reports would be written to the same file", hint="use one path each")
     extra = [(path, campaign_render.render(report, fmt)) for fmt, path in args.report]
     for path, data in extra:
         write_atomic(path, data)
