@@ -189,7 +189,9 @@ def _disagreements(step: Step, links: StepLinks) -> list[str]:
     must record the same materials and products; the reference is the link whose file name
     sorts first, so the finding is the same whatever the order of keys.
     """
-    named = sorted((loaded.path.name, loaded) for loaded in links.valid.values())
+    named = sorted(
+        ((loaded.path.name, loaded) for loaded in links.valid.values()), key=lambda i: i[0]
+    )
     if len(named) < 2:
         return []
     first_name, first = named[0]
