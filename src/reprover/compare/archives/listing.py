@@ -67,6 +67,8 @@ class Member:
     opener: Opener | None = None
     target: str | None = None
     raw: str | None = None  # sha256 of the compressed/stored bytes, when they differ by format
+    stored: Opener | None = None  # streams the stored (compressed) bytes, without expanding
+    identity: object = None  # what, with equal stored bytes, fixes the content (method, CRC)
 
 
 @dataclass
