@@ -148,3 +148,16 @@ def test_certificate_expired_before_its_entry_was_logged(
     )  # fmt: skip
     assert code == 1
     assert "signing certificate was not valid when the entry was logged" in err
+
+
+def test_library_log_lines_are_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    """in-toto and sigstore log messages quote hostile strings (a link's command, say)."""
+    import logging
+
+    from reprover.cli.common import quiet_libraries
+
+    quiet_libraries(quiet=False, verbose=True)
+    logging.getLogger("in_toto.verifylib").warning("Run command '%s'", "\x1b[2J\x1b]0;PASS\x07")
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err
+    assert "\\x1b[2J" in err

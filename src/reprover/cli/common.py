@@ -37,20 +37,37 @@ def out(message: str) -> None:
     sys.stdout.flush()
 
 
+class _VisibleFormatter(logging.Formatter):
+    """Library messages quote hostile inputs too (in-toto quotes link commands): escape them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), keep_newlines=True)
+
+
+# Each library's loudest level worth showing by default. in-toto warns on every step whose
+# link records a command the layout does not expect: reprover's own link checks say what
+# matters, so those lines only show with --verbose.
+_LIBRARY_LEVELS = {
+    "sigstore": logging.WARNING,
+    "tuf": logging.WARNING,
+    "in_toto": logging.ERROR,
+    "securesystemslib": logging.ERROR,
+}
+
+
 def quiet_libraries(*, quiet: bool, verbose: bool) -> None:
     """Route the loggers of the libraries we call (sigstore, in-toto, TUF) through stderr.
 
-    Their warnings show as `reprover: <library>: ...` lines; `--quiet` silences them too, and
-    `--verbose` adds their informational messages.
+    Their messages show as `reprover: <logger>: ...` lines, escaped like every other stderr
+    line; `--quiet` silences them, `--verbose` adds their informational messages.
     """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("reprover: %(name)s: %(message)s"))
-    level = logging.CRITICAL + 1 if quiet else logging.INFO if verbose else logging.WARNING
-    for name in ("sigstore", "in_toto", "securesystemslib", "tuf"):
+    handler.setFormatter(_VisibleFormatter("reprover: %(name)s: %(message)s"))
+    for name, default in _LIBRARY_LEVELS.items():
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.propagate = False
-        logger.setLevel(level)
+        logger.setLevel(logging.CRITICAL + 1 if quiet else logging.INFO if verbose else default)
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
