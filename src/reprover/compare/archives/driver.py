@@ -382,6 +382,10 @@ class _Comparison:
             o.verdict in ACCEPTED or o.verdict is ArtifactVerdict.INCONCLUSIVE
             for _, o in self.contents
         )
+        if self.consequences and not everything:  # consequences of nothing: unexplained
+            decided = False
+            self.notes.append("header sizes or checksums differ but no member or field does: "
+                              "unexplained, never allowed")  # fmt: skip
         rules = sorted({d.rule for d in roots if d.rule})
         follow = tuple(
             replace(d, allowed=decided and bool(everything), rule=", ".join(rules) or None

@@ -180,8 +180,9 @@ def read_tar(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> Listin
             main = info.offset_data - BLOCK
             fields = _extensions(f, info.offset, main)
             fields.update(_block_fields(_read(f, main, BLOCK), main, ""))
-            data_size = info.size if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE,
-                                                   tarfile.CONTTYPE) else 0  # fmt: skip
+            # every member's data is compared, whatever its type: GNU tar extracts an unknown
+            # typeflag as a regular file, so data under one is content, not padding
+            data_size = info.size
             end = info.offset_data + (info.size + BLOCK - 1) // BLOCK * BLOCK
             if not _zero(f, info.offset_data + info.size, end):
                 listing.hidden.append(
@@ -195,10 +196,7 @@ def read_tar(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> Listin
                 info.offset,
                 target=info.linkname or None,
             )
-            if data_size:
-                member.opener = _opener(f, info.offset_data, data_size)
-            else:
-                member.opener = _opener(f, info.offset_data, 0)
+            member.opener = _opener(f, info.offset_data, data_size)
             listing.members.append(member)
             pos = end
     finally:
