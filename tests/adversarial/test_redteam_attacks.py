@@ -7,10 +7,8 @@ archive rule allowed, so that only the attack itself can make them fail.
 
 from __future__ import annotations
 
-import gzip
 import io
 import tarfile
-import zipfile
 from pathlib import Path
 
 from archive_support import artifact, report
