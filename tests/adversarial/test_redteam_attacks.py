@@ -7,8 +7,11 @@ archive rule allowed, so that only the attack itself can make them fail.
 
 from __future__ import annotations
 
+import gzip
 import io
+import struct
 import tarfile
+import zipfile
 from pathlib import Path
 
 from archive_support import artifact, report
@@ -91,3 +94,84 @@ def test_pax_record_repeated_hides_a_payload(tmp_path: Path, run_cli) -> None:
     code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "app.tar"), *ALLOW)
     assert code == 1, rep
     assert artifact(rep, "app.tar")["verdict"] == "different"
+
+
+def zip_bytes(*members: tuple[str, bytes, bytes]) -> bytes:
+    """A ZIP of (name, content, central extra) members, stored, fixed times."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data, extra in members:
+            info = zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0))
+            info.extra = extra
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+def _ut(payload: bytes) -> bytes:
+    return struct.pack("<HH", 0x5455, len(payload)) + payload
+
+
+def test_payload_in_a_zip_timestamp_extra_is_not_a_timestamp(tmp_path: Path, run_cli) -> None:
+    """A 0x5455 'extended timestamp' extra of 4 KB: data, not a time, under archive.mtime."""
+    honest = _ut(b"\x01" + struct.pack("<I", 1_700_000_000))
+    smuggled = _ut(b"\x01" + struct.pack("<I", 1_700_000_000) + b"EVIL" * 1000)
+    released = zip_bytes(("pkg/a.py", b"print(1)\n", smuggled))
+    rebuilt = zip_bytes(("pkg/a.py", b"print(1)\n", honest))
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "w.zip"), *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "w.zip")["verdict"] == "different"
+
+
+def test_gzip_with_a_second_member_concatenated(tmp_path: Path, run_cli) -> None:
+    """`gzip -d` and `tar xzf` read every member: a second one appends content."""
+    inner = tar_bytes(("bin/tool", b"0", b"good\n"))
+    rebuilt = gzip.compress(inner, mtime=0)
+    released = rebuilt + gzip.compress(b"EVIL", mtime=0)
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "a.tar.gz"), *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "a.tar.gz")["verdict"] == "different"
+
+
+def test_zip_central_directory_points_twice_at_one_local_header(tmp_path: Path, run_cli) -> None:
+    """Two central entries, one local header: the second name's content is the first's."""
+    rebuilt = zip_bytes(("a.py", b"x\n", b""), ("b.py", b"x\n", b""))
+    data = bytearray(rebuilt)
+    cd = data.find(b"PK\x01\x02")
+    second = data.find(b"PK\x01\x02", cd + 4)
+    data[second + 42 : second + 46] = data[cd + 42 : cd + 46]  # b.py -> a.py's local header
+    code, rep = report(run_cli, "diff", *pair(tmp_path, bytes(data), rebuilt, "w.zip"), *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "w.zip")["verdict"] == "different"
+
+
+def test_member_renamed_by_unicode_normalization(tmp_path: Path, run_cli) -> None:
+    """`café.py` in NFD is another name (another file on most file systems): never the same."""
+    nfc, nfd = "caf\u00e9.py", "cafe\u0301.py"
+    released = zip_bytes((nfd, b"x\n", b""))
+    rebuilt = zip_bytes((nfc, b"x\n", b""))
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "w.zip"), *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "w.zip")["verdict"] == "different"
+
+
+def _ar(members: list[tuple[str, bytes]], mtime: int = 0) -> bytes:
+    out = b"!<arch>\n"
+    for name, data in members:
+        head = f"{name + '/':<16}{mtime:<12}{0:<6}{0:<6}{0o100644:<8o}{len(data):<10}`\n"
+        out += head.encode() + data + (b"\n" if len(data) % 2 else b"")
+    return out
+
+
+def test_deb_whose_data_differs_but_control_matches(tmp_path: Path, run_cli) -> None:
+    """A .deb: control.tar.gz identical, data.tar.gz with another binary; ar mtimes differ."""
+    control = gzip.compress(tar_bytes(("control", b"0", b"Package: x\n")), mtime=0)
+
+    def deb(binary: bytes, mtime: int) -> bytes:
+        data = gzip.compress(tar_bytes(("usr/bin/x", b"0", binary)), mtime=mtime)
+        return _ar([("debian-binary", b"2.0\n"), ("control.tar.gz", control),
+                    ("data.tar.gz", data)], mtime)  # fmt: skip
+
+    released, rebuilt = deb(b"EVIL", 1), deb(b"good", 2)
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "x.deb"), *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "x.deb!data.tar.gz")["verdict"] == "different"

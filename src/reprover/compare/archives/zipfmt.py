@@ -228,10 +228,30 @@ def _fields(e: _Entry, local_extra: bytes, local_extra_at: int) -> dict[str, Fie
         for ident, pos, payload in records:
             if ident == 1:
                 continue  # ZIP64 sizes and offsets: checked by the walk itself
-            key = prefix + EXTRA_NAMES.get(ident, f"extra[{ident:#06x}]")
+            named = ident in EXTRA_NAMES and _well_formed(ident, payload)
+            key = prefix + (EXTRA_NAMES[ident] if named else f"extra[{ident:#06x}]")
             kind = Kind.TIMESTAMP if key.endswith("mtime") else Kind.METADATA
             fields[key] = Field(payload, base + pos, 4 + len(payload), kind)
     return fields
+
+
+def _well_formed(ident: int, payload: bytes) -> bool:
+    """Whether a time or owner extra holds only its fields (else no rule may allow it: a
+    payload of data under a time or owner record is data, not a time)."""
+    if ident == 0x5455:  # flags, then one 4-byte time per flag bit set (central: at most all)
+        return 1 <= len(payload) <= 1 + 4 * bin(payload[0] & 7).count("1")
+    if ident == 0x000A:  # 4 reserved bytes, one tag 1 of 24 bytes (mtime, atime, ctime)
+        return len(payload) == 32 and payload[4:8] == struct.pack("<HH", 1, 24)
+    if ident == 0x7875:  # version 1, uid size, uid, gid size, gid
+        if len(payload) < 3 or payload[0] != 1 or payload[1] > 8:
+            return False
+        gid_at = 2 + payload[1]
+        return (
+            gid_at < len(payload)
+            and payload[gid_at] <= 8
+            and (len(payload) == gid_at + 1 + payload[gid_at])
+        )
+    return False
 
 
 def _kind(e: _Entry) -> str:
