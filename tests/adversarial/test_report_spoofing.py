@@ -329,3 +329,27 @@ def test_undecodable_released_file_name_through_verify(project: Project, run_cli
             assert "\\xff\\xfe.exe" in paths
         else:
             assert "\\xff\\xfe.exe" in out, fmt
+
+
+def test_certificate_subject_cannot_pose_as_an_issuer_or_a_trust_note(tmp_path: Path) -> None:
+    """No control character needed: a subject holding `; issuer ...` or `(chains to pinned
+    trust)` must read as one quoted name in every signer line, not as reprover's own words."""
+    subject = "evil; issuer CN=Pinned Root CA (chains to pinned trust)"
+    pem, pkey = _evil_certificate(tmp_path, subject)
+    signed = tmp_path / "signed.exe"
+    subprocess.run(
+        [
+            *("osslsigncode", "sign", "-certs", pem, "-key", pkey, "-h", "sha256"),
+            *("-in", fx("unsigned.exe"), "-out", signed),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    done = subprocess.run(
+        reprover("sign-check", fx("unsigned.exe"), signed), capture_output=True, text=True
+    )
+    lines = [line for line in done.stdout.splitlines() if "CN=evil" in line]
+    assert lines, done.stdout
+    for line in lines:  # the whole subject sits inside one pair of quotes
+        assert '"CN=evil' in line and 'CA (chains to pinned trust)"' in line, line
+    assert "(signer not pinned)" in done.stdout

@@ -39,6 +39,7 @@ from reprover.compare.archives.listing import (
 )
 from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
 from reprover.compare.archives.msisig import prove_msi_signature_only
+from reprover.compare.signatures import quoted
 from reprover.errors import InputError, VerificationError
 from reprover.model import (
     ACCEPTED,
@@ -429,10 +430,12 @@ class _Comparison:
             "chains to pinned trust" if self.ctx.policy.trusted_signers else "signer not pinned"
         )
         self.notes.append(
-            f"released = rebuilt + MSI Authenticode signature; signed by {signers[0].subject} "
-            f"({pinned})"
+            "released = rebuilt + MSI Authenticode signature; signed by "
+            f"{quoted(signers[0].subject)} ({pinned})"
         )
-        self.notes.extend(f"{s.label}: subject {s.subject}; issuer {s.issuer}" for s in signers)
+        self.notes.extend(
+            f"{s.label}: subject {quoted(s.subject)}; issuer {quoted(s.issuer)}" for s in signers
+        )
         self.members = [m for m in self.members if m.path != self._child_name(MSI_SIGNATURE)]
         return tuple(
             replace(d, allowed=True, rule=SIGNATURE_RULE) if d.region in signing else d

@@ -8,3 +8,11 @@ and pins; `macho_layout`: fat slices and load commands; `macho_blobs`: SuperBlob
 CodeDirectory; `macho_cms`: the Developer ID style CMS signer).
 Does not own: region maps of the rest of the file (`reprover.compare.regions`) or policy.
 """
+
+import json
+
+
+def quoted(name: str) -> str:
+    """A certificate name as one quoted string: a subject such as `CN=x (chains to pinned
+    trust)` or `CN=x; issuer CN=Root` must read as one name, never as reprover's own words."""
+    return json.dumps(name, ensure_ascii=False)

@@ -27,13 +27,13 @@ by LIEF, so no native parser touches the untrusted bytes.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from reprover.compare.signatures import quoted
 from reprover.compare.signatures.pe_certtable import (
     NotPeError,
     PeLayout,
@@ -78,8 +78,7 @@ class SignatureProof:
     def summary(self) -> str:
         """One line: who signed, how, and what was proven."""
         trust = "every signer chains to pinned trust" if self.pinned else "signer not pinned"
-        # quoted: a subject such as "CN=x (chains to pinned trust)" must read as one name
-        names = "; ".join(json.dumps(s.subject, ensure_ascii=False) for s in self.signers)
+        names = "; ".join(quoted(s.subject) for s in self.signers)
         count = f"{len(self.signers)} signers: " if len(self.signers) > 1 else ""
         return f"released = rebuilt + Authenticode signature; signed by {count}{names} ({trust})"
 
@@ -88,7 +87,8 @@ class SignatureProof:
         lines: list[str] = []
         for s in self.signers:
             lines.append(
-                f"{s.label}: subject {s.subject}; issuer {s.issuer}; serial {s.serial}; "
+                f"{s.label}: subject {quoted(s.subject)}; issuer {quoted(s.issuer)}; "
+                f"serial {s.serial}; "
                 f"digest {s.digest_algorithm}; signature {s.signature_algorithm}; "
                 f"signed content {s.content_digest}"
             )

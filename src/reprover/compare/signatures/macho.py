@@ -43,6 +43,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from reprover.compare.signatures import quoted
 from reprover.compare.signatures.macho_blobs import (
     SLOT_CMS,
     SLOT_ENTITLEMENTS,
@@ -133,7 +134,7 @@ class SliceProof:
         who = (
             "ad-hoc (no signer; integrity, not identity)"
             if self.signer is None
-            else f"CMS signer {self.signer.subject}, issuer {self.signer.issuer}"
+            else f"CMS signer {quoted(self.signer.subject)}, issuer {quoted(self.signer.issuer)}"
             + (" (chains to pinned trust)" if self.signer.chain else " (signer not pinned)")
         )
         return (
