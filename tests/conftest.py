@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,22 @@ out/hello: hello.c
 \tmkdir -p out
 \t$(CC) -O2 -g -ffile-prefix-map=$(CURDIR)=. -o $@ hello.c
 """
+
+
+@pytest.fixture(autouse=True)
+def _private_tmpdir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Point TMPDIR (for reprover in-process and every child) at a folder pytest cleans up.
+
+    reprover keeps each run's build log (`$TMPDIR/reprover-log-*/build.log`) on purpose, so
+    without this every test that runs a build leaves a folder in /tmp. The folder is outside
+    `tmp_path`, so tests that list `tmp_path` see only what they made.
+    """
+    folder = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() caches: read TMPDIR again
+    return folder
 
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:

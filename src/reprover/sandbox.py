@@ -44,7 +44,7 @@ PRIVATE_SYSTEM_PATHS = ("/etc/ssl/private",)  # inside shown folders, readable b
 SANDBOX_HOME = "/tmp/reprover-home"  # noqa: S108 - inside the sandbox's private /tmp
 TMP_SIZE = 4 << 30  # bytes of the sandbox's /tmp (a tmpfs: memory), against a build filling it
 FORBIDDEN_BUILD_PATHS = ("/usr", "/etc", "/proc", "/dev", "/bin", "/sbin", "/lib")
-PROBE_TIMEOUT = 10
+PROBE_TIMEOUT = 120  # seconds; only bounds a hung probe: a loaded machine is slow, not unisolated
 PROBE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
