@@ -175,3 +175,21 @@ def test_deb_whose_data_differs_but_control_matches(tmp_path: Path, run_cli) -> 
     code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "x.deb"), *ALLOW)
     assert code == 1, rep
     assert artifact(rep, "x.deb!data.tar.gz")["verdict"] == "different"
+
+
+def test_payload_in_a_pax_time_is_not_a_time(tmp_path: Path, run_cli) -> None:
+    """`mtime=1700000000.<4000 digits>` parses as a time: the digits are data (archive.mtime)."""
+    released = pax_tar(_record("mtime", b"1700000000." + b"31337" * 800))
+    rebuilt = pax_tar(_record("mtime", b"1700000000"))
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "app.tar"), *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "app.tar")["verdict"] == "different"
+
+
+def test_payload_in_a_pax_user_name_is_not_an_owner(tmp_path: Path, run_cli) -> None:
+    """A 4 KB pax `uname` is data under archive.owner."""
+    released = pax_tar(_record("uname", b"EVIL" * 1000))
+    rebuilt = pax_tar(_record("uname", b"builder"))
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "app.tar"), *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "app.tar")["verdict"] == "different"

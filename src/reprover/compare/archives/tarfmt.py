@@ -14,6 +14,7 @@ because `tarfile` skips padding and stops silently at the first bad header after
 
 from __future__ import annotations
 
+import re
 import tarfile
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
@@ -96,11 +97,24 @@ def _pax_fields(data: bytes, base: int) -> dict[str, Field]:
         record = data[pos + len(data[pos:space]) + 1 : pos + length - 1]
         key, _, value = record.partition(b"=")
         name = key.decode("utf-8", "replace")
-        label = "pax." + PAX_KEYS[name] if name in PAX_KEYS else f"pax[{name}]"
+        named = name in PAX_KEYS and _well_formed(name, value)
+        label = "pax." + PAX_KEYS[name] if named else f"pax[{name}]"
         kind = Kind.TIMESTAMP if name in ("mtime", "atime", "ctime") else Kind.METADATA
         fields[label] = Field(value, base + pos, length, kind, value.decode("utf-8", "replace"))
         pos += length
     return fields
+
+
+PAX_TIME = re.compile(rb"-?\d{1,20}(?:\.\d{1,20})?")  # Python writes repr(float)
+PAX_ID = re.compile(rb"\d{1,20}")
+PAX_NAME = re.compile(rb"[\x21-\x7e\x80-\xff][\x20-\x7e\x80-\xff]{0,254}")
+
+
+def _well_formed(name: str, value: bytes) -> bool:
+    """Whether a pax time, id or owner name holds only that (else no rule may allow it: digits
+    or a 4 KB name under a time or owner record are data)."""
+    pattern = PAX_TIME if name.endswith("time") else PAX_ID if name in ("uid", "gid") else PAX_NAME
+    return pattern.fullmatch(value) is not None
 
 
 def _int(raw: bytes) -> int | None:
