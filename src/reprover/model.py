@@ -156,6 +156,16 @@ class Manifest:
 
 
 @dataclass(frozen=True)
+class Disassembly:
+    """The instructions overlapping a `code` difference, in each file (`0x1139: mov edx,
+    0x7e6`), or why none are shown (`note`)."""
+
+    released: tuple[str, ...] = ()
+    rebuilt: tuple[str, ...] = ()
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class Difference:
     """One differing byte range, labelled.
 
@@ -174,6 +184,7 @@ class Difference:
     symbol: str | None = None
     rule: str | None = None
     detail: str | None = None
+    disassembly: Disassembly | None = None
 
 
 @dataclass(frozen=True)

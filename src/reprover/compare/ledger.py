@@ -15,7 +15,8 @@ The ledger is bounded (`Budget`): at most `max_runs` runs are listed per region,
 counted exactly (runs and bytes, in C over a 0/1 mask) and listed as one zero-length summary
 row per region, so memory stays flat whatever the number of differences. Overlapping-structure
 findings of either map are notes starting with `overlapping-structure:`. A parser failure gives
-plain runs, `kind: unparsed`, with the reason; it never raises for content.
+plain runs, `kind: unparsed`, with the reason; it never raises for content. Each `code`
+difference then gets its changed instructions (`reprover.compare.code`, decoded in the child).
 Does not own: which differences a policy allows (`reprover.policy`), hashing, the verdict.
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from reprover.compare.bytes import count_runs, unequal_chunks
+from reprover.compare.code import annotate
 from reprover.compare.isolation.worker import Unparsed, parse_regions
 from reprover.compare.regions.map import RegionMap, Symbol, union
 from reprover.compare.regions.partition import UNMAPPED, Piece, merged, pieces
@@ -79,9 +81,13 @@ def explain(
     map_a, map_b = parse_regions(released), parse_regions(rebuilt)
     try:
         with released.open("rb") as fa, rebuilt.open("rb") as fb:
-            return label(fa, fb, map_a, map_b, max_runs=max_runs)
+            ledger = label(fa, fb, map_a, map_b, max_runs=max_runs)
     except OSError as exc:
         raise InputError(f"cannot read {exc.filename}: {exc.strerror or exc}") from exc
+    if isinstance(map_a, Unparsed) or isinstance(map_b, Unparsed):
+        return ledger
+    diffs, notes = annotate(released, rebuilt, ledger.differences, (map_a, map_b))
+    return Ledger(diffs, (*ledger.notes, *notes))
 
 
 def label(

@@ -14,7 +14,14 @@ from __future__ import annotations
 from html import escape
 
 from reprover import __version__
-from reprover.model import REPORT_SCHEMA, ArtifactResult, Digest, Report, artifact_passes
+from reprover.model import (
+    REPORT_SCHEMA,
+    ArtifactResult,
+    Difference,
+    Digest,
+    Report,
+    artifact_passes,
+)
 from reprover.render import byte_map, facts
 from reprover.render.safe import html_text as h
 from reprover.render.safe import suspicious_note
@@ -309,6 +316,7 @@ def _ledger_table(artifact: ArtifactResult, sides: tuple[str, str]) -> str:
     for diff in diffs[:MAX_LEDGER_ROWS]:
         allowed = (f"yes ({h(diff.rule)})" if diff.rule else "yes") if diff.allowed else "<b>no</b>"
         about = " ".join(h(part) for part in (diff.symbol or "", diff.detail or "") if part)
+        about += _code(diff, sides)
         rows.append(
             f'<tr><td class="mono num">0x{diff.offset:08x}</td><td class="num">{diff.length:,}</td>'
             f"<td><code>{h(diff.region)}</code></td><td>{escape(diff.kind.value)}</td>"
@@ -331,6 +339,18 @@ def _ledger_table(artifact: ArtifactResult, sides: tuple[str, str]) -> str:
         + "".join(rows)
         + "</tbody></table>"
     )
+
+
+def _code(diff: Difference, sides: tuple[str, str]) -> str:
+    """The changed instructions of a code difference, one side after the other."""
+    code = diff.disassembly
+    if code is None:
+        return ""
+    if code.note:
+        return f"<br><i>{h(code.note)}</i>"
+    lines = [f"{sides[0]}: {line}" for line in code.released]
+    lines += [f"{sides[1]}: {line}" for line in code.rebuilt]
+    return '<pre class="code">' + "\n".join(h(x) for x in lines) + "</pre>"
 
 
 def _reproduce(report: Report) -> str:

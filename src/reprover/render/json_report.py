@@ -90,6 +90,13 @@ def _difference(diff: Difference) -> dict[str, Any]:
         "symbol": diff.symbol,
         "rule": diff.rule,
         "detail": diff.detail,
+        "disassembly": None
+        if diff.disassembly is None
+        else {
+            "released": list(diff.disassembly.released),
+            "rebuilt": list(diff.disassembly.rebuilt),
+            "note": diff.disassembly.note,
+        },
     }
 
 

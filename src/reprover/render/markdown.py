@@ -14,6 +14,7 @@ from reprover.render import facts
 from reprover.render.safe import md_code, md_fence
 
 MAX_REGION_ROWS = 40
+MAX_CODE_ROWS = 20
 ICONS = {Verdict.PASS: "\u2705", Verdict.FAIL: "\u274c", Verdict.INCONCLUSIVE: "\u26a0\ufe0f"}
 
 
@@ -106,6 +107,29 @@ def _regions(path: str, differences: tuple[Difference, ...], sides: tuple[str, s
             f"| {len(hidden):,} more regions | | | {sum(g.runs for g in hidden):,} | "
             f"{sum(g.bytes for g in hidden):,} | see the HTML or JSON report |"
         )
+    return [*lines, "", *_code(differences, sides)]
+
+
+def _code(differences: tuple[Difference, ...], sides: tuple[str, str]) -> list[str]:
+    """The changed instructions of the first `MAX_CODE_ROWS` disassembled differences."""
+    shown = [d for d in differences if d.disassembly is not None]
+    if not shown:
+        return []
+    lines = [
+        "Changed instructions:",
+        "",
+        f"| Offset | Symbol | {sides[0].capitalize()} | {sides[1].capitalize()} |",
+        "| ---: | --- | --- | --- |",
+    ]
+    for diff in shown[:MAX_CODE_ROWS]:
+        code = diff.disassembly
+        assert code is not None  # noqa: S101 - filtered above
+        before = "<br>".join(cell(x) for x in code.released) or cell(code.note or "")
+        after = "<br>".join(cell(x) for x in code.rebuilt)
+        symbol = cell(diff.symbol or "")
+        lines.append(f"| `0x{diff.offset:x}` | {symbol} | {before} | {after} |")
+    if len(shown) > MAX_CODE_ROWS:
+        lines.append(f"| {len(shown) - MAX_CODE_ROWS} more | | see the HTML or JSON report | |")
     return [*lines, ""]
 
 

@@ -137,6 +137,7 @@ def _ledger(differences: tuple[Difference, ...], names: tuple[str, str]) -> list
             extra = f"  {v(diff.symbol)}" if diff.symbol else ""
             extra += f"  {v(diff.detail)}" if diff.detail else ""
             lines.append(f"{'':20}{where}{extra}")
+            lines += _code(diff, names)
         if len(diffs) > MAX_RUNS_PER_REGION:
             hidden = diffs[MAX_RUNS_PER_REGION:]
             lines.append(
@@ -145,3 +146,16 @@ def _ledger(differences: tuple[Difference, ...], names: tuple[str, str]) -> list
                 " in this region; see --format json for all"
             )
     return lines
+
+
+def _code(diff: Difference, names: tuple[str, str]) -> list[str]:
+    """The changed instructions of a code difference, one side after the other."""
+    code = diff.disassembly
+    if code is None:
+        return []
+    if code.note:
+        return [f"{'':22}({v(code.note)})"]
+    return [
+        *(f"{'':22}{names[0]}: {v(line)}" for line in code.released),
+        *(f"{'':22}{names[1]}: {v(line)}" for line in code.rebuilt),
+    ]

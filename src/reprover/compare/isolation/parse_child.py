@@ -5,7 +5,8 @@ not need are off: relocation parsing off defuses the PE relocation-wrap shape of
 1362), and dispatch to `regions_elf`, `regions_pe`, `regions_macho`.
 Also owns the fork server loop (`serve`, run as
 `python -m reprover.compare.isolation.parse_child FD`) and
-the child side of a request (set `RLIMIT_AS`/`RLIMIT_CPU`, parse, reply in JSON).
+the child side of a request (set `RLIMIT_AS`/`RLIMIT_CPU`, parse or disassemble, reply in
+JSON).
 Does not own: deadlines, kills and reading replies (`worker`, in the parent).
 """
 
@@ -99,7 +100,12 @@ def _child(request: dict[str, object], out_fd: int) -> int:
     resource.setrlimit(resource.RLIMIT_AS, (base + memory, base + memory))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     try:
-        reply: dict[str, object] = parse(str(request["path"]))
+        if request.get("op") == "disassemble":
+            from reprover.compare.isolation import disassemble  # noqa: PLC0415 - child only
+
+            reply: dict[str, object] = disassemble.run(request)
+        else:
+            reply = parse(str(request["path"]))
     except MemoryError:
         reply = {"error": "parser exceeded its memory limit"}
     except Exception as exc:  # noqa: BLE001 - any parser failure is data for the report

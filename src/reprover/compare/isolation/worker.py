@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from reprover.compare.regions.map import RegionMap
+from reprover.compare.regions.map import ARCHES, RegionMap
 from reprover.model import Kind
 
 MIN_TIMEOUT = 20.0
@@ -71,11 +71,11 @@ class _Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def request(self, path: Path, memory: int, cpu: int, timeout: float) -> RegionMap | Unparsed:
+    def raw(self, request: dict[str, Any], timeout: float) -> bytes | Unparsed:
+        """Send one request, return the child's raw reply or why there is none."""
         read_end, write_end = os.pipe()
         try:
-            payload = json.dumps({"path": str(path), "memory": memory, "cpu": cpu}).encode()
-            socket.send_fds(self.sock, [payload], [write_end])
+            socket.send_fds(self.sock, [json.dumps(request).encode()], [write_end])
         finally:
             os.close(write_end)
         try:
@@ -88,7 +88,7 @@ class _Server:
             return Unparsed(reason)
         if status != 0:
             return Unparsed(_death(status))
-        return _decode(reply)
+        return reply
 
     def close(self) -> None:
         """Close the control socket; the server sees end-of-file and exits."""
@@ -120,7 +120,6 @@ def parse_regions(
         The region map, or `Unparsed` with the reason the child failed. Never raises for
         anything the file's content can cause.
     """
-    global _server  # noqa: PLW0603 - one fork server per process, started on first use
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -128,13 +127,26 @@ def parse_regions(
     default_timeout, default_memory = limits_for(size)
     timeout = default_timeout if timeout is None else timeout
     memory = default_memory if memory is None else memory
+    request = {"path": str(path.resolve()), "memory": memory, "cpu": int(timeout) + 1}
+    raw = _ask(request, timeout)
+    return raw if isinstance(raw, Unparsed) else _decode(raw)
+
+
+def ask(request: dict[str, Any], *, timeout: float = MIN_TIMEOUT) -> bytes | Unparsed:
+    """Run `request` (plain JSON data; `op` names the job) in a limited child (`MIN_MEMORY`
+    more address space, `timeout` seconds); return its raw reply or why there is none."""
+    return _ask({**request, "memory": MIN_MEMORY, "cpu": int(timeout) + 1}, timeout)
+
+
+def _ask(request: dict[str, Any], timeout: float) -> bytes | Unparsed:
+    global _server  # noqa: PLW0603 - one fork server per process, started on first use
     with _lock:
         for attempt in (1, 2):
             try:
                 if _server is None or not _server.alive():
                     _server = _Server()
                     atexit.register(_server.close)
-                return _server.request(path.resolve(), memory, int(timeout) + 1, timeout)
+                return _server.raw(request, timeout)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 if _server is not None:
                     _server.proc.kill()
@@ -249,8 +261,14 @@ def _valid_extras(data: dict[str, Any], size: int) -> bool:
             and 0 <= item[0] < item[1] <= size
         )
 
+    code = data.get("code", [])
     return (
-        all(span(x, 2) for x in spans)
+        isinstance(code, list)
+        and all(
+            span(x, 4) and x[2] in ("", *ARCHES) and isinstance(x[3], int) and x[3] >= 0
+            for x in code
+        )
+        and all(span(x, 2) for x in spans)
         and all(span(x, 3) and isinstance(x[2], str) for x in structures)
         and all(isinstance(f, str) for f in findings)
     )

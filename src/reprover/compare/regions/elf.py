@@ -37,6 +37,7 @@ HEADER32 = (
 SHT_SYMTAB, SHT_STRTAB, SHT_DYNAMIC, SHT_NOTE, SHT_NOBITS, SHT_DYNSYM = 2, 3, 6, 7, 8, 11
 SHF_ALLOC, SHF_EXECINSTR = 0x2, 0x4
 PT_LOAD, PF_X = 1, 0x1
+MACHINES = {62: "x86-64", 3: "x86", 183: "arm64", 40: "arm"}  # e_machine -> instruction set
 BUILD_ID = "elf.note.gnu.build-id"
 PT_NAMES = {0: "PT_NULL", 1: "PT_LOAD", 2: "PT_DYNAMIC", 3: "PT_INTERP", 4: "PT_NOTE",
             6: "PT_PHDR", 7: "PT_TLS", 0x6474E550: "PT_GNU_EH_FRAME",
@@ -77,6 +78,7 @@ def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0912, PLR0915 - 
     if data[4:5] not in (b"\x01", b"\x02") or data[5:6] not in (b"\x01", b"\x02"):
         raise ValueError("ELF identification: unknown class or byte order")
     rd = Reader(data, little=data[5:6] == b"\x01")
+    arch = MACHINES.get(rd.uint(18, 2) or 0, "")
     table = HEADER64 if is64 else HEADER32
     out.fields(0, table, "elf.header")
     offs = {name: off for name, off, _, _ in table}
@@ -111,6 +113,7 @@ def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0912, PLR0915 - 
         kind = _section_kind(name, stype, flags)
         if flags & SHF_EXECINSTR:
             out.executable(sec.offset, sec.size, section=True)
+            out.code_section(sec.offset, sec.size, arch, sec.virtual_address)
         if kind is Kind.DEBUG_INFO and _loaded(loaded, sec.offset, sec.size, flags):
             out.finding(f"{region} is named like debug info but the loader maps it; not granted")
             kind = Kind.DATA

@@ -23,6 +23,7 @@ HEADER = (
     ("magic", 0, 4, M), ("cputype", 4, 4, M), ("cpusubtype", 8, 4, M), ("filetype", 12, 4, M),
     ("ncmds", 16, 4, M), ("sizeofcmds", 20, 4, M), ("flags", 24, 4, M),
 )  # fmt: skip
+ARCH = {7: "x86", 0x01000007: "x86-64", 12: "arm", 0x0100000C: "arm64", 0x0200000C: "arm64"}
 CPU = {7: "i386", 0x01000007: "x86_64", 12: "arm", 0x0100000C: "arm64", 0x0200000C: "arm64_32"}
 LC_SEGMENT, LC_SYMTAB, LC_DYSYMTAB, LC_UUID, LC_SEGMENT_64 = 0x1, 0x2, 0xB, 0x1B, 0x19
 LC_CODE_SIGNATURE = 0x1D
@@ -146,6 +147,7 @@ def _segment(  # noqa: PLR0917 - private helper sharing the walk state of _slice
         if initprot & VM_PROT_EXECUTE:
             out.executable(base + seg.file_offset, seg.file_size)
     head, entsize = (72, 80) if is64 else (56, 68)
+    arch = ARCH.get(rd.uint(base + 4, 4) or 0, "")
     for j, sec in enumerate(seg.sections):
         label = f"{seg.name},{sec.name}"
         out.add(at + head + entsize * j, entsize, f"{p}.section_header[{label}]", M)
@@ -154,6 +156,7 @@ def _segment(  # noqa: PLR0917 - private helper sharing the walk state of _slice
         region = f"{p}.section[{label}]"
         if int(sec.flags) & S_ATTR_INSTRUCTIONS or sec.name in ("__text", "__stubs"):
             out.executable(base + sec.offset, sec.size, section=True)
+            out.code_section(base + sec.offset, sec.size, arch, sec.virtual_address)
             out.structure(base + sec.offset, sec.size, region, Kind.CODE)
         elif seg.name == "__DWARF":
             out.grant(base + sec.offset, sec.size, region, Kind.DEBUG_INFO, SELF)

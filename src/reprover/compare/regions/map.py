@@ -29,6 +29,7 @@ MAX_SYMBOLS = 2_000_000
 MAX_NOTES = 50
 OVERLAPPING = "overlapping-structure:"
 SELF = "<self>"
+ARCHES = ("x86-64", "x86", "arm64", "arm", "thumb")  # what `code_section` may name
 
 
 class Reader:
@@ -90,6 +91,7 @@ class RegionBuilder:
         self.exec_spans: list[tuple[int, int]] = []
         self.exec_sections: list[tuple[int, int]] = []
         self.plain_spans: list[tuple[int, int]] = []
+        self.code: list[tuple[int, int, str, int]] = []  # (start, end, arch, address)
         self.grants: list[tuple[int, str | None]] = []  # (region index, owner structure)
         self._dropped = 0
 
@@ -147,6 +149,13 @@ class RegionBuilder:
             span = (start, min(start + length, self.size))
             (self.exec_sections if section else self.exec_spans).append(span)
 
+    def code_section(self, start: int, length: int, arch: str, address: int) -> None:
+        """Record an executable section for the disassembler: its instruction set (`ARCHES`,
+        or "" when unknown) and the address its first byte is loaded at."""
+        if length > 0 and 0 <= start < self.size and len(self.code) < MAX_REGIONS:
+            arch = arch if arch in ARCHES else ""
+            self.code.append((start, min(start + length, self.size), arch, address % (1 << 64)))
+
     def not_executable(self, start: int, length: int) -> None:
         """Exclude the file header, program headers or load commands from `executable` spans."""
         if length > 0 and start >= 0:
@@ -197,6 +206,7 @@ class RegionBuilder:
             "exec": [list(s) for s in exec_spans],
             "structures": sorted(self.structures),
             "findings": self.findings,
+            "code": [list(c) for c in sorted(self.code)],
         }
 
     def _check_structures(self) -> set[str]:

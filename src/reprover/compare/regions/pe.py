@@ -121,7 +121,12 @@ def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0915 - follows t
     ndirs = min(rd.uint(opt + dirs_at - 4, 4) or 0, 16)
     size_of_headers = rd.uint(opt + 60, 4) or 0
     sect_at = opt + optsize
+    arch = MACHINES.get(rd.uint(coff, 2) or 0, "")
+    base = rd.uint(opt + 24, 8) if magic == 0x20B else rd.uint(opt + 28, 4)
     rows = _section_table(out, rd, sect_at, min(nsect, MAX_SECTIONS), symptr, nsyms)
+    for _, va, _, rawptr, rawsize, chars in rows:
+        if rawptr and rawsize and chars & (SCN_CNT_CODE | SCN_MEM_EXECUTE):
+            out.code_section(rawptr, rawsize, arch, (base or 0) + va)
     if len(binary.sections) != len(rows):
         out.note(f"header says {nsect} sections, LIEF parsed {len(binary.sections)}")
     secs = _Sections(rows, size_of_headers)
@@ -165,6 +170,9 @@ def build(data: Any, binary: Any) -> RegionBuilder:  # noqa: PLR0915 - follows t
     pdata = (rd.uint(exception, 4) or 0, rd.uint(exception + 4, 4) or 0) if exception else (0, 0)
     _symbols(out, rd, binary, rows, pdata)
     return out
+
+
+MACHINES = {0x8664: "x86-64", 0x14C: "x86", 0xAA64: "arm64", 0x1C0: "arm", 0x1C4: "thumb"}
 
 
 def _rich(out: RegionBuilder, data: Any, lfanew: int) -> None:

@@ -1,0 +1,74 @@
+"""Issue 13 item 6: every `code` difference shows the changed instructions, before and after,
+in the text, JSON, Markdown and HTML reports of `reprover diff` (decoded with capstone in the
+isolated child)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ledger_helpers import ledger_of
+
+YEAR_C = '#include <stdio.h>\nint main(void) { printf("Copyright %d\\n", YEAR); return 0; }\n'
+CLI = Callable[..., tuple[int, str, str]]
+
+
+def _pair(tmp: Path, compiler: str, suffix: str = "") -> tuple[Path, Path]:
+    """The same program built twice, only the year in code differs (2022 -> 2026)."""
+    out = []
+    for year in (2022, 2026):
+        work = tmp / str(year)
+        work.mkdir()
+        (work / "hello.c").write_text(YEAR_C)
+        binary = work / f"hello{suffix}"
+        subprocess.run(
+            [compiler, "-O2", f"-DYEAR={year}", "-o", binary.name, "hello.c"],
+            cwd=work,
+            check=True,
+        )
+        out.append(binary)
+    return out[0], out[1]
+
+
+def _code_diffs(report: dict[str, object]) -> list[dict[str, object]]:
+    artifacts = report["artifacts"]
+    assert isinstance(artifacts, list)
+    return [d for a in artifacts for d in a["differences"] if d["kind"] == "code"]
+
+
+def _check_all_formats(run_cli: CLI, a: Path, b: Path, old: str, new: str) -> None:
+    code, out, _ = run_cli("diff", a, b, "--format", "json")
+    assert code == 1
+    diffs = _code_diffs(json.loads(out))
+    assert diffs, "the year is a code difference"
+    shown = [d["disassembly"] for d in diffs if d["disassembly"]]
+    assert any(old in " ".join(x["released"]) and new in " ".join(x["rebuilt"]) for x in shown)
+    for fmt in ("text", "markdown", "html"):
+        code, out, _ = run_cli("diff", a, b, "--format", fmt)
+        assert code == 1
+        assert old in out and new in out, fmt
+
+
+@pytest.mark.slow
+def test_gcc_year_constant_is_shown_as_instructions(run_cli: CLI, tmp_path: Path) -> None:
+    a, b = _pair(tmp_path, "gcc")
+    _check_all_formats(run_cli, a, b, ", 0x7e6", ", 0x7ea")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("x86_64-w64-mingw32-gcc") is None, reason="needs mingw-w64")
+def test_mingw_pe_year_constant_is_shown_as_instructions(run_cli: CLI, tmp_path: Path) -> None:
+    a, b = _pair(tmp_path, "x86_64-w64-mingw32-gcc", ".exe")
+    _check_all_formats(run_cli, a, b, ", 0x7e6", ", 0x7ea")
+
+
+def test_non_code_difference_has_no_disassembly(tmp_path: Path) -> None:
+    a, b = _pair(tmp_path, "gcc")
+    ledger = ledger_of(a, b)
+    assert any(d.disassembly for d in ledger.differences if d.kind.value == "code")
+    assert all(d.disassembly is None for d in ledger.differences if d.kind.value != "code")
