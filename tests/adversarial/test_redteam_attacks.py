@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import shutil
 import struct
+import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from archive_support import artifact, report
 
@@ -193,3 +198,46 @@ def test_payload_in_a_pax_user_name_is_not_an_owner(tmp_path: Path, run_cli) -> 
     code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "app.tar"), *ALLOW)
     assert code == 1, rep
     assert artifact(rep, "app.tar")["verdict"] == "different"
+
+
+OWNER_SPEC = """Name: hello
+Version: 1.0
+Release: 1
+Summary: test
+License: MIT
+BuildArch: noarch
+%global debug_package %{nil}
+%global __os_install_post %{nil}
+%description
+test
+%install
+mkdir -p %{buildroot}/usr/bin
+echo hi > %{buildroot}/usr/bin/hello
+%files
+%attr(0755, OWNER, root) /usr/bin/hello
+"""
+
+
+def _rpm(root: Path, owner: str) -> bytes:
+    top = root / f"rpm-{len(owner)}"
+    top.mkdir(parents=True)
+    (top / "hello.spec").write_text(OWNER_SPEC.replace("OWNER", owner))
+    defines = {
+        "_topdir": top / "top",
+        "_buildhost": "builder",
+        "use_source_date_epoch_as_buildtime": 1,
+        "clamp_mtime_to_source_date_epoch": 1,
+    }
+    argv = ["rpmbuild", "-bb", *[x for k, v in defines.items() for x in ("--define", f"{k} {v}")]]
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "HOME": str(top)}
+    subprocess.run([*argv, str(top / "hello.spec")], env=env, check=True, capture_output=True)
+    return next((top / "top" / "RPMS").rglob("*.rpm")).read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild missing")
+def test_payload_in_an_rpm_file_owner_name_is_not_an_owner(tmp_path: Path, run_cli) -> None:
+    """A 2 KB file user name in the RPM header is data under archive.owner."""
+    released, rebuilt = _rpm(tmp_path, "E" * 2000), _rpm(tmp_path, "builder")
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "h.rpm"), *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "h.rpm")["verdict"] == "different"

@@ -15,9 +15,11 @@ header, and accounting for every byte needs both.
 
 from __future__ import annotations
 
+import re
 import struct
 import tempfile
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import BinaryIO
 
 from reprover.compare.archives.limits import Budget, LimitHit
@@ -53,6 +55,28 @@ CPIO = (
     ("ino", 6), ("mode", 14), ("uid", 22), ("gid", 30), ("nlink", 38), ("mtime", 46),
     ("size", 54), ("device", 62), ("rdevice", 78), ("namesize", 94), ("checksum", 102),
 )  # fmt: skip
+
+
+ALLOWABLE = ("buildtime", "filemtimes", "fileusername.owner", "filegroupname.owner")
+OWNER = re.compile(rb"[\x21-\x7e\x80-\xff][\x20-\x7e\x80-\xff]{0,254}")
+
+
+def _well_formed(name: str, kind: int, n: int, data: bytes) -> bool:
+    """Whether a tag a rule may allow holds only its values: INT32 times (one build time),
+    owner names of at most 255 bytes. (A file count above the files' is caught per file.)"""
+    if name == "buildtime":
+        return kind == 4 and n == 1
+    if name == "filemtimes":
+        return kind == 4
+    return kind == 8 and all(OWNER.fullmatch(x) for x in data.split(b"\0")[:n])
+
+
+def _one_time_per_file(listing: Listing, section: str, counts: dict[int, int]) -> None:
+    """More file times than file modes: the extra values are data, the tag `tag[1034]`."""
+    times = listing.fields.get(f"rpm.{section}.filemtimes")
+    if times is not None and counts.get(1034) != counts.get(1030):
+        del listing.fields[f"rpm.{section}.filemtimes"]
+        listing.fields[f"rpm.{section}.tag[1034]"] = replace(times, kind=Kind.METADATA)
 
 
 def _read(f: BinaryIO, offset: int, size: int) -> bytes:
@@ -99,6 +123,7 @@ def _header(f: BinaryIO, start: int, section: str, listing: Listing) -> int:  # 
     base = start + 16 + 16 * count
     store = _read(f, base, size)
     spans = []
+    counts: dict[int, int] = {}
     for i in range(count):
         tag, kind, offset, n = struct.unpack_from(">IIII", index, 16 * i)
         if offset > size:
@@ -123,6 +148,8 @@ def _header(f: BinaryIO, start: int, section: str, listing: Listing) -> int:  # 
             name = names.get(tag, f"tag[{tag}]")
             if section == "signature" and tag in SIG_DIGESTS:
                 name += ".digest"
+        if name in ALLOWABLE and not _well_formed(name, kind, n, data):
+            name = f"tag[{tag}]"  # a time or owner tag holding more than that: data, no rule
         if name in ("buildtime", "filemtimes"):
             field_kind = Kind.TIMESTAMP
         if name == "filemodes.mode" and kind == 3:
@@ -133,6 +160,8 @@ def _header(f: BinaryIO, start: int, section: str, listing: Listing) -> int:  # 
         listing.fields[f"rpm.{section}.{name}"] = Field(
             value, base + offset, length, field_kind, show
         )
+        counts[tag] = n
+    _one_time_per_file(listing, section, counts)
     pos = 0
     for begin, end, tag in sorted(spans):
         if begin < pos:
