@@ -214,19 +214,26 @@ def test_realworld_counterpart_of_a_codesign_file_is_what_ld64_writes() -> None:
     assert len(counterpart) == len(linked)
 
 
+# Debian's lld ships ld64.lld under the versioned LLVM folder (llvm-14 on bookworm): take the
+# newest, so a newer LLVM on a fresh machine runs the test rather than skipping it.
+LD64 = max(
+    (str(p) for p in Path("/usr/lib").glob("llvm-*/bin/ld64.lld")),
+    key=lambda path: int(path.split("/llvm-")[1].split("/")[0]),
+    default=None,
+)
 MACHO_MAKEFILE = """\
 all: out/engine
 out/engine: macho.c
 \tmkdir -p out
 \tclang -target x86_64-apple-macos11 -ffreestanding -nostdlib -O1 -c macho.c -o out/macho.o
-\t/usr/lib/llvm-14/bin/ld64.lld -arch x86_64 -platform_version macos 11.0 11.0 -e _start \\
+\t$(LD64) -arch x86_64 -platform_version macos 11.0 11.0 -e _start \\
 \t  -adhoc_codesign -o out/engine out/macho.o
 \trm out/macho.o
-"""
+""".replace("$(LD64)", LD64 or "ld64.lld")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/usr/lib/llvm-14/bin/ld64.lld").exists(), reason="needs ld64.lld")
+@pytest.mark.skipif(LD64 is None, reason="needs ld64.lld (Debian package lld)")
 def test_verify_pins_entitlements_committed_in_the_source(tmp_path: Path) -> None:
     """verify: the vendor signs its Mach-O with the entitlements committed in the source: pass;
     the same release without the pin, or signed with an entitlement the source lacks: fail."""
