@@ -72,3 +72,29 @@ def test_non_code_difference_has_no_disassembly(tmp_path: Path) -> None:
     ledger = ledger_of(a, b)
     assert any(d.disassembly for d in ledger.differences if d.kind.value == "code")
     assert all(d.disassembly is None for d in ledger.differences if d.kind.value != "code")
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang")
+@pytest.mark.parametrize(
+    ("target", "old", "new"),
+    [
+        ("aarch64-linux-gnu", "mov w0, #0x7e6", "mov w0, #0x7ea"),
+        ("arm64-apple-macos11", "mov w0, #0x7e6", "mov w0, #0x7ea"),
+        ("i686-linux-gnu", "mov eax, 0x7e6", "mov eax, 0x7ea"),
+        ("armv7-linux-gnueabihf", "movw r0, #0x7e6", "movw r0, #0x7ea"),
+    ],
+)
+def test_other_instruction_sets(tmp_path: Path, target: str, old: str, new: str) -> None:
+    """ELF arm64, Mach-O arm64, ELF x86 and ELF 32-bit ARM objects from clang."""
+    objects = []
+    for year in (2022, 2026):
+        (tmp_path / "y.c").write_text("int year(void) { return YEAR; }\n")
+        out = tmp_path / f"y{year}.o"
+        subprocess.run(
+            ["clang", f"--target={target}", "-O2", f"-DYEAR={year}", "-c", "y.c", "-o", out.name],
+            cwd=tmp_path,
+            check=True,
+        )
+        objects.append(out)
+    shown = [d.disassembly for d in ledger_of(*objects).differences if d.disassembly]
+    assert [(x.released, x.rebuilt) for x in shown] == [((f"0x0: {old}",), (f"0x0: {new}",))]

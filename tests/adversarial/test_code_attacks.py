@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from ledger_helpers import FIXTURES
-from reprover.compare.code import MAX_DIFFS, MAX_LINE, MAX_LINES
+from ledger_helpers import FIXTURES, ledger_of
+from reprover.compare.code import MAX_DIFFS, MAX_LINE, MAX_LINES, annotate
 from reprover.compare.isolation.worker import parse_regions
+from reprover.model import Kind
 
 CLI = Callable[..., tuple[int, str, str]]
 
@@ -66,3 +68,28 @@ def test_undecodable_bytes_become_byte_lines(run_cli: CLI, tmp_path: Path) -> No
     assert code == 1
     assert "ud2" in out
     assert ".byte" in out
+
+
+def test_failed_decoder_is_a_note(tmp_path: Path) -> None:
+    """The child cannot read the rebuilt file (gone after the comparison): every planned
+    difference gets a note from the real child, nothing raises."""
+    src = FIXTURES / "elf-date" / "a"
+    start, _ = _text_section(src)
+    data = bytearray(src.read_bytes())
+    data[start + 1] ^= 0xFF
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(src.read_bytes())
+    b.write_bytes(bytes(data))
+    maps = parse_regions(a), parse_regions(b)
+    assert isinstance(maps[0], dict) and isinstance(maps[1], dict)
+    diffs = ledger_of(a, b).differences
+    assert any(d.disassembly and d.disassembly.released for d in diffs)
+    b.unlink()
+    again, _ = annotate(a, b, tuple(replace(d, disassembly=None) for d in diffs), maps)
+    code = [d for d in again if d.kind is Kind.CODE]
+    assert code
+    for diff in code:
+        assert diff.disassembly is not None
+        assert diff.disassembly.note is not None
+        assert diff.disassembly.note.startswith("not disassembled: parser failed")
+        assert not diff.disassembly.released

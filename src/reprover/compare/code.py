@@ -62,7 +62,7 @@ def annotate(
         delta = shift(diff.offset, diff.length)
         note = None
         if section is None:
-            note = "not disassembled: the bytes lie in no executable section"
+            note = "not disassembled: executable bytes in no code section (data, unwind tables)"
         elif not section[2]:
             note = "not disassembled: unknown instruction set"
         elif delta is None or (diff.detail or "").startswith("only in"):
