@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -56,7 +57,8 @@ def test_ctrl_c_during_build_exits_130_and_writes_nothing(project: Project) -> N
     report = project.root / "report.json"
     tmp = project.root / "tmp"  # reprover's private folders go here; the build cannot see it
     tmp.mkdir()
-    manifest = project.manifest(command='["sh", "-c", "echo build-started; sleep 60"]')
+    sleep = f"sleep {5_000_000 + secrets.randbelow(10**6)}"  # unique: pgrep finds only ours
+    manifest = project.manifest(command=f'["sh", "-c", "echo build-started; {sleep}"]')
     process = _reprover("verify", manifest, "-o", report, env={**os.environ, "TMPDIR": str(tmp)})
     # Wait for the build's first line (generous: a loaded machine may take minutes to clone,
     # probe the sandbox and start it); the wait only bounds a hang, it decides nothing.
@@ -81,7 +83,7 @@ def test_ctrl_c_during_build_exits_130_and_writes_nothing(project: Project) -> N
     assert not list(tmp.glob("reprover-run-*"))  # the private checkout is removed
     assert _leftovers(project.root) == []
     sleepers = subprocess.run(
-        ["pgrep", "-f", "echo build-started; sleep 60"], capture_output=True, text=True, check=False
+        ["pgrep", "-f", f"echo build-started; {sleep}"], capture_output=True, text=True, check=False
     )
     assert sleepers.stdout == "", "the build's processes outlived reprover"
 
