@@ -98,3 +98,25 @@ def test_other_instruction_sets(tmp_path: Path, target: str, old: str, new: str)
         objects.append(out)
     shown = [d.disassembly for d in ledger_of(*objects).differences if d.disassembly]
     assert [(x.released, x.rebuilt) for x in shown] == [((f"0x0: {old}",), (f"0x0: {new}",))]
+
+
+def test_moved_layout_uses_the_aligned_offsets(tmp_path: Path) -> None:
+    """Files of different sizes (a 9 KB table in .rodata): the rebuilt side is read where the
+    structure alignment puts it, so the year shows as the changed instruction."""
+    src = '#include <stdio.h>\nstatic const char big[SIZE] = "x";\nint main(int c, char **v) '
+    src += '{ printf("Copyright %d %c\\n", YEAR, big[c]); return 0; }\n'
+    binaries = []
+    for year, size in ((2022, 10), (2026, 9000)):
+        work = tmp_path / str(year)
+        work.mkdir()
+        (work / "h.c").write_text(src)
+        subprocess.run(
+            ["gcc", "-O2", f"-DYEAR={year}", f"-DSIZE={size}", "-o", "h", "h.c"],
+            cwd=work,
+            check=True,
+        )
+        binaries.append(work / "h")
+    assert binaries[0].stat().st_size != binaries[1].stat().st_size
+    shown = [d.disassembly for d in ledger_of(*binaries).differences if d.disassembly]
+    pairs = [(" ".join(x.released), " ".join(x.rebuilt)) for x in shown]
+    assert any("mov esi, 0x7e6" in old and "mov esi, 0x7ea" in new for old, new in pairs)
