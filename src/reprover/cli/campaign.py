@@ -96,7 +96,10 @@ def wants_campaign(args: argparse.Namespace) -> bool:
 
 def cores(args: argparse.Namespace) -> int:
     """--jobs, or every core this process may run on."""
-    return int(args.jobs or len(os.sched_getaffinity(0)) or 1)
+    if args.jobs:
+        return int(args.jobs)
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux; elsewhere every core
+    return len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
 
 
 def manifest_paths(args: argparse.Namespace) -> list[str]:
