@@ -241,3 +241,23 @@ def test_payload_in_an_rpm_file_owner_name_is_not_an_owner(tmp_path: Path, run_c
     code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "h.rpm"), *ALLOW)
     assert code == 1, rep
     assert artifact(rep, "h.rpm")["verdict"] == "different"
+
+
+def test_payload_in_gnu_tar_atime_and_ctime(tmp_path: Path, run_cli) -> None:
+    """GNU atime/ctime (24 bytes a member) that are not octal numbers are data, not times."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("bin/tool")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"same\n"))
+    rebuilt = buf.getvalue()
+    block = bytearray(rebuilt[:512])
+    block[345:369] = b"\0EXFILTRATED-SECRET-KEY!"  # tarfile reads 345.. as a prefix: NUL first
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    released = bytes(block) + rebuilt[512:]
+    with tarfile.open(fileobj=io.BytesIO(released)) as tar:
+        assert tar.getnames() == ["bin/tool"]
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "app.tar"), *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "app.tar")["verdict"] == "different"

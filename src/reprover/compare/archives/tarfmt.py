@@ -67,6 +67,15 @@ def _octal(raw: bytes) -> int | None:
         return None
 
 
+def _clean(raw: bytes) -> bool:
+    """Whether nothing but NULs and spaces follows a numeric field's first NUL (base-256
+    numbers, first bit set, are binary: every byte is the number)."""
+    if raw and raw[0] & 0x80:
+        return True
+    _, nul, tail = raw.partition(b"\0")
+    return not nul or not tail.strip(b"\0 ")
+
+
 def _block_fields(block: bytes, base: int, prefix: str) -> dict[str, Field]:
     gnu = block[257:265] == b"ustar  \0"
     fields = {}
@@ -76,7 +85,10 @@ def _block_fields(block: bytes, base: int, prefix: str) -> dict[str, Field]:
         if key == "pad" and raw.strip(b"\0"):
             kind = Kind.HIDDEN
         show = raw.rstrip(b"\0").decode("latin-1")
-        number = _octal(raw) if key in ("mode", "uid", "gid", "mtime", "size") else None
+        numeric = key in ("mode", "uid", "gid", "mtime", "atime", "ctime", "size")
+        number = _octal(raw) if numeric else None
+        if numeric and (number is None or not _clean(raw)):
+            kind = Kind.HIDDEN  # not a number, or bytes after it: data, which no rule allows
         if key == "mode" and number is not None:
             show = f"{number:o}"
         elif kind is Kind.TIMESTAMP and number is not None:
