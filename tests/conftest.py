@@ -11,6 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests: the same examples every run (CI never fails on an input a previous run did
+# not try), no example database written into the checkout, and no per-example deadline (a loaded
+# machine is slow, not wrong).
+settings.register_profile("reprover", derandomize=True, database=None, deadline=None)
+settings.load_profile("reprover")
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Ada Author",
