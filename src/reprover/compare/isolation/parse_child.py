@@ -12,6 +12,7 @@ Does not own: deadlines, kills and reading replies (`worker`, in the parent).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -135,6 +136,11 @@ def _serve(sock: socket.socket) -> None:
         if not msg or not fds:
             return
         request = json.loads(msg)
+        if request.get("op") == "disassemble":
+            # capstone is imported once, here, before the fork (no file content involved):
+            # each child then skips its 0.2 s import; a failure is left to the child to report
+            with contextlib.suppress(ImportError):
+                from reprover.compare.isolation import disassemble  # noqa: F401, PLC0415
         pid = os.fork()
         if pid == 0:
             sock.close()
