@@ -261,3 +261,14 @@ def test_payload_in_gnu_tar_atime_and_ctime(tmp_path: Path, run_cli) -> None:
     code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "app.tar"), *ALLOW)
     assert code == 1, rep
     assert artifact(rep, "app.tar")["verdict"] == "different"
+
+
+def test_payload_in_ar_member_time_and_owner(tmp_path: Path, run_cli) -> None:
+    """ar (a .deb's outer layer): 24 bytes of text in mtime, uid and gid are not times or ids."""
+    rebuilt = _ar([("debian-binary", b"2.0\n")])
+    head = bytearray(rebuilt[8:68])
+    head[16:40] = b"EXFILTRATEDSECRETKEY!!!!"
+    released = rebuilt[:8] + bytes(head) + rebuilt[68:]
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "x.deb"), *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "x.deb")["verdict"] == "different"

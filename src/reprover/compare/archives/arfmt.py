@@ -71,6 +71,8 @@ def read_ar(f: BinaryIO, size: int, budget: Budget) -> Listing:
             raw = head[at : at + width]
             number = _number(raw, 8 if key == "mode" else 10) if key != "name.raw" else None
             kind = Kind.TIMESTAMP if key == "mtime" else Kind.METADATA
+            if key != "name.raw" and number is None:
+                kind = Kind.HIDDEN  # not a number: data, which no rule allows
             show = raw.decode("latin-1").rstrip()
             if key == "mtime" and number is not None:
                 show = when(number)
