@@ -272,3 +272,48 @@ def test_payload_in_ar_member_time_and_owner(tmp_path: Path, run_cli) -> None:
     code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "x.deb"), *ALLOW)
     assert code == 1, rep
     assert artifact(rep, "x.deb")["verdict"] == "different"
+
+
+def _gcab(root: Path, name: str, files: dict[str, bytes], *, compress: bool) -> bytes:
+    src = root / f"src-{name}"
+    src.mkdir(parents=True)
+    for n, data in files.items():
+        (src / n).write_bytes(data)
+        os.utime(src / n, (1_700_000_000, 1_700_000_000))
+    out = root / f"{name}.cab"
+    flags = ["-c", "-z"] if compress else ["-c"]
+    subprocess.run(["gcab", *flags, str(out), *files], cwd=src, check=True, capture_output=True)
+    return out.read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("gcab") is None, reason="gcab missing")
+def test_cab_recompressed_is_equivalent_only_under_archive_compression(
+    tmp_path: Path, run_cli
+) -> None:
+    """Same files, stored vs MSZIP: `archive.compression` covers it; no rule, no pass."""
+    files = {"a.txt": b"hello\n" * 100, "b.txt": b"world\n" * 100}
+    released = _gcab(tmp_path, "mszip", files, compress=True)
+    rebuilt = _gcab(tmp_path, "stored", files, compress=False)
+    a, b = pair(tmp_path, released, rebuilt, "x.cab")
+    code, rep = report(run_cli, "diff", a, b)
+    assert code == 1, rep
+    code, rep = report(run_cli, "diff", a, b, "--allow", "archive.compression")
+    assert code == 0, rep
+    assert artifact(rep, "x.cab")["verdict"] == "equivalent"
+
+
+@pytest.mark.skipif(shutil.which("gcab") is None, reason="gcab missing")
+def test_cab_folder_holds_bytes_outside_every_file(tmp_path: Path, run_cli) -> None:
+    """Bytes appended to a stored folder's last data block belong to no file: never allowed."""
+    rebuilt = _gcab(tmp_path, "clean", {"a.txt": b"hello\n"}, compress=False)
+    (coff,) = struct.unpack_from("<I", rebuilt, 36)  # the one folder's first data block
+    _csum, cb, cb_un = struct.unpack_from("<IHH", rebuilt, coff)
+    assert coff + 8 + cb == len(rebuilt)  # one block, at the end of the file
+    payload = b"EVIL" * 25
+    data = bytearray(rebuilt + payload)
+    struct.pack_into("<IHH", data, coff, 0, cb + len(payload), cb_un + len(payload))
+    struct.pack_into("<I", data, 8, len(data))
+    a, b = pair(tmp_path, bytes(data), rebuilt, "x.cab")
+    code, rep = report(run_cli, "diff", a, b, *ALLOW)
+    assert code == 1, rep
+    assert artifact(rep, "x.cab")["verdict"] == "different"

@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 from reprover.compare.archives.limits import Budget, LimitHit
 from reprover.compare.archives.listing import (
+    CHUNK,
     Field,
     Hidden,
     Listing,
@@ -119,6 +120,7 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
         pos += 8 + cb_folder
     data_files = [_folder(f, i, folder, cb_data, budget, stack, spans, fields)
                   for i, folder in enumerate(folders)]  # fmt: skip
+    listing.inner = _inner(data_files)
     pos = coff_files
     for _ in range(n_files):
         cb_file, offset, folder, date, time, attribs = struct.unpack("<IIHHHH", _read(f, pos, 16))
@@ -147,6 +149,19 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
                                         sig_at, sig_len, Kind.SIGNATURE)  # fmt: skip
     _account(spans, size, cb_cabinet, listing)
     return listing
+
+
+def _inner(data_files: list[tuple[BinaryIO, int]]) -> str:
+    """A digest of every folder's decompressed data: equal, the compressed bytes are the
+    only difference (`archive.compression`); otherwise they follow a content change, which
+    must be a member's (bytes in a folder outside every file are never allowed)."""
+    inner = hashlib.sha256()
+    for data, length in data_files:
+        inner.update(length.to_bytes(8, "little"))
+        data.seek(0)
+        while block := data.read(CHUNK):
+            inner.update(block)
+    return inner.hexdigest()
 
 
 def _folder(  # noqa: PLR0917 - the walk's state, passed once
