@@ -317,3 +317,21 @@ def test_cab_folder_holds_bytes_outside_every_file(tmp_path: Path, run_cli) -> N
     code, rep = report(run_cli, "diff", a, b, *ALLOW)
     assert code == 1, rep
     assert artifact(rep, "x.cab")["verdict"] == "different"
+
+
+LEDGER = Path(__file__).resolve().parents[1] / "fixtures" / "ledger"
+
+
+def test_run_over_the_pe_timestamp_and_the_next_field(tmp_path: Path, run_cli) -> None:
+    """One run of 5 bytes: the 4-byte TimeDateStamp and the first byte after it, under
+    pe.timestamp: the run is split by region and the fifth byte is never allowed."""
+    rebuilt = (LEDGER / "pe-mingw-timestamp" / "a").read_bytes()
+    at = struct.unpack_from("<I", rebuilt, 0x3C)[0] + 8  # COFF TimeDateStamp
+    data = bytearray(rebuilt)
+    for i in range(5):
+        data[at + i] ^= 0xFF
+    a, b = pair(tmp_path, bytes(data), rebuilt, "tool.exe")
+    code, rep = report(run_cli, "diff", a, b, "--allow", "pe.timestamp")
+    assert code == 1, rep
+    diffs = artifact(rep, "tool.exe")["differences"]
+    assert any(not d["allowed"] and d["offset"] == at + 4 for d in diffs), diffs
