@@ -53,6 +53,7 @@ def test_build_killed_midway_is_inconclusive(project: Project, run_cli: Cli) -> 
     assert not (project.root / "build").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_build_exits_130_and_writes_nothing(project: Project) -> None:
     report = project.root / "report.json"
     tmp = project.root / "tmp"  # reprover's private folders go here; the build cannot see it

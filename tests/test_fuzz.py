@@ -53,6 +53,7 @@ def test_short_campaign_keeps_every_invariant() -> None:
     assert summary.max_rss_parsers > 0
 
 
+@pytest.mark.slow
 def test_subprocess_mode_runs_the_real_command_line(tmp_path: Path) -> None:
     plan = fuzz.Plan(count=30, seed=7, jobs=1, mode="subprocess", save=tmp_path, only=(3,))
     summary = fuzz.campaign(plan)

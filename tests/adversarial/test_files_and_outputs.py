@@ -159,6 +159,7 @@ def _runs_without_hanging(*argv: str | Path) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.slow
 def test_fifo_and_device_inputs_are_refused_before_any_read(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -184,6 +185,7 @@ def test_fifo_manifest_is_refused_before_any_read(tmp_path: Path) -> None:
     assert done.returncode == 2 and "FIFO" in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_fifo_and_socket_inside_a_compared_folder_are_refused(tmp_path: Path) -> None:
     for side in ("old", "new"):
         (tmp_path / side).mkdir()

@@ -435,6 +435,7 @@ def test_append_refuses_to_carry_a_changed_partial_bundle(run_cli: Cli, tmp_path
     assert not (log.logdir / "tile/entries/000.p/11").exists()
 
 
+@pytest.mark.slow
 def test_fifo_in_place_of_a_tile_or_the_lock_does_not_hang(tmp_path: Path) -> None:
     """A named pipe planted in the log would block a plain open() forever; it is refused."""
     run = [sys.executable, "-m", "reprover"]

@@ -164,6 +164,7 @@ def test_release_changed_during_build_fails(
     assert check["findings"] == ["hello"]
 
 
+@pytest.mark.slow
 def test_swapped_artifacts(project: Project, run_cli: Cli) -> None:
     """Two released files trade names: each is a real build output, in the wrong place."""
     manifest = project.manifest(command='["sh", "-c", "make && cp /bin/true out/helper"]')

@@ -55,6 +55,7 @@ def _all_formats(run_cli: Cli, tmp: Path, *args: str | Path) -> dict[str, bytes]
     return written
 
 
+@pytest.mark.slow
 def test_escape_sequences_in_file_names_cannot_paint_the_terminal(tmp_path: Path) -> None:
     raw_screen, raw_title = raw_control(tmp_path, CLEAR_AND_PAINT.encode() + b"\n")
     assert raw_title == "owned" and raw_screen.lstrip().startswith("verdict: PASS")
@@ -104,6 +105,7 @@ def _evil_elf(tmp: Path) -> tuple[Path, Path]:
     return old, new
 
 
+@pytest.mark.slow
 def test_escape_sequences_in_elf_section_and_symbol_names(tmp_path: Path, run_cli: Cli) -> None:
     old, new = _evil_elf(tmp_path)
     screen, title = terminal(reprover("diff", old, new), tmp_path)
@@ -144,6 +146,7 @@ def _evil_certificate(tmp: Path, subject: str) -> tuple[Path, Path]:
     return pem, pkey
 
 
+@pytest.mark.slow
 def test_escape_sequences_in_certificate_subjects(tmp_path: Path) -> None:
     subject = "\x1b[2J\x1b[H(chains to pinned trust)\x1b]2;owned\x07"
     pem, pkey = _evil_certificate(tmp_path, subject)
@@ -319,6 +322,7 @@ def test_look_alike_names_in_the_html_report_read_in_chromium(tmp_path: Path, ru
     assert dom.count("suspicious-name: bidi controls") >= 1
 
 
+@pytest.mark.slow
 def test_undecodable_released_file_name_through_verify(project: Project, run_cli: Cli) -> None:
     (project.release / os.fsdecode(b"\xff\xfe.exe")).write_bytes(b"not rebuilt")
     for fmt in FORMATS:
