@@ -104,7 +104,9 @@ def hostile_for(mode: str) -> Hostile:
         pytest.skip("already unprivileged: the 'invoker' run is the unprivileged run")
     if mode == "unprivileged":
         _ensure_user()
-    root = Path(tempfile.mkdtemp(prefix="reprover-sbx-"))
+    # In /tmp itself, not $TMPDIR: the tests point TMPDIR into pytest's folder, which only root
+    # may enter, and the unprivileged user must reach this one (the fixture removes it).
+    root = Path(tempfile.mkdtemp(prefix="reprover-sbx-", dir="/tmp"))
     for sub in ("home", "tmp"):
         (root / sub).mkdir()
     return Hostile(root, mode)
