@@ -60,7 +60,13 @@ def test_ctrl_c_during_build_exits_130_and_writes_nothing(project: Project) -> N
     tmp.mkdir()
     sleep = f"sleep {5_000_000 + secrets.randbelow(10**6)}"  # unique: pgrep finds only ours
     manifest = project.manifest(command=f'["sh", "-c", "echo build-started; {sleep}"]')
-    process = _reprover("verify", manifest, "-o", report, env={**os.environ, "TMPDIR": str(tmp)})
+    process = _reprover(
+        "verify", manifest, "-o", report, env={**os.environ, "TMPDIR": str(tmp)},
+        # As from a shell: an ignored SIGINT is inherited across exec, and a library used by an
+        # earlier test in this pytest process may have left it ignored (then Ctrl-C did nothing
+        # and the build ran to its timeout: exit 3).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     # Wait for the build's first line (generous: a loaded machine may take minutes to clone,
     # probe the sandbox and start it); the wait only bounds a hang, it decides nothing.
     deadline = time.monotonic() + 600
