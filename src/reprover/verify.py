@@ -46,6 +46,7 @@ from reprover.model import (
 )
 
 Progress = Callable[[str], None]
+MEMBER_SEPARATOR = "!"  # outer!inner names archive members in reports
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,9 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
 
     Raises:
         InputError: the release path is missing or empty, or an artifact is missing, escapes
-            the release folder, loops, or is not a regular file (FIFO, device, socket).
+            the release folder, loops, is not a regular file (FIFO, device, socket), or its
+            name holds `!` (the separator of archive members: `a.zip!b` would be read as
+            member `b` of `a.zip`, in reports and attestation subjects alike).
     """
     release = spec.release
     if not release.exists():
@@ -295,6 +298,7 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
     if release.is_file():
         if spec.artifacts:
             raise InputError("[[artifact]] entries need [release] path to be a folder")
+        _refuse_member_separator(release.name)
         return {release.name: release}
     if spec.artifacts:
         names = list(spec.artifacts)
@@ -304,12 +308,23 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
         raise InputError(f"release folder {release} holds no files", hint="nothing to verify")
     files = {}
     for name in names:
+        _refuse_member_separator(name)
         path = contained(release, name, what="released artifact")
         if not path.exists() and not path.is_symlink():
             raise InputError(f"released artifact {name} is missing from {release}")
         regular_file(path, what="released artifact")
         files[name] = path
     return files
+
+
+def _refuse_member_separator(name: str) -> None:
+    if MEMBER_SEPARATOR in name:
+        raise InputError(
+            f"released artifact {name!r} has {MEMBER_SEPARATOR!r} in its name, the separator "
+            "reprover uses for archive members ('setup.zip!engine.dll'): its results could "
+            "not be told from a member's",
+            hint="rename the released file (or leave it out of the release folder)",
+        )
 
 
 def unverified_results(

@@ -335,3 +335,13 @@ def test_run_over_the_pe_timestamp_and_the_next_field(tmp_path: Path, run_cli) -
     assert code == 1, rep
     diffs = artifact(rep, "tool.exe")["differences"]
     assert any(not d["allowed"] and d["offset"] == at + 4 for d in diffs), diffs
+
+
+def test_released_name_with_the_member_separator_is_refused(project, run_cli) -> None:
+    """`a.zip!b` released beside `a.zip` would share a report path (and an attestation subject)
+    with member `b` of `a.zip`: refused as bad input before any build."""
+    (project.release / "hello!b").write_bytes(b"x")
+    code, _, err = run_cli("verify", project.manifest())
+    assert code == 2, err
+    assert "'!'" in err and "hello!b" in err
+    assert "clon" not in err  # refused before the source was even fetched
