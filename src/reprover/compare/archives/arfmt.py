@@ -20,10 +20,10 @@ from reprover.compare.archives.listing import (
     Listing,
     MalformedArchive,
     Member,
+    byte_range,
     decode_name,
     when,
 )
-from reprover.compare.archives.tarfmt import _opener
 from reprover.model import Kind
 
 MAGIC = b"!<arch>\n"
@@ -80,7 +80,7 @@ def read_ar(f: BinaryIO, size: int, budget: Budget) -> Listing:
                 show = f"{number:o}"
             fields[key] = Field(raw, pos + at, width, kind, show, number)
         data = pos + HEADER
-        member = Member(name, "file", fields, pos, opener=_opener(f, data, length))
+        member = Member(name, "file", fields, pos, opener=byte_range(f, data, length, "ar member"))
         listing.members.append(member)
         pos = data + length
         if length % 2:

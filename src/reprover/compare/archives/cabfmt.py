@@ -31,9 +31,9 @@ from reprover.compare.archives.listing import (
     Listing,
     MalformedArchive,
     Member,
+    byte_range,
     decode_name,
 )
-from reprover.compare.archives.tarfmt import _opener
 from reprover.model import Kind
 
 MAGIC = b"MSCF"
@@ -140,7 +140,7 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
         if offset + cb_file > length:
             raise MalformedArchive(f"{name!r} lies outside its folder's data")
         listing.members.append(
-            Member(name, "file", entry, pos, opener=_opener(data, offset, cb_file))
+            Member(name, "file", entry, pos, opener=byte_range(data, offset, cb_file, "cab file"))
         )
     if signature is not None:
         sig_at, sig_len = signature

@@ -19,13 +19,13 @@ from reprover.compare.archives.arfmt import read_ar
 from reprover.compare.archives.cabfmt import MAGIC as CAB_MAGIC
 from reprover.compare.archives.cabfmt import read_cab
 from reprover.compare.archives.limits import Budget
-from reprover.compare.archives.listing import Listing, Member, Opener
+from reprover.compare.archives.listing import Listing, Member, Opener, byte_range
 from reprover.compare.archives.ole import MAGIC as OLE_MAGIC
 from reprover.compare.archives.ole import read_ole
 from reprover.compare.archives.rpmfmt import MAGIC as RPM_MAGIC
 from reprover.compare.archives.rpmfmt import read_rpm
 from reprover.compare.archives.streams import stream_format, unwrap
-from reprover.compare.archives.tarfmt import _opener, is_tar, read_tar
+from reprover.compare.archives.tarfmt import is_tar, read_tar
 from reprover.compare.archives.zipfmt import read_zip
 
 ZIP_NAMES = (".zip", ".whl", ".jar", ".war", ".ear", ".apk", ".aar", ".nupkg", ".egg", ".xpi")
@@ -95,7 +95,7 @@ def open_listing(  # noqa: PLR0911 - one return per format
         listing.notes.append(f"tar offsets are in the {fmt}-decompressed stream")
         return read_tar(tmp, inner, budget, listing)
     name = _strip(hint, fmt)
-    opener: Opener = _opener(tmp, 0, inner)
+    opener: Opener = byte_range(tmp, 0, inner, "decompressed stream")
     listing.members.append(Member(name, "file", {}, 0, opener=opener))
     return listing
 

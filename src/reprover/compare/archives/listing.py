@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import BinaryIO
 
 from reprover.model import Kind
 
@@ -25,6 +26,26 @@ Opener = Callable[[], Iterator[bytes]]
 
 class MalformedArchive(Exception):  # noqa: N818 - a finding about the input
     """The bytes are not a well-formed archive of the format they claim."""
+
+
+def byte_range(f: BinaryIO, start: int, size: int, what: str) -> Opener:
+    """An opener streaming `size` bytes of `f` from `start` in CHUNK blocks.
+
+    The opener raises MalformedArchive ("`what` truncated") when the file ends first.
+    """
+
+    def content() -> Iterator[bytes]:
+        left, pos = size, start
+        while left:
+            f.seek(pos)
+            block = f.read(min(CHUNK, left))
+            if not block:
+                raise MalformedArchive(f"{what} truncated")
+            pos += len(block)
+            left -= len(block)
+            yield block
+
+    return content
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from reprover.compare.archives.listing import (
     Listing,
     MalformedArchive,
     Member,
+    byte_range,
     decode_name,
     when,
 )
 from reprover.compare.archives.streams import stream_format, unwrap
-from reprover.compare.archives.tarfmt import _opener
 from reprover.model import Kind
 
 MAGIC = b"\xed\xab\xee\xdb"
@@ -240,7 +240,7 @@ def _cpio(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> None:
         mode = values["mode"] & 0o170000
         kind_name = {0o100000: "file", 0o040000: "dir", 0o120000: "symlink"}.get(mode, "other")
         member = Member(decode_name(raw_name), kind_name, fields, pos,
-                        opener=_opener(f, data, values["size"]))  # fmt: skip
+                        opener=byte_range(f, data, values["size"], "rpm member"))  # fmt: skip
         if kind_name == "symlink":
             member.target = _read(f, data, values["size"]).decode("utf-8", "surrogateescape")
         listing.members.append(member)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import tarfile
-from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
 from reprover.compare.archives.limits import Budget, LimitHit
@@ -27,7 +26,7 @@ from reprover.compare.archives.listing import (
     Listing,
     MalformedArchive,
     Member,
-    Opener,
+    byte_range,
     when,
 )
 from reprover.model import Kind
@@ -222,7 +221,7 @@ def read_tar(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> Listin
                 info.offset,
                 target=info.linkname or None,
             )
-            member.opener = _opener(f, info.offset_data, data_size)
+            member.opener = byte_range(f, info.offset_data, data_size, "tar member")
             listing.members.append(member)
             pos = end
     finally:
@@ -230,18 +229,3 @@ def read_tar(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> Listin
     if not _zero(f, pos, size):
         listing.hidden.append(Hidden(pos, size - pos, "non-zero bytes after the end-of-archive"))
     return listing
-
-
-def _opener(f: BinaryIO, start: int, size: int) -> Opener:
-    def content() -> Iterator[bytes]:
-        left, pos = size, start
-        while left:
-            f.seek(pos)
-            block = f.read(min(CHUNK, left))
-            if not block:
-                raise MalformedArchive("tar member truncated")
-            pos += len(block)
-            left -= len(block)
-            yield block
-
-    return content

@@ -34,6 +34,7 @@ from reprover.compare.archives.listing import (
     MalformedArchive,
     Member,
     Opener,
+    byte_range,
     decode_name,
 )
 from reprover.model import Kind
@@ -356,7 +357,7 @@ def read_zip(f: BinaryIO, size: int, budget: Budget) -> Listing:
             raise MalformedArchive(f"entry {e.name!r} runs into the central directory")
         member = Member(e.name, _kind(e), _fields(e, local_extra, local_extra_at), e.local)
         member.opener = _opener(f, e, data, member, budget)
-        member.stored = _stored(f, data, e.csize)
+        member.stored = byte_range(f, data, e.csize, "member data")
         member.identity = (e.method, e.flags & 1, e.crc, e.usize)
         members[id(e)] = member
         pos = max(pos, end)
@@ -366,21 +367,6 @@ def read_zip(f: BinaryIO, size: int, budget: Budget) -> Listing:
         )
     listing.members = [members[id(e)] for e in entries]
     return listing
-
-
-def _stored(f: BinaryIO, data: int, size: int) -> Opener:
-    def stored() -> Iterator[bytes]:
-        left, pos = size, data
-        while left:
-            f.seek(pos)
-            block = f.read(min(CHUNK, left))
-            if not block:
-                raise MalformedArchive("member data truncated")
-            pos += len(block)
-            left -= len(block)
-            yield block
-
-    return stored
 
 
 def _opener(f: BinaryIO, e: _Entry, data: int, member: Member, budget: Budget) -> Opener:
