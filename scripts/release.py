@@ -109,6 +109,7 @@ def release(dist: Path) -> None:
         "",
         "[release]",
         'path = "."',
+        'ignore = ["reprover.toml"]  # this manifest sits beside the artifacts it describes',
         "",
         *[f'[[artifact]]\npath = "{name}"\n' for name in names],
     ])  # fmt: skip
