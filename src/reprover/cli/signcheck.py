@@ -4,7 +4,10 @@ The release engineer's check before publishing: SIGNED must be exactly UNSIGNED 
 code signature (Authenticode for PE; for Mach-O, thin or universal, a code signature whose
 CodeDirectories cover UNSIGNED's pages and whose assertions are UNSIGNED's own or pinned, see
 `reprover.compare.signatures.macho`). The ledger is the one `diff` shows for the same pair.
-Exit 0 proven, 1 not proven (the report and stderr say why), 2 bad input (not PE or Mach-O,
+Archives and installers (MSI, CAB, ZIP/JAR, RPM, TAR, .deb) are compared member by member
+with only the `signature` rule allowed: proven when the archive's own signature is proven, or
+every member that differs is (an MSI inside a ZIP, a signed DLL inside a CAB).
+Exit 0 proven, 1 not proven (the report and stderr say why), 2 bad input (none of those formats,
 formats that differ, pins that do not apply), 3 inconclusive.
 """
 
@@ -17,7 +20,7 @@ from typing import Any
 
 from reprover.cli.common import add_report_options, check_report_outputs, emit_report, err
 from reprover.compare import compare_artifact, compare_files
-from reprover.compare.archives.ole import MAGIC as OLE_MAGIC
+from reprover.compare.archives.formats import HEAD, sniff
 from reprover.compare.signatures.authenticode import prove_signature_only as prove_pe
 from reprover.compare.signatures.macho import (
     MachOPins,
@@ -41,8 +44,10 @@ def register(sub: Any) -> None:
         description=(
             "Prove that signing changed nothing but the signature: the signed file must be the "
             "unsigned file plus a well-formed, valid Authenticode signature (PE) or code "
-            "signature (Mach-O, thin or universal), with no other byte changed or added. Exit 0 "
-            "only when proven."
+            "signature (Mach-O, thin or universal), with no other byte changed or added. "
+            "Archives and installers (MSI, CAB, ZIP/JAR, RPM, TAR, .deb) are compared member by "
+            "member: proven when their own signature is, or when every member that differs is "
+            "proven signature-only. Exit 0 only when proven."
         ),
     )
     parser.add_argument("unsigned", type=Path, help="the file before signing (or a rebuild)")
@@ -85,21 +90,28 @@ def _flags(value: str) -> int:
 
 
 def _kind(path: Path) -> str:
+    """`pe`, `macho`, or `archive:FORMAT` (every format `reprover diff` opens).
+
+    Raises:
+        InputError: the file cannot be read, or is none of those.
+    """
     regular_file(path, what="input")  # a FIFO or device would block the read
     try:
         with path.open("rb") as f:
-            head = f.read(8)
+            head = f.read(HEAD)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if head[:2] == b"MZ":
         return "pe"
-    if head == OLE_MAGIC:
-        return "msi"
-    if is_macho(head):
+    if is_macho(head[:8]):
         return "macho"
-    what = "an ELF file" if head[:4] == b"\x7fELF" else "neither PE nor Mach-O"
+    fmt = sniff(head, path.name)
+    if fmt is not None:
+        return f"archive:{fmt}"
+    what = "an ELF file" if head[:4] == b"\x7fELF" else "neither PE, Mach-O nor an archive"
     raise InputError(
-        f"{path}: sign-check proves PE (Authenticode) and Mach-O code signatures; this is {what}",
+        f"{path}: sign-check proves PE (Authenticode) and Mach-O code signatures, and "
+        f"archives and installers holding them; this is {what}",
         hint="ELF files carry no embedded code signature; compare them with `reprover diff`",
     )
 
@@ -119,16 +131,27 @@ def _pins(args: argparse.Namespace, kind: str) -> MachOPins:
     return MachOPins(args.macho_identifier, args.macho_flags, entitlements)
 
 
-def _msi(unsigned: Path, signed: Path, trusted: tuple[Path, ...]) -> Report:
-    """An MSI: its streams compared member by member and the MSI Authenticode proof run."""
+def _archive(unsigned: Path, signed: Path, trusted: tuple[Path, ...]) -> Report:
+    """An archive or installer, compared member by member with only `signature` allowed.
+
+    Proven when the outer verdict is `signature-only`: the archive's own signature (MSI,
+    CAB, JAR, RPM) is proven, or every member that differs is itself proven signature-only
+    and nothing else differs.
+    """
     policy = Policy(allow=(SIGNATURE_RULE,), trusted_signers=trusted)
     digests = (hash_file(signed), hash_file(unsigned))
     results = compare_artifact(signed.name, signed, unsigned, policy, digests=digests)
     outer = results[0]
     passed = outer.verdict is ArtifactVerdict.SIGNATURE_ONLY
     found = [n for n in outer.notes if n.startswith(("released = ", "signature-only refused"))]
-    detail = found[0] if found else "the MSI differs from its rebuild outside a signature"
-    check = CheckResult("authenticode", passed, detail, tuple(outer.notes))
+    if found:
+        detail = found[0]
+    elif passed:
+        signed_members = [r.path for r in results[1:] if r.verdict is outer.verdict]
+        detail = "every member that differs is proven signature-only: " + ", ".join(signed_members)
+    else:
+        detail = "the archive differs from its rebuild outside a proven signature"
+    check = CheckResult("archive-signatures", passed, detail, tuple(outer.notes))
     inputs = [str(unsigned), str(signed)]
     for pin in trusted:
         inputs += ["--trusted", str(pin)]
@@ -153,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
         regular_file(pin, what="--trusted certificate")
     extra = [p for p in (args.entitlements,) if p is not None]
     check_report_outputs(args, [unsigned, signed, *trusted, *extra])
-    if kind == "msi":
-        return emit_report(_msi(unsigned, signed, trusted), args)
+    if kind.startswith("archive:"):
+        return emit_report(_archive(unsigned, signed, trusted), args)
     name = "macho-code-signature" if kind == "macho" else "authenticode"
     try:
         if kind == "macho":

@@ -37,8 +37,7 @@ from reprover.compare.archives.listing import (
     quote,
     unsafe_name,
 )
-from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
-from reprover.compare.archives.msisig import prove_msi_signature_only
+from reprover.compare.archives.signing import PROVERS, Role
 from reprover.compare.signatures import quoted
 from reprover.errors import InputError, VerificationError
 from reprover.model import (
@@ -60,7 +59,6 @@ HEADER_CONSEQUENCES = re.compile(
 )  # follow any header change
 COMPRESSION = re.compile(r"(?:^|\.)compression(?:\.|$)")  # follow any content change
 SIGNATURE_RULE = "signature"
-SIGNATURE_NAMES = re.compile(r"META-INF/[^/]+\.(?:SF|RSA|DSA|EC)$", re.IGNORECASE)
 
 
 @dataclass
@@ -143,10 +141,11 @@ class _Comparison:
         self.signed = False
         self.roots: list[Difference] = []
         self.consequences: list[Difference] = []
-        self.contents: list[tuple[Difference, ArtifactResult]] = []
+        self.contents: list[tuple[str, Difference, ArtifactResult]] = []
         self.members: list[ArtifactResult] = []
         self.notes: list[str] = [*la.notes]
         self.undecided: list[str] = []
+        self.names: dict[str, str] = {}  # member results' paths -> the members' raw names
 
     def run(self) -> tuple[ArtifactResult, ...]:
         for side, listing in (("", self.la), ("in the rebuilt file: ", self.lb)):
@@ -249,7 +248,9 @@ class _Comparison:
             self.notes.append(f"{identical} member(s) identical")
 
     def _child(self, m: Member) -> str:
-        return f"{self.path}!{quote(m.name)}"
+        path = f"{self.path}!{quote(m.name)}"
+        self.names[path] = m.name
+        return path
 
     def _describe(self, m: Member) -> None:
         why = unsafe_name(m.name)
@@ -258,11 +259,6 @@ class _Comparison:
         if m.kind in ("symlink", "hardlink"):
             self.notes.append(
                 f"member {quote(m.name)!r} is a {m.kind} to {quote(m.target or '')!r}: not followed"
-            )
-        if self.la.format == "zip" and SIGNATURE_NAMES.search(m.name):
-            self.notes.append(
-                f"JAR signature file {quote(m.name)!r}: reported, not proven (a JAR signature is "
-                "never allowed: its member differences stay 'different')"
             )
 
     def _pair(self, a: Member, b: Member) -> int:
@@ -309,7 +305,7 @@ class _Comparison:
         self.members.extend(results)
         diff = Difference(a.offset, 0, prefix + "data", Kind.DATA,
                           detail=f"content {own.verdict.value}: see {child}")  # fmt: skip
-        self.contents.append((diff, own))
+        self.contents.append((a.name, diff, own))
         return 0
 
     @staticmethod
@@ -370,18 +366,20 @@ class _Comparison:
                 self.ctx.policy,
             )
             roots = judged.differences
-        roots = self._signature(roots)
         contents = tuple(
             replace(d, allowed=own.verdict in ACCEPTED,
                     rule=f"member {own.verdict.value}" if own.verdict in ACCEPTED else None)
-            for d, own in self.contents
+            for _, d, own in self.contents
         )  # fmt: skip
+        roots, contents = self._signature(roots, contents)
         everything = (*roots, *contents)
         undecided = [*self.undecided]
-        undecided += [o.path for _, o in self.contents if o.verdict is ArtifactVerdict.INCONCLUSIVE]
+        undecided += [
+            o.path for _, _, o in self.contents if o.verdict is ArtifactVerdict.INCONCLUSIVE
+        ]
         decided = all(d.allowed for d in roots) and all(
-            o.verdict in ACCEPTED or o.verdict is ArtifactVerdict.INCONCLUSIVE
-            for _, o in self.contents
+            d.allowed or o.verdict is ArtifactVerdict.INCONCLUSIVE
+            for d, (_, _, o) in zip(contents, self.contents, strict=True)
         )
         if self.consequences and not everything:  # consequences of nothing: unexplained
             decided = False
@@ -399,48 +397,66 @@ class _Comparison:
             why = "the files differ but no member or field does"
             differences = (Difference(0, 0, "archive.unexplained", Kind.HIDDEN, detail=why),)
             decided = False
+        signed = self.signed or any(
+            o.verdict is ArtifactVerdict.SIGNATURE_ONLY for _, _, o in self.contents
+        )
         if not decided:
             verdict = ArtifactVerdict.DIFFERENT
         elif undecided:
             verdict = ArtifactVerdict.INCONCLUSIVE
             notes.append("members not decided: " + ", ".join(undecided))
         else:
-            verdict = ArtifactVerdict.SIGNATURE_ONLY if self.signed else ArtifactVerdict.EQUIVALENT
+            verdict = ArtifactVerdict.SIGNATURE_ONLY if signed else ArtifactVerdict.EQUIVALENT
         return ArtifactResult(self.path, verdict, *self.digests, differences, tuple(notes))
 
-    def _signature(self, roots: tuple[Difference, ...]) -> tuple[Difference, ...]:
-        """An MSI whose only other differences are its signature stream and layout: prove it."""
-        if self.la.format != "ole" or SIGNATURE_RULE not in self.ctx.policy.allow:
-            return roots
-        stream = f"{self.la.prefix}[{quote(MSI_SIGNATURE)}]"
-        signing = (stream, "ole.layout", "ole.order")
-        if self.contents or self.undecided or not any(d.region == stream for d in roots):
-            return roots
-        if any(not d.allowed and d.region not in signing for d in roots):
-            return roots
+    def _signature(
+        self, roots: tuple[Difference, ...], contents: tuple[Difference, ...]
+    ) -> tuple[tuple[Difference, ...], tuple[Difference, ...]]:
+        """Differences that only a signature of this archive's own format explains: prove it.
+
+        Runs when the format has a prover, the policy allows `signature`, nothing is undecided,
+        every difference not already allowed is the signature or an effect of signing, and at
+        least one is the signature itself. Proven: those differences are allowed under
+        `signature`, and the signing members' own results are dropped (the outer artifact's
+        differences still name them).
+        """
+        prover = PROVERS.get(self.la.format)
+        if prover is None or SIGNATURE_RULE not in self.ctx.policy.allow or self.undecided:
+            return roots, contents
+        root_roles = [None if d.allowed else prover.role(d.region, self.la) for d in roots]
+        member_roles = [
+            None if d.allowed else prover.member_role(name)
+            for (name, _, _), d in zip(self.contents, contents, strict=True)
+        ]
+        pending = [
+            (d, r) for d, r in zip((*roots, *contents), (*root_roles, *member_roles), strict=True)
+            if not d.allowed
+        ]  # fmt: skip
+        if any(r is None for _, r in pending) or all(r is not Role.SIGNATURE for _, r in pending):
+            return roots, contents
         try:
-            signers = prove_msi_signature_only(
-                self.files, (self.la, self.lb), self.ctx.policy.trusted_signers
-            )
+            signers = prover.prove(self.files, (self.la, self.lb), self.ctx.policy.trusted_signers)
         except VerificationError as exc:
             self.notes.append(f"signature-only refused: {exc.message}")
-            return roots
+            return roots, contents
         self.signed = True
-        pinned = (
-            "chains to pinned trust" if self.ctx.policy.trusted_signers else "signer not pinned"
-        )
-        self.notes.append(
-            "released = rebuilt + MSI Authenticode signature; signed by "
-            f"{quoted(signers[0].subject)} ({pinned})"
-        )
+        trusted = self.ctx.policy.trusted_signers
+        pinned = "chains to pinned trust" if trusted else "signer not pinned"
+        subject = quoted(signers[0].subject) if signers else "no named signer"
+        self.notes.append(f"released = rebuilt + {prover.label}; signed by {subject} ({pinned})")
         self.notes.extend(
             f"{s.label}: subject {quoted(s.subject)}; issuer {quoted(s.issuer)}" for s in signers
         )
-        self.members = [m for m in self.members if m.path != self._child_name(MSI_SIGNATURE)]
-        return tuple(
-            replace(d, allowed=True, rule=SIGNATURE_RULE) if d.region in signing else d
-            for d in roots
-        )
+        signing = {p for p, name in self.names.items() if prover.member_role(name) is not None}
+        self.members = [
+            m for m in self.members if not any(m.path == s or m.path.startswith(s + "!")
+                                               for s in signing)
+        ]  # fmt: skip
 
-    def _child_name(self, name: str) -> str:
-        return f"{self.path}!{quote(name)}"
+        def allow(d: Difference, r: Role | None) -> Difference:
+            return d if d.allowed or r is None else replace(d, allowed=True, rule=SIGNATURE_RULE)
+
+        return (
+            tuple(allow(d, r) for d, r in zip(roots, root_roles, strict=True)),
+            tuple(allow(d, r) for d, r in zip(contents, member_roles, strict=True)),
+        )

@@ -1,0 +1,84 @@
+"""Which archive differences a signature explains, and the proofs that it does, per format.
+
+Owns: the `Prover` protocol and `PROVERS`, one prover per archive format that carries a
+signature of its own (MSI Authenticode today). A prover names the differences signing makes
+(`role`: the signature itself, or what signing necessarily changes beside it, such as a
+compound file's sector layout) and proves, from the bytes, that the released archive is the
+rebuilt one plus a valid signature (`prove`). The driver allows those differences under the
+`signature` rule only when every other difference is already allowed and the proof holds.
+Does not own: the proofs' details (one module per format: `msisig`), comparing (`driver`).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+from reprover.compare.archives.listing import Listing, quote
+from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
+from reprover.compare.archives.msisig import prove_msi_signature_only
+from reprover.compare.signatures.pkcs7 import SignerDetails
+
+
+class Role(Enum):
+    """What a difference is to a signature."""
+
+    SIGNATURE = "signature"  # the signature's own bytes or entries: its presence triggers a proof
+    EFFECT = "effect"  # what signing necessarily changes beside the signature (layout, manifest)
+
+
+class Prover(Protocol):
+    """The signature of one archive format."""
+
+    label: str  # as reports name it: "MSI Authenticode signature"
+
+    def role(self, region: str, listing: Listing) -> Role | None:
+        """What the root difference `region` of `listing` (the released archive) is to signing."""
+
+    def member_role(self, name: str) -> Role | None:
+        """What a member named `name` whose content differs, or that only one side has, is."""
+
+    def prove(
+        self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
+    ) -> tuple[SignerDetails, ...]:
+        """Prove released = rebuilt + this signature; return every signer, outermost first.
+
+        `files` and `listings` are (released, rebuilt), open for the whole call.
+
+        Raises:
+            VerificationError: any part of the proof fails; the message says which.
+            InputError: a pinned certificate or key cannot be read.
+        """
+
+
+class MsiProver:
+    """MSI Authenticode: the `\\x05DigitalSignature` stream, and the sector layout it moves."""
+
+    label = "MSI Authenticode signature"
+
+    def role(self, region: str, listing: Listing) -> Role | None:
+        """The signature stream's own entry, or the layout and order the new stream changes."""
+        if region == f"{listing.prefix}[{quote(MSI_SIGNATURE)}]":
+            return Role.SIGNATURE
+        if region in ("ole.layout", "ole.order"):
+            return Role.EFFECT
+        return None
+
+    def member_role(self, name: str) -> Role | None:
+        """Only the signature stream."""
+        return Role.SIGNATURE if name == MSI_SIGNATURE else None
+
+    def prove(
+        self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
+    ) -> tuple[SignerDetails, ...]:
+        """See `msisig.prove_msi_signature_only`.
+
+        Raises:
+            VerificationError: the proof fails.
+            InputError: a pinned certificate cannot be read.
+        """
+        return prove_msi_signature_only(files, listings, trusted)
+
+
+PROVERS: dict[str, Prover] = {"ole": MsiProver()}
