@@ -94,9 +94,9 @@ def test_summarised_debug_info_is_judged_by_its_rule(tmp_path: Path) -> None:
 def test_beyond_the_summary_limit_one_row_counts_the_other_regions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reprover.compare import ledger
+    from reprover.compare import ledger_budget
 
-    monkeypatch.setattr(ledger, "MAX_SUMMARIES", 2)
+    monkeypatch.setattr(ledger_budget, "MAX_SUMMARIES", 2)
     src = FIXTURES / "elf-date" / "a"
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_bytes(src.read_bytes())
