@@ -205,3 +205,19 @@ def sign_msi(unsigned: Path, signed: Path, *, signer: str = "leaf") -> Path:
                     str(keys / f"{signer}.key"), "-in", str(unsigned), "-out", str(signed)],
                    check=True, capture_output=True)  # fmt: skip
     return signed
+
+
+def write_cab(path: Path, files: dict[str, bytes], *, mtime: int = 1_700_000_000) -> Path:
+    """A cabinet made by gcab (MSZIP, one folder) holding `files` (flat names), times fixed."""
+    import os
+    import subprocess
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+            os.utime(Path(tmp) / name, (mtime, mtime))
+        subprocess.run(["gcab", "-c", "-z", "-n", str(path.resolve()), *files], cwd=tmp,
+                       check=True, capture_output=True)  # fmt: skip
+    return path

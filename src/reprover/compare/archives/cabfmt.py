@@ -6,8 +6,9 @@ data blocks decompressed once (stored or MSZIP; LZX and Quantum are `archive.uns
 into a private temporary file that members are read from, a digest of the compressed blocks
 per folder (`cab.compression.folderN`), the Authenticode signature area of a signed cabinet
 as a field of its own (`cab.signature`), and as `Hidden` every byte range that no header,
-folder, file entry, data block or signature covers, or that two of them claim.
-Does not own: comparing (`driver`), proving a cabinet's signature.
+folder, file entry, data block or signature covers, or that two of them claim, and reserved
+header fields that are not zero.
+Does not own: comparing (`driver`), proving a cabinet's signature (`cabsig`).
 
 Own walker rather than `cabarchive`: that library reads the whole file into memory and keeps
 no byte offsets, and accounting for every byte needs both.
@@ -78,8 +79,9 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
     listing = Listing("cab", "cab.file")
     spans: list[tuple[int, int, str]] = []
     head = _read(f, 0, 36)
-    (_, _r1, cb_cabinet, _r2, coff_files, _r3, minor, major, n_folders, n_files, flags, set_id,
+    (_, r1, cb_cabinet, r2, coff_files, r3, minor, major, n_folders, n_files, flags, set_id,
      index) = struct.unpack("<4sIIIIIBBHHHHH", head)  # fmt: skip
+    _reserved(listing, (r1, r2, r3))
     pos = 36
     cb_header = cb_folder = cb_data = 0
     if flags & RESERVE:
@@ -149,6 +151,13 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
                                         sig_at, sig_len, Kind.SIGNATURE)  # fmt: skip
     _account(spans, size, cb_cabinet, listing)
     return listing
+
+
+def _reserved(listing: Listing, values: tuple[int, int, int]) -> None:
+    """reserved1..3 (offsets 4, 12, 20) must be zero: otherwise a channel no field shows."""
+    for at, value in zip((4, 12, 20), values, strict=True):
+        if value:
+            listing.hidden.append(Hidden(at, 4, f"reserved header field at {at} is not zero"))
 
 
 def _inner(data_files: list[tuple[BinaryIO, int]]) -> str:

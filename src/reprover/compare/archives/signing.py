@@ -1,12 +1,12 @@
 """Which archive differences a signature explains, and the proofs that it does, per format.
 
 Owns: the `Prover` protocol and `PROVERS`, one prover per archive format that carries a
-signature of its own (MSI Authenticode today). A prover names the differences signing makes
+signature of its own (MSI and CAB Authenticode today). A prover names the differences signing makes
 (`role`: the signature itself, or what signing necessarily changes beside it, such as a
 compound file's sector layout) and proves, from the bytes, that the released archive is the
 rebuilt one plus a valid signature (`prove`). The driver allows those differences under the
 `signature` rule only when every other difference is already allowed and the proof holds.
-Does not own: the proofs' details (one module per format: `msisig`), comparing (`driver`).
+Does not own: the proofs' details (one module per format: `msisig`, `cabsig`), comparing (`driver`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from reprover.compare.archives.cabsig import prove_cab_signature_only
 from reprover.compare.archives.listing import Listing, quote
 from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
 from reprover.compare.archives.msisig import prove_msi_signature_only
@@ -81,4 +82,38 @@ class MsiProver:
         return prove_msi_signature_only(files, listings, trusted)
 
 
-PROVERS: dict[str, Prover] = {"ole": MsiProver()}
+class CabProver:
+    """Cabinet Authenticode: the signature reserve and the signature, and the reserve flag."""
+
+    label = "CAB Authenticode signature"
+    SIGNATURE_FIELDS = ("cab.signature.reserve", "cab.signature")
+
+    def role(self, region: str, listing: Listing) -> Role | None:
+        """The reserve and the signature it points to; the header flags signing sets.
+
+        Everything else signing moves (cbCabinet, coffFiles, folder offsets) is no field
+        of its own or a consequence; the proof checks each byte of them.
+        """
+        del listing
+        if region in self.SIGNATURE_FIELDS:
+            return Role.SIGNATURE
+        return Role.EFFECT if region == "cab.header.flags" else None
+
+    def member_role(self, name: str) -> Role | None:
+        """None: signing a cabinet adds or changes no member."""
+        del name
+        return None
+
+    def prove(
+        self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
+    ) -> tuple[SignerDetails, ...]:
+        """See `cabsig.prove_cab_signature_only`.
+
+        Raises:
+            VerificationError: the proof fails.
+            InputError: a pinned certificate cannot be read.
+        """
+        return prove_cab_signature_only(files, listings, trusted)
+
+
+PROVERS: dict[str, Prover] = {"ole": MsiProver(), "cab": CabProver()}
