@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from reprover.cli import main
-from reprover.compare.signatures.macho import MachOPins, prove_macho_signature_only
+from reprover.compare.signatures.macho import prove_macho_signature_only
+from reprover.compare.signatures.macho_assertions import MachOPins
 from reprover.compare.signatures.macho_layout import fat_slices, find_code_signature
 from reprover.errors import VerificationError
 from signature_support import fx

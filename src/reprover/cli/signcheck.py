@@ -22,12 +22,8 @@ from reprover.cli.common import add_report_options, check_report_outputs, emit_r
 from reprover.compare import compare_artifact, compare_files
 from reprover.compare.archives.formats import HEAD, sniff
 from reprover.compare.signatures.authenticode import prove_signature_only as prove_pe
-from reprover.compare.signatures.macho import (
-    MachOPins,
-    NoSignerError,
-    is_macho,
-    prove_macho_signature_only,
-)
+from reprover.compare.signatures.macho import NoSignerError, is_macho, prove_macho_signature_only
+from reprover.compare.signatures.macho_assertions import MachOPins
 from reprover.digest import hash_file
 from reprover.errors import InputError, VerificationError
 from reprover.fsutil import regular_file

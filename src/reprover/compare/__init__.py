@@ -18,7 +18,8 @@ from pathlib import Path
 from reprover.compare.archives import Budget, Context, Limits, compare_tree
 from reprover.compare.ledger import DEFAULT_MAX_RUNS, explain
 from reprover.compare.signatures.authenticode import prove_signature_only
-from reprover.compare.signatures.macho import MachOPins, is_macho, prove_macho_signature_only
+from reprover.compare.signatures.macho import is_macho, prove_macho_signature_only
+from reprover.compare.signatures.macho_assertions import MachOPins
 from reprover.errors import VerificationError
 from reprover.model import ArtifactResult, ArtifactVerdict, Digest, Policy
 

@@ -1,9 +1,11 @@
 """Mach-O code signatures: released = rebuilt + a code signature, per slice, with what it asserts.
 
-Owns: thin and universal (fat) Mach-O layout for signatures (load commands, `LC_CODE_SIGNATURE`,
-`__LINKEDIT`, the fat header and its slices), the proof `prove_macho_signature_only` and its
-result, and the pins (`MachOPins`) that decide which asserted fields a release may change.
-Does not own: blob parsing (`macho_blobs`) or the CMS signer (`macho_cms`).
+Owns: the proof `prove_macho_signature_only`, slice by slice: the transplant of the rebuilt
+bytes, the page hashes, the signer, the regions signing wrote, and why it fails. Does not own:
+the layout walk (`macho_layout`: load commands, `LC_CODE_SIGNATURE`, `__LINKEDIT`, the fat
+header and its slices), blob parsing (`macho_blobs`), the CMS signer (`macho_cms`), what the
+signature may assert (`macho_assertions`, with the pins `MachOPins`), or the result and its
+report lines (`macho_report`).
 
 What `prove_macho_signature_only(released, rebuilt)` proves, per slice (a thin file is one slice;
 a universal file's slices must match the rebuild's by CPU type, lie in order without overlap,
@@ -34,16 +36,19 @@ Not proven: that macOS would run the file (no notarization, trust cache or OS po
 from __future__ import annotations
 
 import hashlib
-import plistlib
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 
-from reprover.compare.signatures import quoted
+from reprover.compare.signatures.macho_assertions import (
+    EMPTY_REQUIREMENTS,
+    MachOPins,
+    check_assertions,
+    describe_entitlements,
+)
 from reprover.compare.signatures.macho_blobs import (
     SLOT_CMS,
     SLOT_ENTITLEMENTS,
@@ -51,10 +56,9 @@ from reprover.compare.signatures.macho_blobs import (
     SLOT_REQUIREMENTS,
     CodeDirectory,
     CodeSignature,
-    der_entitlements,
     parse_signature,
 )
-from reprover.compare.signatures.macho_cms import CmsSigner, verify_cms
+from reprover.compare.signatures.macho_cms import verify_cms
 from reprover.compare.signatures.macho_layout import (
     SliceLayout,
     fat_slices,
@@ -64,23 +68,18 @@ from reprover.compare.signatures.macho_layout import (
     is_macho,
     slice_layout,
 )
+from reprover.compare.signatures.macho_report import MachOSignatureProof, SliceProof
 from reprover.compare.signatures.pe_certtable import SignatureRegion
 from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import InputError, VerificationError
 from reprover.model import Kind
 
 __all__ = [
-    "MachOPins",
-    "MachOSignatureProof",
     "NoSignerError",
     "find_code_signature",
     "is_macho",
 ]
 
-CS_ADHOC = 0x2
-CS_LINKER_SIGNED = 0x20000
-SIGNATURE_KIND_FLAGS = CS_ADHOC | CS_LINKER_SIGNED
-EMPTY_REQUIREMENTS = bytes.fromhex("fade0c010000000c00000000")
 # special slots whose hashes bind files outside the binary (a bundle's): reported, not checked
 EXTERNAL_SLOTS = {
     1: "Info.plist",
@@ -92,186 +91,6 @@ EXTERNAL_SLOTS = {
 
 class NoSignerError(VerificationError):
     """Pinned trust was asked for, but the signature names no signer (ad-hoc)."""
-
-
-@dataclass(frozen=True)
-class MachOPins:
-    """Values the manifest pins for what a Mach-O signature asserts (None: the rebuild's)."""
-
-    identifier: str | None = None
-    flags: int | None = None
-    entitlements: bytes | None = None
-
-
-@dataclass(frozen=True)
-class SliceProof:
-    """What was proven about one slice."""
-
-    offset: int
-    identifier: str
-    team_id: str | None
-    flags: int
-    hash_type: str
-    page_size: int
-    pages: int
-    exec_seg: tuple[int, int, int] | None
-    requirements: str
-    entitlements: str
-    signer: CmsSigner | None
-    external: tuple[str, ...] = ()
-
-    def lines(self) -> tuple[str, ...]:
-        """Report lines for this slice."""
-        where = f"slice at {self.offset:#x}: " if self.offset else ""
-        if not self.pages:
-            return (f"{where}not signed, and byte-identical to the rebuilt slice",)
-        seg = (
-            "none"
-            if self.exec_seg is None
-            else f"base {self.exec_seg[0]:#x} limit {self.exec_seg[1]:#x} flags "
-            f"{self.exec_seg[2]:#x}"
-        )
-        who = (
-            "ad-hoc (no signer; integrity, not identity)"
-            if self.signer is None
-            else f"CMS signer {quoted(self.signer.subject)}, issuer {quoted(self.signer.issuer)}"
-            + (" (chains to pinned trust)" if self.signer.chain else " (signer not pinned)")
-        )
-        return (
-            f"{where}identifier {self.identifier}; team id {self.team_id or 'none'}; flags "
-            f"{self.flags:#x}; hash {self.hash_type}; page size {self.page_size}; {self.pages} "
-            "pages match the rebuilt file",
-            f"{where}exec segment {seg}",
-            f"{where}requirements {self.requirements}",
-            f"{where}entitlements {self.entitlements}",
-            f"{where}signer: {who}",
-            *(f"{where}binds a file outside the binary: {e}" for e in self.external),
-            *(
-                f"{where}{c.kind} timestamp at {c.time.isoformat()} by {c.signer}"
-                f"{' (pinned)' if c.trusted else ' (TSA not pinned)'}"
-                for c in (self.signer.countersignatures if self.signer else ())
-            ),
-        )
-
-
-@dataclass(frozen=True)
-class MachOSignatureProof:
-    """What was proven about a Mach-O pair (every slice) and the regions signing wrote."""
-
-    slices: tuple[SliceProof, ...]
-    regions: tuple[SignatureRegion, ...]
-
-    def summary(self) -> str:
-        """One line: what was proven."""
-        first = next(s for s in self.slices if s.pages)
-        count = f"{len(self.slices)} slices; " if len(self.slices) > 1 else ""
-        kind = "ad-hoc " if all(s.signer is None for s in self.slices) else ""
-        return (
-            f"released = rebuilt + {kind}code signature; {count}identifier '{first.identifier}'; "
-            f"every page of the rebuilt file covered ({first.hash_type})"
-        )
-
-    def findings(self) -> tuple[str, ...]:
-        """Lines for reports: what each slice asserts, who signed, and the regions."""
-        return (
-            *(line for s in self.slices for line in s.lines()),
-            *(f"region {r.region}: {r.offset:#x}+{r.length:#x}" for r in self.regions),
-        )
-
-
-def _describe_entitlements(sig: CodeSignature, name: str) -> str:
-    xml, der_blob = sig.slot(SLOT_ENTITLEMENTS), sig.slot(SLOT_ENTITLEMENTS_DER)
-    if xml is None and der_blob is None:
-        return "none"
-    value = _entitlements_value(sig, name)
-    keys = sorted(value) if isinstance(value, dict) else value
-    return f"{keys} (sha256 {hashlib.sha256((xml or b'') + (der_blob or b'')).hexdigest()})"
-
-
-def _entitlements_value(sig: CodeSignature, name: str) -> object:
-    """The entitlements as Python values; XML and DER forms must agree when both are present."""
-    xml, der_blob = sig.slot(SLOT_ENTITLEMENTS), sig.slot(SLOT_ENTITLEMENTS_DER)
-    values: list[object] = []
-    if xml is not None:
-        values.append(_plist(xml[8:], f"{name}: entitlements"))
-    if der_blob is not None:
-        values.append(der_entitlements(der_blob, name))
-    if len(values) == 2 and values[0] != values[1]:
-        raise VerificationError(f"{name}: the XML and DER entitlements say different things")
-    return values[0] if values else None
-
-
-def _plist(data: bytes, what: str) -> object:
-    try:
-        return plistlib.loads(data, fmt=plistlib.FMT_XML)
-    except Exception as exc:  # plistlib raises several types on malformed XML
-        raise VerificationError(f"{what}: not an XML property list ({exc})") from exc
-
-
-def _check_assertions(
-    rel: CodeSignature,
-    reb: CodeSignature,
-    signer: CmsSigner | None,
-    pins: MachOPins,
-    name: str,
-) -> None:
-    """Identifier, flags, team id, exec segment, requirements and entitlements: rebuild's or pinned.
-
-    Raises:
-        VerificationError: a field differs and is not pinned; the message names the pin.
-    """
-    base = reb.directories[0]
-    for cd in rel.directories:
-        if cd.identifier not in (base.identifier, pins.identifier):
-            raise VerificationError(
-                f"{name}: the signature's identifier {cd.identifier!r} is not the rebuild's "
-                f"({base.identifier!r}) nor pinned ([signature] macho_identifier)"
-            )
-        got, own = cd.flags & ~SIGNATURE_KIND_FLAGS, base.flags & ~SIGNATURE_KIND_FLAGS
-        pinned = None if pins.flags is None else pins.flags & ~SIGNATURE_KIND_FLAGS
-        if got not in (own, pinned):
-            raise VerificationError(
-                f"{name}: CodeDirectory flags {cd.flags:#x} assert {got:#x} (hardened runtime "
-                f"0x10000, restrict 0x800, ...), not the rebuild's {own:#x} nor pinned "
-                "([signature] macho_flags)"
-            )
-        if bool(cd.flags & CS_ADHOC) != (signer is None):
-            raise VerificationError(
-                f"{name}: the adhoc flag is {'set' if cd.flags & CS_ADHOC else 'clear'} but the "
-                f"signature {'has' if signer else 'has no'} CMS signer"
-            )
-        ou = signer.organizational_unit if signer else None
-        if cd.team_id not in (base.team_id, ou):
-            raise VerificationError(
-                f"{name}: team id {cd.team_id!r} is neither the rebuild's nor the CMS signer's"
-            )
-        if cd.exec_seg != base.exec_seg:
-            raise VerificationError(
-                f"{name}: exec segment (base, limit, flags) {cd.exec_seg} is not the rebuild's "
-                f"{base.exec_seg}"
-            )
-    requirements = rel.slot(SLOT_REQUIREMENTS)
-    if requirements not in (reb.slot(SLOT_REQUIREMENTS), EMPTY_REQUIREMENTS) and not (
-        signer and signer.chain
-    ):
-        raise VerificationError(
-            f"{name}: the requirements blob is not the rebuild's nor the empty set, and no "
-            "signer chains to pinned trust"
-        )
-    got_ent = _entitlements_value(rel, name)
-    own_ent = _entitlements_value(reb, "rebuilt file")
-    pin_ent = _plist(pins.entitlements, "pinned entitlements") if pins.entitlements else None
-    if got_ent != own_ent and (pins.entitlements is None or got_ent != pin_ent):
-        raise VerificationError(
-            f"{name}: the signature's entitlements {_keys(got_ent)} are not the rebuild's "
-            f"{_keys(own_ent)}"
-            + (f" nor the pinned {_keys(pin_ent)}" if pins.entitlements else "")
-            + " ([signature] entitlements)"
-        )
-
-
-def _keys(value: object) -> str:
-    return str(sorted(value)) if isinstance(value, dict) else "none" if value is None else "?"
 
 
 def _check_pages(cd: CodeDirectory, data: bytes, dataoff: int, name: str) -> None:
@@ -366,7 +185,7 @@ def _prove_slice(
             f"{name}: pinned trust ([signature] trusted / --trusted) was given, but this "
             "signature is ad-hoc and names no signer"
         )
-    _check_assertions(sig, own, signer, pins, name)
+    check_assertions(sig, own, signer, pins, name)
     cd = sig.directories[0]
     req = sig.slot(SLOT_REQUIREMENTS)
     proof = SliceProof(
@@ -383,7 +202,7 @@ def _prove_slice(
         else "empty set"
         if req == EMPTY_REQUIREMENTS
         else f"{len(req)} bytes (sha256 {hashlib.sha256(req).hexdigest()})",
-        entitlements=_describe_entitlements(sig, name),
+        entitlements=describe_entitlements(sig, name),
         signer=signer,
         external=tuple(
             f"{EXTERNAL_SLOTS.get(slot, f'special slot {slot}')} (hash {value.hex()})"
