@@ -207,8 +207,10 @@ def sign_msi(unsigned: Path, signed: Path, *, signer: str = "leaf") -> Path:
     return signed
 
 
-def write_cab(path: Path, files: dict[str, bytes], *, mtime: int = 1_700_000_000) -> Path:
-    """A cabinet made by gcab (MSZIP, one folder) holding `files` (flat names), times fixed."""
+def write_cab(
+    path: Path, files: dict[str, bytes], *, mtime: int = 1_700_000_000, compress: bool = True
+) -> Path:
+    """A cabinet made by gcab (one folder, MSZIP or stored) of `files` (flat names), times fixed."""
     import os
     import subprocess
     import tempfile
@@ -218,6 +220,7 @@ def write_cab(path: Path, files: dict[str, bytes], *, mtime: int = 1_700_000_000
         for name, data in files.items():
             (Path(tmp) / name).write_bytes(data)
             os.utime(Path(tmp) / name, (mtime, mtime))
-        subprocess.run(["gcab", "-c", "-z", "-n", str(path.resolve()), *files], cwd=tmp,
-                       check=True, capture_output=True)  # fmt: skip
+        flags = ["-c", "-z", "-n"] if compress else ["-c", "-n"]
+        subprocess.run(["gcab", *flags, str(path.resolve()), *files], cwd=tmp, check=True,
+                       capture_output=True)  # fmt: skip
     return path
