@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -37,10 +38,9 @@ def cabs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return unsigned, root / "signed" / "x.cab"
 
 
-def test_osslsigncode_verifies_the_released_cabinet_and_reprover_hashes_it_alike(cabs) -> None:
-    """The oracle: osslsigncode accepts the signature, and its digest of the signed file is
-    the CAB hash reprover computes from the unsigned rebuild alone."""
-    unsigned, signed = cabs
+def _oracle_agrees(unsigned: Path, signed: Path) -> None:
+    """osslsigncode accepts the signature, and its digest of the signed file is the CAB hash
+    reprover computes from the unsigned rebuild alone."""
     done = subprocess.run(["osslsigncode", "verify", "-CAfile", str(SIG / "ca.pem"), "-in",
                            str(signed)], capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -54,6 +54,72 @@ def test_osslsigncode_verifies_the_released_cabinet_and_reprover_hashes_it_alike
         f.seek(layout.coff_files)
         ours = cab_hash(head, iter([f.read()]), "sha256")
     assert ours.hex().upper() == calculated.group(1)
+
+
+def test_osslsigncode_verifies_the_released_cabinet_and_reprover_hashes_it_alike(cabs) -> None:
+    _oracle_agrees(*cabs)
+
+
+def _two_folders(files: list[tuple[bytes, bytes]]) -> bytes:
+    """A stored cabinet with one folder per file (gcab makes one folder only)."""
+    entries = b"".join(struct.pack("<IIHHHH", len(data), 0, i, 0x5821, 0, 0x20) + name + b"\0"
+                       for i, (name, data) in enumerate(files))  # fmt: skip
+    coff = 36 + 8 * len(files)
+    at, folders, blocks = coff + len(entries), b"", b""
+    for _, data in files:
+        folders += struct.pack("<IHH", at + len(blocks), 1, 0)
+        blocks += struct.pack("<IHH", 0, len(data), len(data)) + data
+    size = at + len(blocks)
+    head = struct.pack("<4sIIIIIBBHHHHH", b"MSCF", 0, size, 0, coff, 0, 3, 1, len(files),
+                       len(files), 0, 0x1234, 0)  # fmt: skip
+    return head + folders + entries + blocks
+
+
+def _next_cabinet_names(cab: bytes, names: bytes = b"disk2.cab\0Disk 2\0") -> bytes:
+    """`cab` with the next-cabinet flag and names (a cabinet of a set; its files stay in it)."""
+    out = bytearray(cab[:36] + names + cab[36:])
+    size, coff, folders, flags = (*struct.unpack_from("<I", out, 8),
+                                  *struct.unpack_from("<I", out, 16),
+                                  *struct.unpack_from("<HH", out, 26)[:1],
+                                  *struct.unpack_from("<H", out, 30))  # fmt: skip
+    struct.pack_into("<I", out, 8, size + len(names))
+    struct.pack_into("<I", out, 16, coff + len(names))
+    struct.pack_into("<H", out, 30, flags | 2)
+    for i in range(folders):
+        at = 36 + len(names) + 8 * i
+        struct.pack_into("<I", out, at, struct.unpack_from("<I", out, at)[0] + len(names))
+    return bytes(out)
+
+
+def _signed_pair(tmp_path: Path, data: bytes) -> tuple[Path, Path]:
+    (tmp_path / "reb").mkdir()
+    (tmp_path / "rel").mkdir()
+    unsigned, signed = tmp_path / "reb" / "x.cab", tmp_path / "rel" / "x.cab"
+    unsigned.write_bytes(data)
+    osslsign(unsigned, signed, "leaf")
+    return unsigned, signed
+
+
+def test_two_folders_are_signature_only(tmp_path, run_cli) -> None:
+    """Every folder's offset moves 24 bytes on when signed."""
+    data = _two_folders([(b"engine.dll", DLL[:30000]), (b"readme.txt", FILES["readme.txt"])])
+    unsigned, signed = _signed_pair(tmp_path, data)
+    _oracle_agrees(unsigned, signed)
+    code, rep = report(run_cli, "diff", signed, unsigned, "--allow", "signature")
+    assert code == 0, rep
+    assert artifact(rep, "x.cab")["verdict"] == "signature-only"
+    assert "2 member(s) identical" in artifact(rep, "x.cab")["notes"]
+
+
+def test_cabinet_of_a_set_is_refused(tmp_path, run_cli) -> None:
+    """Next-cabinet names: osslsigncode signs without hashing them but verifies with them, so
+    what Windows signs there is unknown; the proof refuses rather than guess."""
+    data = _next_cabinet_names(write_cab(tmp_path / "g.cab", FILES).read_bytes())
+    unsigned, signed = _signed_pair(tmp_path, data)
+    code, rep = report(run_cli, "diff", signed, unsigned, "--allow", "signature")
+    assert code == 1, rep
+    notes = " ".join(artifact(rep, "x.cab")["notes"])
+    assert "signature-only refused: cabinets of a set" in notes
 
 
 def test_signed_cab_is_signature_only_in_diff_and_sign_check(cabs, run_cli) -> None:

@@ -16,7 +16,9 @@ the cabinet's members (`cabfmt`), deciding the verdict (`driver`).
 
 Refused, so the artifact stays `different`: a rebuild that already has a header reserve (signed,
 or reserving space of its own), a rebuild whose declared size is not its size or whose file
-entries do not follow its folders directly (osslsigncode's own hash refuses that layout).
+entries do not follow its folders directly (osslsigncode's own hash refuses that layout), and
+cabinets of a set (previous/next cabinet names): osslsigncode 2.9 to 2.15 signs them without
+hashing the names but verifies with them, so which bytes Windows signs there is not known.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ HEADER = 36  # the fixed header of an unsigned cabinet
 SIGNED_HEADER = HEADER + SHIFT
 MAX_SIGNATURE = 16 << 20  # the PKCS#7 is parsed in memory
 PAD = 8
-MAX_NAMES = 4 * 256  # the four optional cabinet and disk names, 255 bytes and a NUL each
 FIELDS = (  # (start, end, name) of the signed header, for messages
     (0, 4, "signature MSCF"), (4, 8, "reserved1"), (8, 12, "cbCabinet"), (12, 16, "reserved2"),
     (16, 20, "coffFiles"), (20, 24, "reserved3"), (24, 26, "version"), (26, 28, "cFolders"),
@@ -71,23 +72,6 @@ def _read(f: BinaryIO, offset: int, size: int, what: str) -> bytes:
     return data
 
 
-def _names_end(head: bytes, start: int, flags: int, what: str) -> int:
-    """The offset after the optional previous/next cabinet and disk names starting at `start`.
-
-    Raises:
-        VerificationError: a name has no terminator within `head`.
-    """
-    pos = start
-    for flag in (PREV, NEXT):
-        if flags & flag:
-            for _ in range(2):
-                end = head.find(b"\0", pos)
-                if end < 0:
-                    raise VerificationError(f"{what}: a cabinet name has no terminator")
-                pos = end + 1
-    return pos
-
-
 def unsigned_layout(f: BinaryIO, size: int) -> Unsigned:
     """Read the rebuilt (unsigned) cabinet's header.
 
@@ -106,12 +90,14 @@ def unsigned_layout(f: BinaryIO, size: int) -> Unsigned:
         raise VerificationError(
             f"{what} already has a header reserve (signed?); compare an unsigned rebuild"
         )
+    if flags & (PREV | NEXT):
+        raise VerificationError(
+            "cabinets of a set (previous or next cabinet names) are not supported by the "
+            "signature proof: osslsigncode signs without hashing the names but verifies with them"
+        )
     if cb_cabinet != size:
         raise VerificationError(f"{what} declares {cb_cabinet} bytes but holds {size}")
-    if not HEADER + 8 * folders <= coff_files <= min(size, HEADER + 8 * folders + MAX_NAMES):
-        raise VerificationError(f"{what}: its file entries do not follow its folders directly")
-    rest = _read(f, HEADER, coff_files - HEADER, what)
-    if _names_end(rest, 0, flags, what) + HEADER + 8 * folders != coff_files:
+    if coff_files != HEADER + 8 * folders or coff_files > size:
         raise VerificationError(f"{what}: its file entries do not follow its folders directly")
     return Unsigned(size, flags, folders, coff_files)
 
@@ -130,10 +116,8 @@ def signed_head(f: BinaryIO, layout: Unsigned, sig_len: int) -> bytes:
     out += struct.pack("<H", layout.flags | RESERVE_FLAG) + old[32:36]
     out += struct.pack("<HBB", 20, 0, 0) + RESERVE_MAGIC
     out += struct.pack("<II", layout.size + SHIFT, sig_len) + bytes(8)
-    names = _names_end(old, HEADER, layout.flags, "the rebuilt cabinet")
-    out += old[HEADER:names]
     for i in range(layout.folders):
-        at = names + 8 * i
+        at = HEADER + 8 * i
         (start,) = struct.unpack_from("<I", old, at)
         if start + SHIFT > 0xFFFFFFFF:
             raise VerificationError("the rebuilt cabinet's folder offsets overflow when signed")
@@ -170,7 +154,7 @@ def _stream(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
 
 def _field(offset: int) -> str:
     return next((name for start, end, name in FIELDS if start <= offset < end),
-                "the cabinet names and folder entries")  # fmt: skip
+                "the folder entries")  # fmt: skip
 
 
 def _same_body(fa: BinaryIO, fb: BinaryIO, at: tuple[int, int], length: int) -> None:
