@@ -189,3 +189,16 @@ def test_cab_inside_a_zip_is_signature_only(cabs, tmp_path, run_cli) -> None:
     code, rep = report(run_cli, "sign-check", rebuilt, released, "--trusted", SIG / "ca.pem")
     assert code == 0, rep
     assert "bundle.zip!x.cab" in rep["checks"][0]["detail"]
+
+
+def test_rfc3161_timestamped_cab_is_signature_only(cabs, tmp_path, run_cli) -> None:
+    """An RFC 3161 token (osslsigncode's built-in TSA) belongs to the signature."""
+    unsigned, _ = cabs
+    (tmp_path / "rel").mkdir()
+    stamped = tmp_path / "rel" / "x.cab"
+    osslsign(unsigned, stamped, "leaf", "-TSA-certs", str(SIG / "tsa-chain.pem"), "-TSA-key",
+             str(SIG / "tsa.key"))  # fmt: skip
+    _oracle_agrees(unsigned, stamped)
+    code, rep = report(run_cli, "sign-check", unsigned, stamped, "--trusted", SIG / "ca.pem")
+    assert code == 0, rep
+    assert artifact(rep, "x.cab")["verdict"] == "signature-only"

@@ -1,7 +1,7 @@
 """Prove that a signed cabinet is exactly its unsigned rebuild plus an Authenticode signature.
 
 Owns: the header a signer writes into a cabinet (`signed_head`: as osslsigncode's
-`cab_add_header` and Windows do it: the reserve flag, a 20-byte cbCFHeader reserve holding
+`cab_add_header` writes it: the reserve flag, a 20-byte cbCFHeader reserve holding
 `00 00 10 00`, the signature's offset and size and eight zero bytes, and every offset after it
 (cbCabinet, coffFiles, each folder's coffCabStart) moved 24 bytes on), the CAB Authenticode
 hash (`cab_hash`: every byte but reserved1 and bytes 34..55, up to the signature; streamed),
@@ -97,6 +97,8 @@ def unsigned_layout(f: BinaryIO, size: int) -> Unsigned:
         )
     if cb_cabinet != size:
         raise VerificationError(f"{what} declares {cb_cabinet} bytes but holds {size}")
+    if size + SHIFT > 0xFFFFFFFF:
+        raise VerificationError(f"{what} is too large to be signed (cbCabinet would overflow)")
     if coff_files != HEADER + 8 * folders or coff_files > size:
         raise VerificationError(f"{what}: its file entries do not follow its folders directly")
     return Unsigned(size, flags, folders, coff_files)
@@ -129,8 +131,8 @@ def cab_hash(head: bytes, body: Iterator[bytes], algorithm: str) -> bytes:
     """The Authenticode hash of a signed cabinet: `head` (from `signed_head`) then `body`,
     its bytes from the first file entry up to the signature (osslsigncode `cab_digest_calc`).
 
-    Skipped, as Windows skips them: reserved1 (4..7), iCabinet, cbCFHeader, cbCFFolder,
-    cbCFData and the reserve up to its last 4 bytes (34..55).
+    Skipped, as osslsigncode's verify skips them: reserved1 (4..7), iCabinet, cbCFHeader,
+    cbCFFolder, cbCFData and the reserve up to its last 4 bytes (34..55).
     """
     digest = hashlib.new(algorithm)
     digest.update(head[:4])
