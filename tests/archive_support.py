@@ -196,13 +196,17 @@ def flip_code_byte(pe: bytes, at: int = 16) -> bytes:
     raise AssertionError("no executable section")
 
 
-def sign_msi(unsigned: Path, signed: Path, *, signer: str = "leaf") -> Path:
-    """`unsigned` signed by osslsigncode with a fixture key (`leaf` or `other-leaf`)."""
+def sign_msi(unsigned: Path, signed: Path, *, signer: str = "leaf", dse: bool = False) -> Path:
+    """`unsigned` signed by osslsigncode with a fixture key (`leaf` or `other-leaf`).
+
+    With `dse`, the extended signature (`-add-msi-dse`: a MsiDigitalSignatureEx stream).
+    """
     import subprocess
 
     keys = FIXTURES / "signature"
     subprocess.run(["osslsigncode", "sign", "-certs", str(keys / f"{signer}.pem"), "-key",
-                    str(keys / f"{signer}.key"), "-in", str(unsigned), "-out", str(signed)],
+                    str(keys / f"{signer}.key"), *(["-add-msi-dse"] if dse else []),
+                    "-in", str(unsigned), "-out", str(signed)],
                    check=True, capture_output=True)  # fmt: skip
     return signed
 
@@ -224,3 +228,40 @@ def write_cab(
         subprocess.run(["gcab", *flags, str(path.resolve()), *files], cwd=tmp, check=True,
                        capture_output=True)  # fmt: skip
     return path
+
+
+def osslsigncode_verifies(signed: Path) -> bool:
+    """osslsigncode's own verdict on `signed` (the oracle), against the fixture CA."""
+    import subprocess
+
+    done = subprocess.run(["osslsigncode", "verify", "-CAfile",
+                           str(FIXTURES / "signature" / "ca.pem"), "-in", str(signed)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.returncode == 0 and "Succeeded" in done.stdout
+
+
+def repack_msi(msi: Path, out: Path, storages: dict[str, dict[str, bytes]]) -> Path:
+    """`msi`'s streams plus `storages` (name -> {stream name: bytes}), written by libgsf.
+
+    `gsf createole` makes a compound file from a folder tree: each sub-folder a storage. The
+    MSI's streams keep their raw names (as file names: data, never paths the tests trust);
+    the root CLSID is zero (libgsf writes none).
+    """
+    import subprocess
+    import tempfile
+
+    import olefile
+
+    with tempfile.TemporaryDirectory() as tmp, olefile.OleFileIO(str(msi)) as ole:
+        names = []
+        for entry in ole.listdir():
+            (Path(tmp) / entry[0]).write_bytes(ole.openstream(entry).read())
+            names.append(entry[0])
+        for storage, streams in storages.items():
+            (Path(tmp) / storage).mkdir()
+            for name, data in streams.items():
+                (Path(tmp) / storage / name).write_bytes(data)
+            names.append(storage)
+        subprocess.run(["gsf", "createole", str(out.resolve()), *sorted(names)], cwd=tmp,
+                       check=True, capture_output=True)  # fmt: skip
+    return out

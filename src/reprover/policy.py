@@ -105,10 +105,12 @@ RULES: dict[str, Rule] = {
         Rule(
             "archive.mtime",
             "Archive timestamps: member times (ZIP DOS time and time extras, TAR mtime/atime/"
-            "ctime and pax times, ar, cpio), the gzip header time. Only when every member's "
+            "ctime and pax times, ar, cpio, OLE entries), the gzip header time, the MSI summary's "
+            "created, saved and printed times. Only when every member's "
             "content is identical or itself allowed",
             (_MEMBER + r"(?:[\w.]+\.)?[amc]time", r"gzip\.header\.mtime",
-             r"ole\.root\.[cm]time", r"rpm\.header\.(?:buildtime|filemtimes)"),
+             r"ole\.root\.[cm]time", r"msi\.summary\.(?:created|saved|printed)",
+             r"rpm\.header\.(?:buildtime|filemtimes)"),
             frozenset({K.TIMESTAMP}),
         ),
         Rule(

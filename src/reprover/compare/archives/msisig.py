@@ -1,86 +1,223 @@
 """Prove that a signed MSI is exactly its unsigned rebuild plus an Authenticode signature.
 
-Owns: the MSI Authenticode hash (every stream of the root storage but the signature streams,
-in the order of their raw UTF-16 names, then the root's CLSID; as osslsigncode and Windows
-compute it, streamed) and `prove_msi_signature_only`: the released file's streams are the
-rebuilt file's streams, byte for byte, plus `\\x05DigitalSignature` and nothing else; the root
-CLSID is the same; the PKCS#7 in that stream names the rebuild's MSI hash (SpcSipInfo) and
+Owns: the MSI Authenticode hash as osslsigncode (`msi.c`) and Windows compute it, streamed:
+each storage's children in the order of their raw UTF-16 names (memcmp, the longer name first
+on a tie), a stream's bytes, a storage recursively, then the storage's CLSID; the root's
+`\\x05DigitalSignature` and `\\x05MsiDigitalSignatureEx` are skipped. With an
+`\\x05MsiDigitalSignatureEx` stream the hash starts with the metadata pre-hash (per entry in
+the same order: name, size or CLSID, state bits, creation and modification times), which that
+stream must hold. And `prove_msi_signature_only`: the released file's entries are the rebuilt
+file's, storage by storage, raw name by raw name, byte for byte, plus the signature stream(s)
+at the root and nothing else; every CLSID is the same; the extended stream, if present, is the
+pre-hash of the rebuild's metadata and of the released file's (so the released entries'
+times and sizes are the rebuild's); the PKCS#7 names the rebuild's hash (SpcSipInfo) and
 verifies (`signatures.pkcs7`), chaining to pinned certificates when there are any. Everything
 else the two compound files differ in is their sector layout, which `ole.read_ole` has already
 accounted for byte by byte.
 Does not own: the PKCS#7 grammar and trust (`signatures.pkcs7`, `signatures.trust`), deciding
 the verdict (`driver`).
-
-Refused, so the artifact stays `different`: `\\x05MsiDigitalSignatureEx` (the extended
-signature also hashes metadata; not implemented), storages (nested folders: not implemented).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cmp_to_key
 from pathlib import Path
+from typing import Any
 
 import olefile
 
-from reprover.compare.archives.listing import Listing
+from reprover.compare.archives.listing import Listing, Member
+from reprover.compare.archives.ole import ENTRY, entry_offset, msi_name
 from reprover.compare.signatures.pkcs7 import SPC_SIPINFO, SignerDetails, verify_authenticode
 from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import VerificationError
 
 SIGNATURE = "\x05DigitalSignature"
 EXTENDED = "\x05MsiDigitalSignatureEx"
-ROOT_CLSID = 0x50
+RAW_SIGNATURE = SIGNATURE.encode("utf-16-le") + b"\0\0"
+RAW_EXTENDED = EXTENDED.encode("utf-16-le") + b"\0\0"
+STREAM, ROOT = 2, 5
 
 
-def _meta(path: Path) -> tuple[dict[str, bytes], bytes]:
-    """Raw UTF-16LE names of the root's streams by name, and the root CLSID (16 raw bytes).
+@dataclass
+class Node:
+    """One directory entry: its raw 128 bytes, decoded path, and children (storages)."""
+
+    raw: bytes
+    path: str
+    kids: list[Node] = field(default_factory=list)
+
+    @property
+    def name(self) -> bytes:
+        """The raw name with its terminator (the declared length), as osslsigncode reads it."""
+        return self.raw[: int.from_bytes(self.raw[0x40:0x42], "little")]
+
+    @property
+    def kind(self) -> int:
+        return self.raw[0x42]
+
+    @property
+    def clsid(self) -> bytes:
+        return self.raw[0x50:0x60]
+
+    def metadata(self) -> bytes:
+        """What the pre-hash takes of this entry (osslsigncode `prehash_metadata`)."""
+        raw, out = self.raw, b""
+        if self.kind != ROOT:
+            out += self.name[:-2]
+        out += raw[0x78:0x7C] if self.kind == STREAM else self.clsid
+        out += raw[0x60:0x64]
+        if self.kind != ROOT:
+            out += raw[0x64:0x74]
+        return out
+
+    def signing(self) -> bool:
+        """A signature stream by osslsigncode's test (a prefix compare of the raw names)."""
+        return any(
+            self.name[: min(len(self.name), len(s))] == s[: min(len(self.name), len(s))]
+            for s in (RAW_SIGNATURE, RAW_EXTENDED)
+        )
+
+    def ordered(self, *, root: bool) -> list[Node]:
+        """Children in hash order, without the root's signature streams."""
+        kids = [k for k in self.kids if not (root and k.signing())]
+        return sorted(kids, key=cmp_to_key(_compare))
+
+
+def _compare(a: Node, b: Node) -> int:
+    n = min(len(a.name), len(b.name))
+    x, y = a.name[:n], b.name[:n]
+    if x != y:
+        return -1 if x < y else 1
+    return -1 if len(a.name) > len(b.name) else 1
+
+
+def _tree(path: Path) -> Node:
+    """The directory tree of the compound file at `path`, each entry's raw bytes.
 
     Raises:
-        VerificationError: storages are present, or the file does not parse.
+        VerificationError: the file does not parse.
     """
     try:
         ole = olefile.OleFileIO(str(path), raise_defects=olefile.DEFECT_INCORRECT)
-    except (OSError, ValueError, IndexError) as exc:
+    except (OSError, ValueError, IndexError, RecursionError) as exc:
         raise VerificationError(f"{path.name}: not a compound file: {exc}") from exc
     with ole:
-        names = {}
-        for entry in ole.direntries:
-            if entry is None or entry.sid == 0:
-                continue
-            if entry.entry_type == olefile.STGTY_STORAGE:
-                raise VerificationError("MSI storages are not supported by the signature proof")
-            names[entry.name] = entry.name.encode("utf-16-le")
-        ole.fp.seek((ole.first_dir_sector + 1) * ole.sectorsize + ROOT_CLSID)
-        clsid = ole.fp.read(16)
-    return names, clsid
+
+        def node(entry: Any, prefix: str) -> Node:
+            ole.fp.seek(entry_offset(ole, entry.sid))
+            here = Node(ole.fp.read(ENTRY), prefix + msi_name(entry.name) if entry.sid else "")
+            todo.append((entry, here))
+            return here
+
+        todo: list[tuple[Any, Node]] = []
+        root = node(ole.root, "")
+        while todo:
+            entry, parent = todo.pop()
+            prefix = parent.path + "/" if parent.path else ""
+            parent.kids = [node(kid, prefix) for kid in entry.kids]
+    return root
 
 
-def msi_hash(listing: Listing, raw_names: dict[str, bytes], clsid: bytes, algorithm: str) -> bytes:
-    """The Authenticode hash of an MSI read by `ole.read_ole` (members keyed by decoded name).
+def _members(listing: Listing) -> dict[str, Member]:
+    out: dict[str, Member] = {}
+    for m in listing.members:
+        if m.name in out:
+            raise VerificationError(f"two entries are named {m.name!r}")
+        out[m.name] = m
+    return out
+
+
+def _content(node: Node, members: dict[str, Member]) -> Iterator[bytes]:
+    member = members.get(node.path)
+    if member is None or member.opener is None:
+        raise VerificationError(f"stream {node.path!r} cannot be read")
+    yield from member.opener()
+
+
+def msi_hash(root: Node, members: dict[str, Member], algorithm: str, prehash: bytes = b"") -> bytes:
+    """The MSI Authenticode hash: `prehash` (extended signatures), streams, CLSIDs.
 
     Raises:
         VerificationError: a stream named in the directory is missing from the listing.
     """
-    from reprover.compare.archives.ole import msi_name  # noqa: PLC0415 - avoid a cycle
-
-    by_name = {m.name: m for m in listing.members}
     digest = hashlib.new(algorithm)
-    for name in sorted(raw_names, key=lambda n: raw_names[n] + b"\0\0"):
-        if name in (SIGNATURE, EXTENDED):
-            continue
-        member = by_name.get(msi_name(name))
-        if member is None or member.opener is None:
-            raise VerificationError(f"stream {msi_name(name)!r} cannot be read")
-        for block in member.opener():
-            digest.update(block)
-    digest.update(clsid)
+    digest.update(prehash)
+
+    def walk(node: Node, *, root: bool) -> None:
+        for kid in node.ordered(root=root):
+            if kid.kind == STREAM:
+                for block in _content(kid, members):
+                    digest.update(block)
+            else:
+                walk(kid, root=False)
+        digest.update(node.clsid)
+
+    walk(root, root=True)
     return digest.digest()
+
+
+def metadata_prehash(root: Node, algorithm: str) -> bytes:
+    """The MsiDigitalSignatureEx pre-hash: every entry's metadata, in hash order."""
+    digest = hashlib.new(algorithm)
+
+    def walk(node: Node, *, root: bool) -> None:
+        digest.update(node.metadata())
+        for kid in node.ordered(root=root):
+            if kid.kind == STREAM:
+                digest.update(kid.metadata())
+            else:
+                walk(kid, root=False)
+
+    walk(root, root=True)
+    return digest.digest()
+
+
+def _same(rel: Node, reb: Node, members: tuple[dict[str, Member], dict[str, Member]]) -> None:
+    """Released = rebuilt below `rel`/`reb`, except the root's signature streams.
+
+    Raises:
+        VerificationError: an entry, a kind, a CLSID or a stream's bytes differ.
+    """
+    if rel.clsid != reb.clsid:
+        raise VerificationError(
+            f"the CLSID of {rel.path or 'the root'!r} differs from the rebuild's"
+        )
+    root = rel.kind == ROOT
+    kept = [k for k in rel.kids if not (root and k.signing())]
+    a, b = {k.name: k for k in kept}, {k.name: k for k in reb.kids}
+    if len(a) != len(kept) or len(b) != len(reb.kids):
+        raise VerificationError(f"two entries of {rel.path or 'the root'!r} share a name")
+    if a.keys() != b.keys():
+        where = rel.path or "the root"
+        raise VerificationError(
+            f"{where!r} holds other entries than the rebuild's (plus the signature)"
+        )
+    for name, kid in a.items():
+        other = b[name]
+        if kid.kind != other.kind:
+            raise VerificationError(f"{kid.path!r} is a stream on one side, a storage on the other")
+        if kid.kind == STREAM:
+            if _sha(_content(kid, members[0])) != _sha(_content(other, members[1])):
+                raise VerificationError(f"stream {kid.path!r} differs from the rebuild's")
+        else:
+            _same(kid, other, members)
+
+
+def _sha(blocks: Iterator[bytes]) -> bytes:
+    h = hashlib.sha256()
+    for block in blocks:
+        h.update(block)
+    return h.digest()
 
 
 def prove_msi_signature_only(
     files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
 ) -> tuple[SignerDetails, ...]:
-    """Prove released = rebuilt + an Authenticode signature stream; return the signers.
+    """Prove released = rebuilt + an Authenticode signature (extended or not); return signers.
 
     `files` and `listings` are (released, rebuilt), the listings from `ole.read_ole`.
 
@@ -89,45 +226,38 @@ def prove_msi_signature_only(
         InputError: a pinned certificate cannot be read.
     """
     anchors = load_trusted(trusted)
-    (rel_names, rel_clsid), (reb_names, reb_clsid) = _meta(files[0]), _meta(files[1])
-    if EXTENDED in rel_names:
-        raise VerificationError("MsiDigitalSignatureEx is not supported by the signature proof")
-    if SIGNATURE in reb_names:
+    rel, reb = _tree(files[0]), _tree(files[1])
+    if any(k.signing() for k in reb.kids):
         raise VerificationError("the rebuilt MSI is already signed; compare an unsigned rebuild")
-    if SIGNATURE not in rel_names:
+    signs = {k.name: k for k in rel.kids if k.signing()}
+    if set(signs) - {RAW_SIGNATURE, RAW_EXTENDED}:
+        raise VerificationError("a root entry's name imitates a signature stream's")
+    if RAW_SIGNATURE not in signs:
         raise VerificationError("the released MSI has no DigitalSignature stream")
-    if set(rel_names) - {SIGNATURE} != set(reb_names):
-        raise VerificationError(
-            "the released MSI holds other streams than the rebuild plus its signature"
-        )
-    if rel_clsid != reb_clsid:
-        raise VerificationError("the released and rebuilt MSI have different root CLSIDs")
-    released, rebuilt = listings
-    rel_members = {m.name: m for m in released.members}
-    for member in rebuilt.members:
-        other = rel_members[member.name]
-        if _digest(member) != _digest(other):
-            raise VerificationError(f"stream {member.name!r} differs from the rebuild's")
-    signature = rel_members[SIGNATURE]
-    if signature.opener is None:
-        raise VerificationError("the DigitalSignature stream cannot be read")
-    blob = b"".join(signature.opener())
+    if any(k.kind != STREAM for k in signs.values()):
+        raise VerificationError("a signature entry is a storage, not a stream")
+    members = (_members(listings[0]), _members(listings[1]))
+    _same(rel, reb, members)
+    blob = b"".join(_content(signs[RAW_SIGNATURE], members[0]))
+    extended = signs.get(RAW_EXTENDED)
+    dse = None if extended is None else b"".join(_content(extended, members[0]))
     cache: dict[str, bytes] = {}
 
     def expected(algorithm: str) -> bytes:
         if algorithm not in cache:
-            cache[algorithm] = msi_hash(rebuilt, reb_names, reb_clsid, algorithm)
+            prehash = b""
+            if dse is not None:
+                prehash = metadata_prehash(reb, algorithm)
+                if dse != prehash:
+                    raise VerificationError("MsiDigitalSignatureEx is not the pre-hash of the "
+                                            f"rebuild's entry metadata ({algorithm})")  # fmt: skip
+                if metadata_prehash(rel, algorithm) != prehash:
+                    raise VerificationError("MsiDigitalSignatureEx covers the rebuild's entry "
+                                            "metadata, not the released file's (names, sizes, "
+                                            "state bits or times differ)")  # fmt: skip
+            cache[algorithm] = msi_hash(reb, members[1], algorithm, prehash)
         return cache[algorithm]
 
     signers = verify_authenticode(blob, expected, trusted=anchors, label="MSI signature",
                                   content=SPC_SIPINFO)  # fmt: skip
     return tuple(signers)
-
-
-def _digest(member: object) -> str:
-    h = hashlib.sha256()
-    opener = getattr(member, "opener", None)
-    if opener is not None:
-        for block in opener():
-            h.update(block)
-    return h.hexdigest()

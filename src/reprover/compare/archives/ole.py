@@ -1,15 +1,22 @@
 """OLE compound files (MSI installers): streams as members, every sector accounted for.
 
 Owns: reading a compound file into a `Listing` with `olefile` for the header, FAT, MiniFAT and
-directory; each stream a member (MSI stream names decoded: `!_Tables`, `product.cab`), its
-directory entry's CLSID, state bits and FILETIMEs as fields (`ole.stream[N].mtime`), the root
-entry's as container fields, and the sector placement as `ole.layout` (allowed by
-`archive.order`: it can hide nothing once every sector is accounted for). `Hidden`: a free
-sector or mini sector holding data, a sector claimed by two chains or by none, non-zero slack
-after a stream's end, an unused directory entry holding data, and bytes after the last sector.
-Stream content is streamed sector by sector, never loaded whole.
+directory; each stream a member (MSI stream names decoded: `!_Tables`, `product.cab`; inside a
+storage `storage/stream`), each storage a `dir` member `storage/`, their directory entries'
+raw name, CLSID, state bits and FILETIMEs as fields (`ole.stream[N].mtime`), the root entry's
+as container fields, and the sector placement and directory tree (types, colours, links) as
+`ole.layout` (allowed by `archive.order`: it can hide nothing once every sector is accounted
+for). `Hidden`: a free sector or mini sector holding data, a sector claimed by two chains or
+by none, non-zero slack after a stream's end, an unused directory entry holding data, a used
+one with bytes no field explains (after the name, a size's high half, a storage's size, a
+stream's child link), a name with `/`, `\\`, `:`, `!` or NUL, and bytes after the last sector.
+The root `\\x05SummaryInformation` stream, when `olesummary` explains every byte of it, becomes
+`msi.summary.*` container fields plus its skeleton as the member's stored bytes (the driver
+then compares skeletons and fields, not the bytes).
+Stream content is streamed sector by sector, never loaded whole (the summary, at most 64 KiB,
+is read whole).
 Does not own: what a stream holds (an embedded cabinet is opened by the driver through
-`cabfmt`), comparing (`driver`).
+`cabfmt`), the property set grammar (`olesummary`), comparing (`driver`).
 """
 
 from __future__ import annotations
@@ -29,12 +36,18 @@ from reprover.compare.archives.listing import (
     Member,
     Opener,
 )
+from reprover.compare.archives.olesummary import LIMIT as SUMMARY_LIMIT
+from reprover.compare.archives.olesummary import NAME as SUMMARY
+from reprover.compare.archives.olesummary import SummaryRefused, parse
 from reprover.model import Kind
 
 MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 FREESECT, ENDOFCHAIN, FATSECT, DIFSECT = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFC
 MSI_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._"
 ENTRY = 128
+NOSTREAM = 0xFFFFFFFF
+STORAGE_STARTS = (b"\0" * 4, b"\xfe\xff\xff\xff", b"\xff" * 4)
+ILLEGAL = "/\\:!"  # MS-CFB 2.6.1: never in an entry name
 
 
 def msi_name(name: str) -> str:
@@ -103,7 +116,7 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
     f.seek(0)
     try:
         ole = olefile.OleFileIO(f, raise_defects=olefile.DEFECT_INCORRECT)
-    except (OSError, ValueError, IndexError) as exc:
+    except (OSError, ValueError, IndexError, RecursionError) as exc:
         raise MalformedArchive(f"ole: {exc}") from exc
     sectors = _Sectors(ole, listing)
     ssize = ole.sectorsize
@@ -125,26 +138,41 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
     listing.fields["ole.root.clsid"] = Field(root.clsid, 0, 0)
     listing.fields["ole.root.mtime"] = Field(root.modifyTime, 0, 0, Kind.TIMESTAMP)
     listing.fields["ole.root.ctime"] = Field(root.createTime, 0, 0, Kind.TIMESTAMP)
+    listing.fields["ole.root.state"] = Field(root.dwUserFlags, 0, 0)
+    root_at = entry_offset(ole, 0)
+    f.seek(root_at)
+    raw = f.read(ENTRY)
+    _entry_slack(raw, root, listing, at=root_at, name="Root Entry")
+    layout.update(raw[0x42:0x50] + raw[0x74:0x78])  # type, colour, tree links, mini stream
     listing.fields["ole.header.version"] = Field((ole.minor_version, ole.dll_version), 0x18, 4)
+    paths = _paths(ole)
     for entry in ole.direntries:
-        if entry is None or entry.entry_type != olefile.STGTY_STREAM:
+        if entry is None or entry.sid == 0:
             continue
-        name = msi_name(entry.name)
+        name = paths.get(entry.sid, msi_name(entry.name))
         budget.member(name.encode("utf-8", "surrogateescape"))
-        at = _entry_offset(ole, entry.sid)
+        at = entry_offset(ole, entry.sid)
+        f.seek(at)
+        raw = f.read(ENTRY)
+        _entry_slack(raw, entry, listing, at=at, name=name)
+        layout.update(raw[0x42:0x50] + raw[0x74:0x78])  # type, colour, tree links, start
         fields = {
+            "name": Field(raw[:0x40], at, 0x40, show=repr(entry.name)),
             "clsid": Field(entry.clsid, at + 0x50, 16),
             "state": Field(entry.dwUserFlags, at + 0x60, 4),
             "ctime": Field(entry.createTime, at + 0x64, 8, Kind.TIMESTAMP),
             "mtime": Field(entry.modifyTime, at + 0x6C, 8, Kind.TIMESTAMP),
         }
+        if entry.entry_type != olefile.STGTY_STREAM:
+            listing.members.append(Member(name + "/", "dir", fields, at))
+            continue
         member = Member(name, "file", fields, at)
         if entry.size >= ole.minisectorcutoff:
             chain = sectors.chain(entry.isectStart, f"stream {name!r}")
-            _slack(
-                f, listing, [sectors.offset(s) for s in chain], ssize, size=entry.size, name=name
-            )
-            member.opener = _opener(f, [sectors.offset(s) for s in chain], ssize, entry.size)
+            places = [sectors.offset(s) for s in chain]
+            _slack(f, listing, places, ssize, size=entry.size, name=name)
+            member.opener = _opener(f, places, ssize, entry.size)
+            unit = ssize
         else:
             mini = sectors.chain(entry.isectStart, name, ole.minifat) if entry.size else []
             msize = ole.minisectorsize
@@ -164,7 +192,9 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
                 places.append(sectors.offset(big) + (m * msize) % ssize)
             _slack(f, listing, places, msize, size=entry.size, name=name)
             member.opener = _opener(f, places, msize, entry.size)
-        layout.update(repr((name, entry.isectStart)).encode())
+            unit = msize
+        if name == SUMMARY and entry.size <= SUMMARY_LIMIT:
+            _summary(listing, member, places, unit)
         listing.members.append(member)
     listing.fields["ole.layout"] = Field(layout.hexdigest(), 0, 0)
     _free(f, listing, sectors, container=container, mini_owner=mini_owner)
@@ -175,7 +205,67 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
     return listing
 
 
-def _entry_offset(ole: olefile.OleFileIO, sid: int) -> int:
+def _paths(ole: olefile.OleFileIO) -> dict[int, str]:
+    """Each entry's path from the root: decoded names joined by `/`."""
+    paths: dict[int, str] = {}
+    todo = [(ole.root, "")]
+    while todo:
+        node, prefix = todo.pop()
+        for kid in node.kids:
+            paths[kid.sid] = prefix + msi_name(kid.name)
+            if kid.kids:
+                todo.append((kid, paths[kid.sid] + "/"))
+    return paths
+
+
+def _entry_slack(
+    raw: bytes, entry: olefile.OleDirectoryEntry, listing: Listing, *, at: int, name: str
+) -> None:
+    """Bytes of a directory entry that no field of it explains: hidden."""
+    length = int.from_bytes(raw[0x40:0x42], "little")
+    why = []
+    if raw[max(length - 2, 0) : 0x40].strip(b"\0"):
+        why.append("data after its name")
+    if any(ch in ILLEGAL for ch in entry.name):
+        why.append("a name with '/', '\\', ':' or '!'")
+    if "\0" in entry.name:
+        why.append("a name with a NUL character before its end")
+    if entry.olefile.sectorsize == 512 and raw[0x7C:0x80].strip(b"\0"):
+        why.append("data in the high half of its size")
+    if entry.entry_type == olefile.STGTY_STORAGE and (
+        raw[0x74:0x78] not in STORAGE_STARTS or raw[0x78:0x80].strip(b"\0")
+    ):  # all zeroes by MS-CFB 2.6.3; libgsf and others write ENDOFCHAIN, a part of ole.layout
+        why.append("a storage with a start sector or size")
+    if entry.entry_type == olefile.STGTY_STREAM and raw[0x4C:0x50] != b"\xff" * 4:
+        why.append("a stream with children")
+    for reason in why:
+        listing.hidden.append(Hidden(at, ENTRY, f"directory entry {name!r}: {reason}"))
+
+
+def _summary(listing: Listing, member: Member, places: list[int], unit: int) -> None:
+    """The summary stream's properties as `msi.summary.*` fields, its skeleton as stored bytes.
+
+    With every byte either a field or in the skeleton, two streams with equal skeletons and
+    equal fields are equal: the driver compares the skeletons (`stored`) and the fields, not
+    the bytes. A stream not fully explained keeps no skeleton and is compared as bytes.
+    """
+    if member.opener is None:
+        return
+    data = b"".join(member.opener())
+    try:
+        values, skeleton = parse(data)
+    except SummaryRefused as exc:
+        listing.notes.append(f"summary information compared as bytes: {exc}")
+        return
+    for key, v in values.items():
+        where = places[v.offset // unit] + v.offset % unit
+        listing.fields[key] = Field(v.value, where, v.length, v.kind, v.show)
+    member.stored = lambda: iter((skeleton,))
+    member.identity = ("msi.summary", len(data))
+
+
+def entry_offset(ole: olefile.OleFileIO, sid: int) -> int:
+    """The file offset of directory entry `sid`."""
     per = ole.sectorsize // ENTRY
     sect = ole.first_dir_sector
     for _ in range(sid // per):
@@ -222,7 +312,7 @@ def _unused_entries(f: BinaryIO, ole: olefile.OleFileIO, listing: Listing) -> No
     for sid, entry in enumerate(ole.direntries):
         if entry is not None:
             continue
-        at = _entry_offset(ole, sid)
+        at = entry_offset(ole, sid)
         f.seek(at)
         raw = f.read(ENTRY)
         if raw[:0x44].strip(b"\0") or raw[0x50:].strip(b"\0"):

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from reprover.compare.archives.cabsig import prove_cab_signature_only
 from reprover.compare.archives.listing import Listing, quote
+from reprover.compare.archives.msisig import EXTENDED as MSI_EXTENDED
 from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
 from reprover.compare.archives.msisig import prove_msi_signature_only
 from reprover.compare.signatures.pkcs7 import SignerDetails
@@ -54,21 +55,22 @@ class Prover(Protocol):
 
 
 class MsiProver:
-    """MSI Authenticode: the `\\x05DigitalSignature` stream, and the sector layout it moves."""
+    """MSI Authenticode: the `\\x05DigitalSignature` stream (and `\\x05MsiDigitalSignatureEx`
+    with the extended signature), and the sector layout they move."""
 
     label = "MSI Authenticode signature"
 
     def role(self, region: str, listing: Listing) -> Role | None:
-        """The signature stream's own entry, or the layout and order the new stream changes."""
-        if region == f"{listing.prefix}[{quote(MSI_SIGNATURE)}]":
+        """The signature streams' own entries, or the layout and order the new streams change."""
+        if region in (f"{listing.prefix}[{quote(n)}]" for n in (MSI_SIGNATURE, MSI_EXTENDED)):
             return Role.SIGNATURE
         if region in ("ole.layout", "ole.order"):
             return Role.EFFECT
         return None
 
     def member_role(self, name: str) -> Role | None:
-        """Only the signature stream."""
-        return Role.SIGNATURE if name == MSI_SIGNATURE else None
+        """Only the signature streams."""
+        return Role.SIGNATURE if name in (MSI_SIGNATURE, MSI_EXTENDED) else None
 
     def prove(
         self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
