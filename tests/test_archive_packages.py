@@ -16,6 +16,7 @@ from archive_support import (
     report,
     write_msi,
 )
+from rpm_support import build_rpm
 
 ELF = FIXTURES / "ledger" / "elf-date"
 PE = FIXTURES / "ledger" / "pe-mingw-timestamp"
@@ -106,47 +107,6 @@ def test_cab_times_rule_and_hidden_tail(tmp_path: Path, run_cli) -> None:
     assert "bytes after the cabinet" in [
         d["detail"] for d in artifact(rep, "engine.cab")["differences"]
     ]
-
-
-SPEC = """Name: hello
-Version: 1.0
-Release: 1
-Summary: test
-License: MIT
-BuildArch: noarch
-%global _binaries_in_noarch_packages_terminate_build 0
-%global debug_package %{nil}
-%global __os_install_post %{nil}
-%description
-test
-%install
-mkdir -p %{buildroot}/usr/bin
-cp %{_sourcedir}/hello %{buildroot}/usr/bin/hello
-chmod 755 %{buildroot}/usr/bin/hello
-%files
-/usr/bin/hello
-"""
-
-
-def build_rpm(root: Path, out: Path, binary: bytes, epoch: int) -> Path:
-    top = root / f"rpm-{epoch}-{hash(binary) & 0xFFFF}"
-    (top / "SOURCES").mkdir(parents=True)
-    (top / "SOURCES" / "hello").write_bytes(binary)
-    os.utime(top / "SOURCES" / "hello", (1_600_000_000, 1_600_000_000))
-    (top / "hello.spec").write_text(SPEC)
-    defines = {
-        "_topdir": top / "top",
-        "_sourcedir": top / "SOURCES",
-        "_buildhost": "builder",
-        "use_source_date_epoch_as_buildtime": 1,
-        "clamp_mtime_to_source_date_epoch": 1,
-    }
-    argv = ["rpmbuild", "-bb", *[x for k, v in defines.items() for x in ("--define", f"{k} {v}")]]
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch), "HOME": str(top)}
-    subprocess.run([*argv, str(top / "hello.spec")], env=env, check=True, capture_output=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(next((top / "top" / "RPMS").rglob("*.rpm")), out)
-    return out
 
 
 @needs(shutil.which("rpmbuild") is None, reason="rpmbuild missing")

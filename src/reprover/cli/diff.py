@@ -13,7 +13,7 @@ from reprover.compare import compare_artifact
 from reprover.compare.ledger import DEFAULT_MAX_RUNS
 from reprover.digest import hash_files
 from reprover.errors import InputError
-from reprover.fsutil import input_path, list_folder
+from reprover.fsutil import input_path, list_folder, regular_file
 from reprover.model import ArtifactResult, ArtifactVerdict, CheckResult, Policy, Report
 
 
@@ -39,6 +39,15 @@ def register(sub: Any) -> None:
         metavar="RULE",
         help="policy rule whose differences are allowed (repeatable): "
         + ", ".join(sorted(policies.RULES)),
+    )
+    parser.add_argument(
+        "--trusted",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="CERT.pem|KEY.asc",
+        help="pinned X.509 certificate (Authenticode, Mach-O CMS) or OpenPGP public key (RPM) "
+        "that signers must chain to or be, for the signature rule (repeatable)",
     )
     parser.add_argument(
         "--max-runs",
@@ -72,8 +81,13 @@ def run(args: argparse.Namespace) -> int:
     ]
     if kinds[0] != kinds[1]:
         raise InputError(f"cannot compare {old} with {new}: one is a folder, the other is not")
-    policy = Policy(allow=policies.validate_rules(args.allow, where="--allow"))
-    check_report_outputs(args, [old, new])
+    trusted = tuple(args.trusted)
+    for pin in trusted:
+        regular_file(pin, what="--trusted file")
+    policy = Policy(
+        allow=policies.validate_rules(args.allow, where="--allow"), trusted_signers=trusted
+    )
+    check_report_outputs(args, [old, new, *trusted])
     if kinds[0]:
         olds, news = list_folder(old, what="OLD file"), list_folder(new, what="NEW file")
     else:
@@ -109,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         policy=policy,
         policy_sha256=policies.policy_digest(policy),
         strict=not args.allow,
-        inputs=(str(old), str(new)),
+        inputs=(str(old), str(new), *(x for pin in trusted for x in ("--trusted", str(pin)))),
     )
     return emit_report(report, args)
 

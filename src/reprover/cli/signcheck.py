@@ -53,9 +53,10 @@ def register(sub: Any) -> None:
         action="append",
         type=Path,
         default=[],
-        metavar="CERT.pem",
-        help="pinned CA or signer certificate; every signer must chain to one (repeatable; "
-        "Authenticode, and Mach-O CMS signatures)",
+        metavar="CERT.pem|KEY.asc",
+        help="pinned CA or signer certificate (Authenticode, Mach-O CMS: every signer must "
+        "chain to one) or OpenPGP public key (RPM: every signature must be made by one); "
+        "repeatable",
     )
     parser.add_argument(
         "--macho-identifier",
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     pins = _pins(args, kind)
     trusted = tuple(args.trusted)
     for pin in trusted:
-        regular_file(pin, what="--trusted certificate")
+        regular_file(pin, what="--trusted file")
     extra = [p for p in (args.entitlements,) if p is not None]
     check_report_outputs(args, [unsigned, signed, *trusted, *extra])
     if kind.startswith("archive:"):

@@ -6,8 +6,8 @@ header as a field (`rpm.header.buildtime`, `rpm.header.filemtimes`, `rpm.header.
 cover), the payload decompressed by `streams` and its cpio (newc) members with their header
 fields (`cpio.member[./usr/bin/x].mtime`), and as `Hidden` non-zero bytes between tag data,
 tag data overlapping, bytes between the headers and the payload, and after the cpio trailer.
-Header signatures (RSA, DSA, PGP, GPG) are reported in the notes and never proven here.
-Does not own: decompression (`streams`), comparing (`driver`).
+Header signatures (RSA, DSA, PGP, GPG) are reported in the notes; proving them is `rpmsig`'s.
+Does not own: decompression (`streams`), comparing (`driver`), signature proofs (`rpmsig`).
 
 Own reader rather than `rpmfile`: that library keeps no byte offsets and skips the signature
 header, and accounting for every byte needs both.
@@ -98,6 +98,17 @@ def _strings(store: bytes, at: int, count: int) -> int:
     return pos - at
 
 
+def tag_length(store: bytes, kind: int, offset: int, count: int) -> int:
+    """The bytes the data of one tag of type `kind` and `count` values takes at `offset`.
+
+    Raises:
+        MalformedArchive: a string runs past the store.
+    """
+    if kind in (6, 8, 9):
+        return _strings(store, offset, count if kind in (8, 9) else 1)
+    return SIZES.get(kind, 0) * count
+
+
 def _show(kind: int, count: int, data: bytes) -> str:
     """A tag's value as a person reads it (long values shortened)."""
     if kind in (6, 8, 9):
@@ -106,6 +117,9 @@ def _show(kind: int, count: int, data: bytes) -> str:
         text = ", ".join(
             str(v) for v in struct.unpack(f">{count}{'H' if kind == 3 else 'I'}", data)
         )
+    elif len(data) > 32:
+        text = f"{len(data)} bytes" + (" (all zero)" if not data.strip(b"\0") else (
+            f": {data[:16].hex()}..."))  # fmt: skip
     else:
         text = data.hex()
     return text if len(text) <= 80 else text[:77] + "..."
@@ -128,8 +142,7 @@ def _header(f: BinaryIO, start: int, section: str, listing: Listing) -> int:  # 
         tag, kind, offset, n = struct.unpack_from(">IIII", index, 16 * i)
         if offset > size:
             raise MalformedArchive(f"rpm {section} tag {tag} points outside its store")
-        length = _strings(store, offset, n if kind in (8, 9) else 1) if kind in (6, 8, 9) else (
-            SIZES.get(kind, 0) * n)  # fmt: skip
+        length = tag_length(store, kind, offset, n)
         if offset + length > size:
             raise MalformedArchive(f"rpm {section} tag {tag} runs past its store")
         spans.append((offset, offset + length, tag))
@@ -141,8 +154,8 @@ def _header(f: BinaryIO, start: int, section: str, listing: Listing) -> int:  # 
         if name is not None:
             field_kind = Kind.SIGNATURE
             listing.notes.append(
-                f"RPM {name.upper()} header signature (tag {tag}): reported, not proven (an RPM "
-                "signature is never allowed: its differences stay 'different')"
+                f"RPM {name.upper()} signature (tag {tag}): allowed only under the 'signature' "
+                "rule when proven by a pinned OpenPGP key (rpmsig)"
             )
         else:
             name = names.get(tag, f"tag[{tag}]")
@@ -155,7 +168,9 @@ def _header(f: BinaryIO, start: int, section: str, listing: Listing) -> int:  # 
         if name == "filemodes.mode" and kind == 3:
             value = struct.unpack(f">{n}H", data)
         show = (
-            when(struct.unpack(">I", data)[0]) if name == "buildtime" and len(data) == 4 else None
+            when(struct.unpack(">I", data)[0])
+            if name == "buildtime" and len(data) == 4
+            else _show(kind, n, data)
         )
         listing.fields[f"rpm.{section}.{name}"] = Field(
             value, base + offset, length, field_kind, show

@@ -1,12 +1,13 @@
 """Which archive differences a signature explains, and the proofs that it does, per format.
 
 Owns: the `Prover` protocol and `PROVERS`, one prover per archive format that carries a
-signature of its own (MSI and CAB Authenticode today). A prover names the differences signing makes
-(`role`: the signature itself, or what signing necessarily changes beside it, such as a
-compound file's sector layout) and proves, from the bytes, that the released archive is the
-rebuilt one plus a valid signature (`prove`). The driver allows those differences under the
+signature of its own (MSI and CAB Authenticode, RPM OpenPGP). A prover names the differences
+signing makes (`role`: the signature itself, or what signing necessarily changes beside it,
+such as a compound file's sector layout) and proves, from the bytes, that the released archive
+is the rebuilt one plus a valid signature (`prove`). The driver allows those differences under the
 `signature` rule only when every other difference is already allowed and the proof holds.
-Does not own: the proofs' details (one module per format: `msisig`, `cabsig`), comparing (`driver`).
+Does not own: the proofs' details (one module per format: `msisig`, `cabsig`, `rpmsig`),
+comparing (`driver`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from reprover.compare.archives.listing import Listing, quote
 from reprover.compare.archives.msisig import EXTENDED as MSI_EXTENDED
 from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
 from reprover.compare.archives.msisig import prove_msi_signature_only
+from reprover.compare.archives.rpmsig import prove_rpm_signature_only
 from reprover.compare.signatures.pkcs7 import SignerDetails
 
 
@@ -118,4 +120,38 @@ class CabProver:
         return prove_cab_signature_only(files, listings, trusted)
 
 
-PROVERS: dict[str, Prover] = {"ole": MsiProver(), "cab": CabProver()}
+class RpmProver:
+    """RPM: OpenPGP signature tags in the signature header (`rpm.signature.rsa` and the like).
+
+    The reserved space and region trailer they change are digests to the driver (consequences,
+    never roles); the proof checks them byte for byte.
+    """
+
+    label = "RPM OpenPGP header signature"
+    regions = frozenset(f"rpm.signature.{n}" for n in ("dsa", "rsa", "pgp", "gpg", "pgp5"))
+
+    def role(self, region: str, listing: Listing) -> Role | None:
+        """The signature tags only."""
+        del listing
+        return Role.SIGNATURE if region in self.regions else None
+
+    def member_role(self, name: str) -> Role | None:
+        """None: signing an RPM never changes its payload."""
+        del name
+        return None
+
+    def prove(
+        self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
+    ) -> tuple[SignerDetails, ...]:
+        """See `rpmsig.prove_rpm_signature_only` (it reads the files; the listings are unused).
+
+        Raises:
+            VerificationError: the proof fails, or no OpenPGP key is pinned.
+            InputError: a pinned file is neither a certificate nor an OpenPGP public key.
+            ToolMissingError: gpg or gpgv is missing.
+        """
+        del listings
+        return prove_rpm_signature_only(files, trusted)
+
+
+PROVERS: dict[str, Prover] = {"ole": MsiProver(), "cab": CabProver(), "rpm": RpmProver()}

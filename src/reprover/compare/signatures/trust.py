@@ -1,6 +1,7 @@
 """Chain a code-signing certificate to pinned trust anchors.
 
-Owns: loading pinned certificates (PEM or DER files), building a chain from a signer certificate
+Owns: loading pinned certificates (PEM or DER files; OpenPGP keys pinned beside them are told
+apart by content, `is_openpgp`, and left to `openpgp`), building a chain from a signer certificate
 through the certificates a signature carries to one pinned certificate, and the checks on every
 link: the issuer's signature, validity at a given time, CA basic constraints for issuers and the
 required extended key usage (code signing for signers, time stamping for TSAs).
@@ -32,10 +33,15 @@ def load_trusted(sources: Sequence[Path | bytes]) -> tuple[x509.Certificate, ...
     A source is a file, or bytes already read (the pipeline reads trust before the build and
     passes the bytes, so a build cannot change them).
 
+    OpenPGP keys among the sources are skipped (RPM signatures use them).
+
     Raises:
-        InputError: a file cannot be read or a source holds no certificate.
+        InputError: a file cannot be read, or a source is neither a certificate nor an OpenPGP
+            key.
+        VerificationError: every source is an OpenPGP key: nothing to chain an X.509 signer to.
     """
     out: list[x509.Certificate] = []
+    openpgp = 0
     for index, source in enumerate(sources):
         if isinstance(source, bytes):
             data, path = source, f"trusted certificate #{index}"
@@ -47,6 +53,9 @@ def load_trusted(sources: Sequence[Path | bytes]) -> tuple[x509.Certificate, ...
                 raise InputError(
                     f"cannot read trusted certificate {source}: {exc.strerror}"
                 ) from exc
+        if is_openpgp(data):
+            openpgp += 1
+            continue
         try:
             if b"-----BEGIN" in data:
                 out.extend(x509.load_pem_x509_certificates(data))
@@ -55,10 +64,30 @@ def load_trusted(sources: Sequence[Path | bytes]) -> tuple[x509.Certificate, ...
         except ValueError as exc:
             raise InputError(
                 f"{path}: not a PEM or DER certificate",
-                hint="a pinned certificate is an X.509 file (PEM or DER), such as your "
-                "code-signing CA's",
+                hint="pin an X.509 certificate (PEM or DER), such as your code-signing CA's, "
+                "or an OpenPGP public key (armored or binary) for RPM signatures",
             ) from exc
+    if openpgp and not out:
+        raise VerificationError(
+            "only OpenPGP keys are pinned; this signature is X.509 and must chain to a pinned "
+            "certificate",
+            hint="pin the code-signing CA's certificate beside the OpenPGP keys (--trusted)",
+        )
     return tuple(out)
+
+
+def is_openpgp(data: bytes) -> bool:
+    """Whether pinned bytes are an OpenPGP key: armored, or binary opening with a key packet.
+
+    X.509 (PEM, or DER opening with a SEQUENCE, 0x30) never matches: an OpenPGP packet's first
+    byte has its high bit set.
+    """
+    if data.lstrip().startswith(b"-----BEGIN PGP "):
+        return True
+    if not data or not data[0] & 0x80:
+        return False
+    tag = data[0] & 0x3F if data[0] & 0x40 else (data[0] >> 2) & 0x0F
+    return tag in (5, 6)  # secret key, public key
 
 
 def describe(cert: x509.Certificate) -> str:

@@ -1,0 +1,106 @@
+"""A signed RPM against its unsigned rebuild: signature-only, by a pinned OpenPGP key (#15).
+
+Real rpmbuild, real `rpmsign --addsign` with a fresh key in a throwaway GnuPG home, and
+`rpmkeys -K` with a private rpm database as the oracle of what rpm itself accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from archive_support import FIXTURES, artifact, report
+from reprover.compare.signatures.trust import load_trusted
+from reprover.errors import VerificationError
+from rpm_support import Rpms, rpmkeys_check, rpms
+
+__all__ = ["rpms"]
+CA = FIXTURES / "signature" / "ca.pem"
+
+
+def _notes(rep: object) -> str:
+    return "\n".join(artifact(rep, "hello.rpm")["notes"])
+
+
+def test_signed_rpm_is_signature_only_in_diff_and_sign_check(rpms: Rpms, run_cli) -> None:
+    key = rpms.signer.public
+    assert ": OK" in rpmkeys_check(rpms.signed, key, rpms.root / "db-ok")  # rpm agrees
+    code, rep = report(run_cli, "diff", rpms.signed, rpms.unsigned, "--allow", "signature",
+                       "--trusted", key)  # fmt: skip
+    assert code == 0, _notes(rep)
+    outer = artifact(rep, "hello.rpm")
+    assert outer["verdict"] == "signature-only"
+    assert {d["rule"] for d in outer["differences"]} == {"signature"}
+    assert "rpm.signature.rsa" in {d["region"] for d in outer["differences"]}
+    notes = _notes(rep)
+    assert "Release Signer <release@example.com>" in notes
+    assert rpms.signer.fingerprint in notes
+    assert "RPM RSA signature (tag 268, over the main header)" in notes
+    code, rep = report(run_cli, "sign-check", rpms.unsigned, rpms.signed, "--trusted", key)
+    assert code == 0, rep
+    assert rep["checks"][0]["passed"]
+    assert rpms.signer.fingerprint in rep["checks"][0]["detail"]
+    code, _ = report(run_cli, "diff", rpms.signed, rpms.unsigned, "--trusted", key)
+    assert code == 1  # without the signature rule the signature tag is a difference
+
+
+def test_binary_key_and_a_certificate_beside_it(rpms: Rpms, run_cli) -> None:
+    binary = rpms.root / "signer.gpg"
+    binary.write_bytes(rpms.signer.gpg("--export", rpms.signer.fingerprint))
+    code, rep = report(run_cli, "sign-check", rpms.unsigned, rpms.signed,
+                       "--trusted", CA, "--trusted", binary)  # fmt: skip
+    assert code == 0, rep
+    assert rpms.signer.fingerprint in rep["checks"][0]["detail"]
+
+
+def test_legacy_header_and_payload_signature_names_both_signatures(rpms: Rpms, run_cli) -> None:
+    oracle = rpmkeys_check(rpms.legacy, rpms.signer.public, rpms.root / "db-legacy")
+    assert oracle.count("Signature, key ID") == 2 and "NOKEY" not in oracle, oracle
+    code, rep = report(run_cli, "diff", rpms.legacy, rpms.unsigned, "--allow", "signature",
+                       "--trusted", rpms.signer.public)  # fmt: skip
+    assert code == 0, _notes(rep)
+    notes = _notes(rep)
+    assert "RPM RSA signature (tag 268, over the main header)" in notes
+    assert "RPM PGP signature (tag 1002, over the main header and payload)" in notes
+
+
+def test_no_pinned_openpgp_key_refuses(rpms: Rpms, run_cli) -> None:
+    for pins in ([], ["--trusted", CA]):  # a certificate is not an OpenPGP key: ignored
+        code, rep = report(run_cli, "diff", rpms.signed, rpms.unsigned, "--allow", "signature",
+                           *pins)  # fmt: skip
+        assert code == 1
+        assert artifact(rep, "hello.rpm")["verdict"] == "different"
+        assert "signature-only refused: no OpenPGP public key is pinned" in _notes(rep)
+        assert "pin the signer's OpenPGP public key with --trusted" in _notes(rep)
+    code, rep = report(run_cli, "sign-check", rpms.unsigned, rpms.signed)
+    assert code == 1
+    assert "no OpenPGP public key is pinned" in rep["checks"][0]["detail"]
+
+
+def test_a_signature_by_another_key_fails(rpms: Rpms, run_cli) -> None:
+    code, rep = report(run_cli, "sign-check", rpms.unsigned, rpms.signed,
+                       "--trusted", rpms.other.public)  # fmt: skip
+    assert code == 1
+    assert "made by a key that is not pinned" in rep["checks"][0]["detail"]
+    assert "NOKEY" in rpmkeys_check(rpms.signed, rpms.other.public, rpms.root / "db-other")
+
+
+def test_a_pinned_file_that_is_neither_is_bad_input(rpms: Rpms, run_cli, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.asc"
+    junk.write_text("not a key\n")
+    code, _, err = run_cli("diff", rpms.signed, rpms.unsigned, "--allow", "signature",
+                           "--trusted", junk)  # fmt: skip
+    assert code == 2
+    assert "not a PEM or DER certificate" in err and "OpenPGP public key" in err
+    secret = tmp_path / "secret.asc"
+    secret.write_bytes(rpms.signer.gpg("--armor", "--export-secret-keys", rpms.signer.fingerprint))
+    code, _, err = run_cli("sign-check", rpms.unsigned, rpms.signed, "--trusted", secret)
+    assert code == 2
+    assert "secret key" in err
+
+
+def test_x509_proofs_ignore_openpgp_keys(rpms: Rpms) -> None:
+    assert len(load_trusted([CA, rpms.signer.public])) == 1
+    with pytest.raises(VerificationError, match="only OpenPGP keys are pinned"):
+        load_trusted([rpms.signer.public])
