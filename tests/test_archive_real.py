@@ -1,0 +1,127 @@
+"""Real packages through the real CLI: Debian .deb, wheels, a jar, an sdist, an npm tarball.
+
+The packages in tests/fixtures/real-packages were made by their vendors' tools (Debian's dpkg-deb
+and Maven, setuptools and bdist_wheel, npm); tests/real_packages.py makes each variant with the
+tool of that format. For every package: itself is identical; a repack with only the times changed
+differs only by `archive.mtime`; one changed byte of code (an ELF or PE `.text` byte, two layers
+down in a .deb; a class three layers down in a jar in a .deb) fails naming that member and region;
+bytes between members fail as `archive.hidden` whatever is allowed. scripts/real_packages.py runs
+the same checks over larger packages fetched into a cache.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archive_support import artifact, report
+from real_packages import FIXTURES, flip_code, hide_bytes, rebuild_deb, repack_times
+
+ARCHIVE_RULES = ("archive.mtime", "archive.order", "archive.owner", "archive.mode",
+                 "archive.compression")  # fmt: skip
+LZ4 = "liblz4-1_1.9.4-1_amd64.deb"
+CLI = "libcommons-cli-java_1.5.0-1_all.deb"
+COMMITTED = sorted(p.name for p in FIXTURES.iterdir() if p.name != "README.md")
+DERIVED = ["liblz4-zstd.deb", "commons-cli-1.5.0.jar"]  # made below from committed packages
+NPM = "is-number-7.0.0.tgz"
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every package by name: the committed ones, a zstd .deb and a jar taken out of a .deb."""
+    root = tmp_path_factory.mktemp("real")
+    found = {name: FIXTURES / name for name in COMMITTED}
+    # the same package as dpkg-deb writes it with -Zzstd (data.tar.zst, as Ubuntu ships them)
+    found["liblz4-zstd.deb"] = rebuild_deb(found[LZ4], root / "liblz4-zstd.deb", root,
+                                           compression="zstd")  # fmt: skip
+    fsys = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(found[CLI])], check=True,
+                          capture_output=True).stdout  # fmt: skip
+    (root / "fsys.tar").write_bytes(fsys)
+    with tarfile.open(root / "fsys.tar") as t:
+        jar = t.extractfile("./usr/share/java/commons-cli.jar")
+        assert jar is not None
+        found["commons-cli-1.5.0.jar"] = root / "commons-cli-1.5.0.jar"
+        found["commons-cli-1.5.0.jar"].write_bytes(jar.read())
+    return found
+
+
+def _variant(tmp_path: Path, name: str) -> Path:
+    (tmp_path / "rebuilt").mkdir(exist_ok=True)
+    return tmp_path / "rebuilt" / name
+
+
+def _unallowed(rep: Any) -> list[tuple[str, str]]:
+    return [(a["path"], d["region"]) for a in rep["artifacts"] for d in a["differences"]
+            if not d["allowed"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_a_real_package_against_a_copy_of_itself_is_identical(name: str, tmp_path: Path,
+                                                              run_cli) -> None:  # fmt: skip
+    copy = _variant(tmp_path, name)
+    shutil.copyfile(FIXTURES / name, copy)
+    code, rep = report(run_cli, "diff", FIXTURES / name, copy)
+    assert code == 0, _unallowed(rep)
+    assert {a["verdict"] for a in rep["artifacts"]} == {"identical"}
+
+
+@pytest.mark.parametrize("name", sorted(set(COMMITTED + DERIVED) - {NPM}))
+def test_repacked_with_other_times_differs_only_by_archive_mtime(
+    name: str, packages: dict[str, Path], tmp_path: Path, run_cli
+) -> None:
+    src = packages[name]
+    rebuilt = repack_times(src, _variant(tmp_path, src.name), tmp_path)
+    code, rep = report(run_cli, "diff", src, rebuilt)
+    assert code == 1
+    code, rep = report(run_cli, "diff", src, rebuilt, "--allow", "archive.mtime")
+    assert code == 0, _unallowed(rep)
+    assert {a["verdict"] for a in rep["artifacts"]} <= {"identical", "equivalent"}
+    # every difference is a time, a consequence of one, or a member equivalent by that rule
+    rules = {d["rule"] for a in rep["artifacts"] for d in a["differences"]}
+    assert rules - {"member equivalent"} == {"archive.mtime"}
+
+
+@pytest.mark.parametrize("name", sorted(COMMITTED + DERIVED))
+def test_one_changed_byte_of_code_is_named_with_its_member_and_region(
+    name: str, packages: dict[str, Path], tmp_path: Path, run_cli
+) -> None:
+    src = packages[name]
+    rebuilt = _variant(tmp_path, src.name)
+    flip = flip_code(src, rebuilt, tmp_path)
+    code, rep = report(run_cli, "diff", src, rebuilt, *(f"--allow={r}" for r in ARCHIVE_RULES))
+    assert code == 1
+    leaf = artifact(rep, flip.member)
+    assert leaf["verdict"] == "different"
+    if flip.region is not None:
+        assert flip.region in {d["region"] for d in leaf["differences"] if not d["allowed"]}
+    assert artifact(rep, src.name)["verdict"] == "different"
+
+
+def test_the_changed_bytes_are_where_the_tools_put_them(packages: dict[str, Path],
+                                                        tmp_path: Path) -> None:  # fmt: skip
+    """The corpus covers what the task names: ELF two layers down in .xz and .zst, PE, jar class."""
+    flips = {n: flip_code(packages[n], tmp_path / n.replace("/", "_"), tmp_path).member
+             for n in (LZ4, "liblz4-zstd.deb", CLI)}  # fmt: skip
+    lib = "!./usr/lib/x86_64-linux-gnu/liblz4.so.1.9.4"
+    assert flips[LZ4] == f"{LZ4}!data.tar.xz{lib}"
+    assert flips["liblz4-zstd.deb"] == f"liblz4-zstd.deb!data.tar.zst{lib}"
+    assert flips[CLI].startswith(f"{CLI}!data.tar.xz!./usr/share/java/commons-cli.jar!")
+    assert flips[CLI].endswith(".class")
+
+
+@pytest.mark.parametrize("name", sorted(COMMITTED + DERIVED))
+def test_bytes_hidden_between_members_fail_whatever_is_allowed(
+    name: str, packages: dict[str, Path], tmp_path: Path, run_cli
+) -> None:
+    src = packages[name]
+    rebuilt = _variant(tmp_path, src.name)
+    layer = hide_bytes(src, rebuilt, tmp_path)
+    code, rep = report(run_cli, "diff", src, rebuilt, *(f"--allow={r}" for r in ARCHIVE_RULES))
+    assert code == 1
+    hidden = [d for d in artifact(rep, layer)["differences"] if d["kind"] == "hidden"]
+    assert hidden and not any(d["allowed"] for d in hidden)
