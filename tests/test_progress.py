@@ -19,7 +19,8 @@ from reprover.cli.progress import ProgressDisplay, printable
 from reprover.digest import hash_files
 from reprover.errors import BuildError
 from reprover.model import Recipe
-from reprover.verify import Options, ProgressEvent, verify
+from reprover.verify import Options, verify
+from reprover.verify.options import ProgressEvent
 
 
 def _drain(fd: int, sink: bytearray) -> None:

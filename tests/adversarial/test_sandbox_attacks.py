@@ -437,7 +437,8 @@ def test_release_swapped_between_comparison_and_in_toto_check_fails(tmp_path: Pa
     while it is compared, then B while the in-toto check runs. Every check must see A."""
     from conftest import make_repo
     from intoto_chain import SOURCE, make_chain, record
-    from reprover.verify import Options, ProgressEvent, verify
+    from reprover.verify import Options, verify
+    from reprover.verify.options import ProgressEvent
 
     chain = make_chain(tmp_path / "chain", dsse=True)
     honest = (chain.release / "scan").read_bytes()

@@ -20,7 +20,8 @@ from reprover.digest import hash_files
 from reprover.errors import Error, ExitCode, InconclusiveError
 from reprover.model import ArtifactVerdict, Digest, Manifest, Report, Verdict
 from reprover.render import render
-from reprover.verify import Options, released_artifacts, unverified_results, verify
+from reprover.verify import Options, verify
+from reprover.verify.release import released_artifacts, unverified_results
 
 VERDICT_EXIT = {
     Verdict.PASS: ExitCode.OK,

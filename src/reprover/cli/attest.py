@@ -24,7 +24,7 @@ from reprover.digest import hash_files
 from reprover.errors import InconclusiveError, InputError
 from reprover.fsutil import write_atomic
 from reprover.model import Digest, Manifest, Report, Verdict
-from reprover.verify import released_artifacts
+from reprover.verify.release import released_artifacts
 
 # --- reprover verify --attest ... -----------------------------------------------------------
 

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TextIO
 
 from reprover.render.safe import visible
-from reprover.verify import ProgressEvent
+from reprover.verify.options import ProgressEvent
 
 TICK_SECONDS = 0.2
 SPINNER = "|/-\\"

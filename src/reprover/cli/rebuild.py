@@ -20,7 +20,8 @@ from reprover.digest import copy_and_hash, hash_file
 from reprover.errors import ExitCode, InputError
 from reprover.fsutil import write_atomic
 from reprover.model import CheckResult
-from reprover.verify import Options, rebuilt_source
+from reprover.verify import Options
+from reprover.verify.rebuild import rebuilt_source
 
 STEP = "rebuild"
 
