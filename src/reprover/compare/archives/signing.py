@@ -1,13 +1,14 @@
 """Which archive differences a signature explains, and the proofs that it does, per format.
 
 Owns: the `Prover` protocol and `PROVERS`, one prover per archive format that carries a
-signature of its own (MSI and CAB Authenticode, RPM OpenPGP). A prover names the differences
-signing makes (`role`: the signature itself, or what signing necessarily changes beside it,
-such as a compound file's sector layout) and proves, from the bytes, that the released archive
-is the rebuilt one plus a valid signature (`prove`). The driver allows those differences under the
-`signature` rule only when every other difference is already allowed and the proof holds.
-Does not own: the proofs' details (one module per format: `msisig`, `cabsig`, `rpmsig`),
-comparing (`driver`).
+signature of its own (MSI and CAB Authenticode, RPM OpenPGP, JAR signatures). A prover names
+the differences signing makes (`role`: the signature itself, or what signing necessarily
+changes beside it, such as a compound file's sector layout) and proves, from the bytes, that the
+released archive is the rebuilt one plus a valid signature (`prove`). The driver allows those
+differences under the `signature` rule only when every other difference is already allowed and
+the proof holds.
+Does not own: the proofs' details (one module per format: `msisig`, `cabsig`, `rpmsig`,
+`jarsig`), comparing (`driver`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from pathlib import Path
 from typing import Protocol
 
 from reprover.compare.archives.cabsig import prove_cab_signature_only
+from reprover.compare.archives.jarsig import (
+    MANIFEST,
+    REWRITTEN,
+    prove_jar_signature_only,
+    signing_related,
+)
 from reprover.compare.archives.listing import Listing, quote
 from reprover.compare.archives.msisig import EXTENDED as MSI_EXTENDED
 from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
@@ -154,4 +161,54 @@ class RpmProver:
         return prove_rpm_signature_only(files, trusted)
 
 
-PROVERS: dict[str, Prover] = {"ole": MsiProver(), "cab": CabProver(), "rpm": RpmProver()}
+class JarProver:
+    """JAR signatures: `META-INF/*.SF` and their blocks, and what jarsigner changes beside them.
+
+    Roles go to every name Java reads as a signature file, whatever its case, so a misspelt
+    one reaches the proof and is refused there with its reason.
+    """
+
+    label = "JAR signature"
+    container = ("zip.order", "zip.comment")  # jarsigner moves META-INF/ first, drops the comment
+
+    def role(self, region: str, listing: Listing) -> Role | None:
+        """A signature file added; the manifest's content and entry fields; order, comment."""
+        if region in self.container:
+            return Role.EFFECT
+        head = f"{listing.prefix}["
+        end = region.find("]", len(head))
+        if not region.startswith(head) or end < 0:
+            return None
+        name, field = region[len(head) : end], region[end + 1 :]
+        if field in REWRITTEN:
+            return Role.EFFECT  # jarsigner rewrites every entry; `jarsig` checks which bits
+        if not signing_related(name):
+            return None
+        if field in (".type", ".target") or field.endswith(".special"):
+            return None  # never what signing changes
+        return Role.EFFECT if name == quote(MANIFEST) or field else Role.SIGNATURE
+
+    def member_role(self, name: str) -> Role | None:
+        """The manifest (effect) and every signature file (signature)."""
+        if name == MANIFEST:
+            return Role.EFFECT
+        return Role.SIGNATURE if signing_related(name) else None
+
+    def prove(
+        self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
+    ) -> tuple[SignerDetails, ...]:
+        """See `jarsig.prove_jar_signature_only`.
+
+        Raises:
+            VerificationError: the proof fails.
+            InputError: a pinned certificate cannot be read.
+        """
+        return prove_jar_signature_only(files, listings, trusted)
+
+
+PROVERS: dict[str, Prover] = {
+    "ole": MsiProver(),
+    "cab": CabProver(),
+    "rpm": RpmProver(),
+    "zip": JarProver(),
+}

@@ -7,6 +7,8 @@ signed attributes verify with its certificate, each timestamp (RFC 3161 token or
 countersignature, see `timestamps`) dates that signer's signature, every carried certificate lies
 on a signer's or countersigner's chain, and with pinned certificates every signer, nested ones
 included, chains to one of them with the code-signing usage.
+Also owns `verify_detached`, the generic check of a detached SignedData over given bytes (a
+JAR's signature block over its `.SF` file), held to the same grammar and trust checks.
 Does not own: where the PKCS#7 lies in a file or which digest the file must have (the caller
 passes the Authenticode hash of the rebuilt file per algorithm), the CMS grammar (`cms`).
 
@@ -45,7 +47,15 @@ NESTED_SIGNATURE = "1.3.6.1.4.1.311.2.4.1"
 MAX_NESTED = 8
 AUTHENTICODE_UNSIGNED = frozenset({RFC3161_TOKEN, COUNTERSIGNATURE, NESTED_SIGNATURE})
 
-__all__ = ["NESTED_SIGNATURE", "Countersignature", "SignerDetails", "verify_authenticode"]
+PKCS7_DATA = "1.2.840.113549.1.7.1"
+
+__all__ = [
+    "NESTED_SIGNATURE",
+    "Countersignature",
+    "SignerDetails",
+    "verify_authenticode",
+    "verify_detached",
+]
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,58 @@ def verify_authenticode(
             hint="pin the CA that issued each listed signer (or check who signed this file)",
         )
     return results
+
+
+def verify_detached(
+    blob: bytes,
+    content: bytes,
+    *,
+    trusted: Sequence[x509.Certificate] = (),
+    label: str = "signature",
+    now: datetime | None = None,
+) -> SignerDetails:
+    """Verify a detached PKCS#7 SignedData over `content` (id-data, carried outside it).
+
+    The SignedData carries no content of its own and no attribute certificates; its one
+    signer's signed attributes bind `content`; it has no unsigned attributes (timestamps on
+    detached signatures are not checked here, so they are refused); every certificate it
+    carries lies on the signer's chain. With `trusted`, the signer chains to a pinned
+    certificate with the code-signing usage, checked at `now`.
+
+    Raises:
+        VerificationError: outside the grammar, the digest or signature does not match, or the
+            signer is not trusted.
+    """
+    sd = cms.parse_signed_data(blob, label)
+    if sd.content_type != PKCS7_DATA or sd.content is not None:
+        raise VerificationError(
+            f"{label}: not a detached signature (content type {sd.content_type}, "
+            f"{'with' if sd.content is not None else 'without'} content of its own)"
+        )
+    if sd.attribute_certs:
+        raise VerificationError(f"{label}: carries attribute certificates (refused here)")
+    signer = cms.verify_signer_info(sd, content, PKCS7_DATA, frozenset(), label)
+    require_on_chains(sd.certs, [signer.cert], label)
+    chain: tuple[str, ...] = ()
+    if trusted:
+        at = now or datetime.now(timezone.utc)
+        chain = chain_to_trust(
+            signer.cert, sd.certs, trusted, usage=CODE_SIGNING, at=at, what=label
+        )
+    cert = signer.cert
+    return SignerDetails(
+        label=label,
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial=f"{cert.serial_number:x}",
+        digest_algorithm=signer.digest,
+        signature_algorithm=cms.SIGNATURE_NAMES.get(
+            signer.signature_algorithm, signer.signature_algorithm
+        ),
+        content_digest=f"{signer.digest}:{cms.hash_bytes(signer.digest, content).hex()}",
+        chain=chain,
+        countersignatures=(),
+    )
 
 
 def _verify_one(

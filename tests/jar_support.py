@@ -1,0 +1,135 @@
+"""Signed JARs for the tests: real jarsigner and keytool, the repository's test keys.
+
+A keystore is made at test time from `tests/fixtures/signature` (openssl pkcs12), so the JAR
+signers chain to the same test CA as the Authenticode fixtures. The adversarial tests also
+write `.SF` files and PKCS#7 blocks themselves (`signature_file`, `block`), the way jarsigner
+does, to build signatures a real tool would refuse to make.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
+
+from archive_support import FIXTURES, write_zip
+
+KEYS = FIXTURES / "signature"
+PASSWORD = "changeit"  # noqa: S105 - a throwaway test keystore
+MANIFEST = b"Manifest-Version: 1.0\r\nCreated-By: reprover tests\r\n\r\n"
+CLASSES = {
+    "app/Main.class": b"\xca\xfe\xba\xbe\x00\x00\x00\x3d" + b"main" * 50,
+    "app/Util.class": b"\xca\xfe\xba\xbe\x00\x00\x00\x3d" + b"util" * 30,
+    "app/config.properties": b"mode=release\n",
+}
+
+
+def jdk() -> bool:
+    """Whether jarsigner, keytool and openssl are installed (CI installs them)."""
+    return all(shutil.which(t) for t in ("jarsigner", "keytool", "openssl"))
+
+
+def keystore(folder: Path, signer: str = "leaf", ca: str = "ca") -> Path:
+    """A PKCS#12 keystore holding `signer`'s key and chain (alias `signer`)."""
+    out = folder / f"{signer}.p12"
+    subprocess.run(
+        ["openssl", "pkcs12", "-export", "-inkey", str(KEYS / f"{signer}.key"),
+         "-in", str(KEYS / f"{signer}.pem"), "-certfile", str(KEYS / f"{ca}.pem"),
+         "-name", "signer", "-passout", f"pass:{PASSWORD}", "-out", str(out)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return out
+
+
+def write_jar(
+    path: Path, files: dict[str, bytes] | None = None, manifest: bytes | None = MANIFEST
+) -> Path:
+    """An unsigned JAR (stdlib zipfile): the manifest first, then `files` in order."""
+    entries = [] if manifest is None else [("META-INF/MANIFEST.MF", manifest)]
+    entries += list((CLASSES if files is None else files).items())
+    return write_zip(path, entries)
+
+
+def jarsign(unsigned: Path, signed: Path, store: Path, *, sigfile: str | None = None) -> Path:
+    """`unsigned` signed by jarsigner into `signed` (SHA-256, no timestamp)."""
+    more = ["-sigfile", sigfile] if sigfile else []
+    subprocess.run(
+        ["jarsigner", "-keystore", str(store), "-storetype", "PKCS12", "-storepass", PASSWORD,
+         "-digestalg", "SHA-256", *more, "-signedjar", str(signed), str(unsigned), "signer"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return signed
+
+
+def jarsigner_verifies(jar: Path) -> bool:
+    """The oracle: `jarsigner -verify` says the JAR is verified."""
+    done = subprocess.run(
+        ["jarsigner", "-verify", str(jar)], check=False, capture_output=True, text=True
+    )
+    return done.returncode == 0 and "jar verified." in done.stdout
+
+
+def digest(data: bytes, algorithm: str = "sha256") -> str:
+    """Base64 digest, as manifests write it."""
+    return base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
+
+
+def sections(manifest: bytes) -> dict[str, bytes]:
+    """Raw per-entry sections of a CRLF manifest written as jarsigner writes it."""
+    parts = manifest.split(b"\r\n\r\n")
+    out = {}
+    for part in parts[1:]:
+        if part:
+            name = part.split(b"\r\n")[0].removeprefix(b"Name: ").decode()
+            out[name] = part + b"\r\n\r\n"
+    return out
+
+
+def signature_file(manifest: bytes, *, whole: bytes | None = None) -> bytes:
+    """A `.SF` over `manifest` as jarsigner writes one (`whole`: digest these bytes instead)."""
+    main = manifest.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    lines = [
+        "Signature-Version: 1.0",
+        "Created-By: reprover tests",
+        f"SHA-256-Digest-Manifest: {digest(manifest if whole is None else whole)}",
+        f"SHA-256-Digest-Manifest-Main-Attributes: {digest(main)}",
+        "",
+    ]
+    for name, raw in sections(manifest).items():
+        lines += [f"Name: {name}", f"SHA-256-Digest: {digest(raw)}", ""]
+    return "".join(wrap(line) for line in lines).encode()
+
+
+def wrap(line: str) -> str:
+    """One header line wrapped at 72 bytes with CRLF (ASCII lines)."""
+    out, rest = [line[:72]], line[72:]
+    while rest:
+        out.append(" " + rest[:71])
+        rest = rest[71:]
+    return "".join(part + "\r\n" for part in out)
+
+
+def block(content: bytes, signer: str = "leaf", ca: str = "ca") -> bytes:
+    """A detached PKCS#7 SignedData over `content` by a fixture key (as a `.RSA` file)."""
+    cert = x509.load_pem_x509_certificate((KEYS / f"{signer}.pem").read_bytes())
+    chain = x509.load_pem_x509_certificate((KEYS / f"{ca}.pem").read_bytes())
+    key = serialization.load_pem_private_key((KEYS / f"{signer}.key").read_bytes(), None)
+    options = [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary,
+               pkcs7.PKCS7Options.NoCapabilities]  # fmt: skip
+    builder = pkcs7.PKCS7SignatureBuilder().set_data(content)
+    builder = builder.add_signer(cert, key, hashes.SHA256()).add_certificate(chain)  # type: ignore[arg-type]
+    return builder.sign(serialization.Encoding.DER, options)
+
+
+def manifest_for(files: dict[str, bytes], main: bytes = MANIFEST) -> bytes:
+    """A manifest with one SHA-256 section per file, as jarsigner writes it."""
+    out = main
+    for name, data in files.items():
+        out += f"Name: {name}\r\nSHA-256-Digest: {digest(data)}\r\n\r\n".encode()
+    return out

@@ -1,0 +1,134 @@
+"""A JAR signed by jarsigner against its unsigned rebuild: signature-only, every signer named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from archive_support import FIXTURES, artifact, regions, report
+from jar_support import (
+    jarsign,
+    jarsigner_verifies,
+    jdk,
+    keystore,
+    write_jar,
+)
+from reprover.compare.archives.jarmf import parse_manifest
+from reprover.errors import VerificationError
+
+pytestmark = pytest.mark.skipif(not jdk(), reason="default-jdk-headless: .ci/apt-packages.txt")
+CA = FIXTURES / "signature" / "ca.pem"
+OTHER_CA = FIXTURES / "signature" / "other-ca.pem"
+SIGNER = "CN=reprover test release signer"
+
+
+@pytest.fixture(scope="module")
+def jars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Unsigned rebuilds and their jarsigner-signed releases, each in its own folder."""
+    root = tmp_path_factory.mktemp("jar")
+    store, other = keystore(root), keystore(root, "other-leaf", "other-ca")
+    out = {}
+    for case in ("unsigned", "signed", "two", "bare-unsigned", "bare-signed"):
+        (root / case).mkdir()
+        out[case] = root / case / "app.jar"
+    write_jar(out["unsigned"])
+    jarsign(out["unsigned"], out["signed"], store)
+    jarsign(out["signed"], out["two"], other, sigfile="RELEASE")
+    write_jar(out["bare-unsigned"], manifest=None)
+    jarsign(out["bare-unsigned"], out["bare-signed"], store)
+    return out
+
+
+@pytest.mark.slow
+def test_signed_jar_is_signature_only_in_diff_and_sign_check(jars, run_cli) -> None:
+    assert jarsigner_verifies(jars["signed"])  # the oracle agrees the signature is good
+    code, rep = report(run_cli, "diff", jars["signed"], jars["unsigned"], "--allow", "signature")
+    assert code == 0, rep
+    outer = artifact(rep, "app.jar")
+    assert outer["verdict"] == "signature-only"
+    assert any("released = rebuilt + JAR signature" in n for n in outer["notes"])
+    assert any(n.startswith("META-INF/SIGNER.RSA: subject") and SIGNER in n
+               for n in outer["notes"])  # fmt: skip
+    found = regions(outer)
+    for name in ("META-INF/SIGNER.SF", "META-INF/SIGNER.RSA"):
+        assert found[f"zip.entry[{name}]"]["rule"] == "signature"
+    assert found["zip.entry[META-INF/MANIFEST.MF].data"]["rule"] == "signature"
+    assert {d["rule"] for d in outer["differences"]} == {"signature"}
+    # the signature's members are named in the outer differences, not reported on their own
+    assert [a["path"] for a in rep["artifacts"]] == ["app.jar"]
+    code, rep = report(run_cli, "sign-check", jars["unsigned"], jars["signed"], "--trusted", CA)
+    assert code == 0, rep
+    assert rep["checks"][0]["passed"]
+    assert any(SIGNER in n for n in artifact(rep, "app.jar")["notes"])
+
+
+@pytest.mark.slow
+def test_without_the_signature_rule_the_signature_is_a_difference(jars, run_cli) -> None:
+    code, rep = report(run_cli, "diff", jars["signed"], jars["unsigned"])
+    assert code == 1
+    outer = artifact(rep, "app.jar")
+    assert outer["verdict"] == "different"
+    assert not regions(outer)["zip.entry[META-INF/SIGNER.SF]"]["allowed"]
+
+
+@pytest.mark.slow
+def test_signer_outside_the_pinned_trust_fails(jars, run_cli) -> None:
+    code, rep = report(run_cli, "sign-check", jars["unsigned"], jars["signed"],
+                       "--trusted", OTHER_CA)  # fmt: skip
+    assert code == 1
+    notes = " ".join(artifact(rep, "app.jar")["notes"])
+    assert "signature-only refused" in notes
+    assert "does not chain to a pinned certificate" in notes
+
+
+@pytest.mark.slow
+def test_every_signer_of_a_twice_signed_jar_is_reported(jars, run_cli) -> None:
+    assert jarsigner_verifies(jars["two"])
+    code, rep = report(run_cli, "diff", jars["two"], jars["unsigned"], "--allow", "signature")
+    assert code == 0, rep
+    notes = artifact(rep, "app.jar")["notes"]
+    assert any(n.startswith("META-INF/SIGNER.RSA: subject") and SIGNER in n for n in notes)
+    assert any(n.startswith("META-INF/RELEASE.RSA: subject") and "CN=unrelated signer" in n
+               for n in notes)  # fmt: skip
+    # two signers from two CAs: pinning one CA refuses the other signer
+    code, rep = report(run_cli, "sign-check", jars["unsigned"], jars["two"], "--trusted", CA)
+    assert code == 1
+    assert "RELEASE.RSA" in " ".join(artifact(rep, "app.jar")["notes"])
+
+
+@pytest.mark.slow
+def test_a_rebuild_without_manifest_gets_jarsigners_own(jars, run_cli) -> None:
+    code, rep = report(run_cli, "diff", jars["bare-signed"], jars["bare-unsigned"],
+                       "--allow", "signature")  # fmt: skip
+    assert code == 0, rep
+    assert artifact(rep, "app.jar")["verdict"] == "signature-only"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (b"Manifest-Version: 1.0\r\n\r\nName: a\r\nX: 1\r\nx: 2\r\n\r\n", "appears twice"),
+        (b"Manifest-Version: 1.0\r\n\r\nName: a\r\n\r\nName: a\r\n\r\n", "two sections name"),
+        (b"Manifest-Version: 1.0\r\n\r\n\r\nName: a\r\n\r\n", "two blank lines"),
+        (b"Manifest-Version: 1.0\r\nMain-Class: x", "no newline"),
+        (b"Manifest-Version: 1.0\rMain-Class: x\r\n", "bare CR"),
+        (b"Manifest-Version: " + b"1" * 60 + b"\r\n", "at most 72"),
+        (b"Manifest-Version: 1.0\r\n\r\nname: a\r\n\r\n", "does not start with 'Name"),
+        (b"Manifest-Version: 1.0\r\nName: a\r\n\r\n", "main section has a Name"),
+        (b"Manifest-Version:1.0\r\n", "malformed header"),
+        (b" continued\r\n", "continuation"),
+    ],
+)
+def test_manifest_grammar_refuses_ambiguity(text: bytes, reason: str) -> None:
+    with pytest.raises(VerificationError, match=reason):
+        parse_manifest(text, "m")
+
+
+def test_manifest_grammar_reads_continuations_and_both_newlines() -> None:
+    crlf = b"Manifest-Version: 1.0\r\n\r\nName: a/very\r\n /long.class\r\nSHA-256-Digest: x\r\n\r\n"
+    lf = crlf.replace(b"\r\n", b"\n")
+    for text in (crlf, lf):
+        parsed = parse_manifest(text, "m")
+        assert list(parsed.sections) == ["a/very/long.class"]
+        assert parsed.main.raw + parsed.sections["a/very/long.class"].raw == text
