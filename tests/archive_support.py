@@ -240,8 +240,14 @@ def osslsigncode_verifies(signed: Path) -> bool:
     return done.returncode == 0 and "Succeeded" in done.stdout
 
 
-def repack_msi(msi: Path, out: Path, storages: dict[str, dict[str, bytes]]) -> Path:
-    """`msi`'s streams plus `storages` (name -> {stream name: bytes}), written by libgsf.
+def repack_msi(
+    msi: Path,
+    out: Path,
+    storages: dict[str, dict[str, bytes]],
+    *,
+    replace: dict[str, bytes] | None = None,
+) -> Path:
+    """`msi`'s streams (some `replace`d) plus `storages` (name -> {stream: bytes}), by libgsf.
 
     `gsf createole` makes a compound file from a folder tree: each sub-folder a storage. The
     MSI's streams keep their raw names (as file names: data, never paths the tests trust);
@@ -255,7 +261,8 @@ def repack_msi(msi: Path, out: Path, storages: dict[str, dict[str, bytes]]) -> P
     with tempfile.TemporaryDirectory() as tmp, olefile.OleFileIO(str(msi)) as ole:
         names = []
         for entry in ole.listdir():
-            (Path(tmp) / entry[0]).write_bytes(ole.openstream(entry).read())
+            data = (replace or {}).get(entry[0]) or ole.openstream(entry).read()
+            (Path(tmp) / entry[0]).write_bytes(data)
             names.append(entry[0])
         for storage, streams in storages.items():
             (Path(tmp) / storage).mkdir()

@@ -95,7 +95,7 @@ def _compare(a: Node, b: Node) -> int:
     return -1 if len(a.name) > len(b.name) else 1
 
 
-def _tree(path: Path) -> Node:
+def read_tree(path: Path) -> Node:
     """The directory tree of the compound file at `path`, each entry's raw bytes.
 
     Raises:
@@ -122,7 +122,12 @@ def _tree(path: Path) -> Node:
     return root
 
 
-def _members(listing: Listing) -> dict[str, Member]:
+def members_by_path(listing: Listing) -> dict[str, Member]:
+    """The members of `listing` by name.
+
+    Raises:
+        VerificationError: two members share a name.
+    """
     out: dict[str, Member] = {}
     for m in listing.members:
         if m.name in out:
@@ -226,7 +231,7 @@ def prove_msi_signature_only(
         InputError: a pinned certificate cannot be read.
     """
     anchors = load_trusted(trusted)
-    rel, reb = _tree(files[0]), _tree(files[1])
+    rel, reb = read_tree(files[0]), read_tree(files[1])
     if any(k.signing() for k in reb.kids):
         raise VerificationError("the rebuilt MSI is already signed; compare an unsigned rebuild")
     signs = {k.name: k for k in rel.kids if k.signing()}
@@ -236,7 +241,7 @@ def prove_msi_signature_only(
         raise VerificationError("the released MSI has no DigitalSignature stream")
     if any(k.kind != STREAM for k in signs.values()):
         raise VerificationError("a signature entry is a storage, not a stream")
-    members = (_members(listings[0]), _members(listings[1]))
+    members = (members_by_path(listings[0]), members_by_path(listings[1]))
     _same(rel, reb, members)
     blob = b"".join(_content(signs[RAW_SIGNATURE], members[0]))
     extended = signs.get(RAW_EXTENDED)
