@@ -104,3 +104,11 @@ def test_x509_proofs_ignore_openpgp_keys(rpms: Rpms) -> None:
     assert len(load_trusted([CA, rpms.signer.public])) == 1
     with pytest.raises(VerificationError, match="only OpenPGP keys are pinned"):
         load_trusted([rpms.signer.public])
+
+
+def test_ed25519_signature_by_its_pinned_key(rpms: Rpms, run_cli, tmp_path: Path) -> None:
+    signed = rpms.other.rpmsign(rpms.unsigned, tmp_path / "ed" / "hello.rpm")
+    code, rep = report(run_cli, "sign-check", rpms.unsigned, signed, "--trusted",
+                       rpms.other.public)  # fmt: skip
+    assert code == 0, rep
+    assert "Someone Else <else@example.com>" in rep["checks"][0]["detail"]
