@@ -6,11 +6,13 @@ Real rpmbuild, real `rpmsign --addsign` with a fresh key in a throwaway GnuPG ho
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from archive_support import FIXTURES, artifact, report
+from conftest import git
 from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import VerificationError
 from rpm_support import Rpms, rpmkeys_check, rpms
@@ -112,3 +114,39 @@ def test_ed25519_signature_by_its_pinned_key(rpms: Rpms, run_cli, tmp_path: Path
                        rpms.other.public)  # fmt: skip
     assert code == 0, rep
     assert "Someone Else <else@example.com>" in rep["checks"][0]["detail"]
+
+
+def test_verify_with_the_openpgp_key_pinned_in_the_manifest(
+    rpms: Rpms, run_cli, tmp_path: Path
+) -> None:
+    """`[signature] trusted` pins the OpenPGP key through verify (rebuilt in the sandbox: the
+    recipe copies the unsigned package, the release holds the rpmsign-signed one)."""
+    repo = tmp_path / "pkg"
+    repo.mkdir()
+    (repo / "hello.rpm").write_bytes(rpms.unsigned.read_bytes())
+    (repo / "Makefile").write_text("all:\n\tmkdir -p out && cp hello.rpm out/hello.rpm\n")
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "-m", "package")
+    commit = git(repo, "rev-parse", "HEAD")
+    (tmp_path / "release").mkdir()
+    shutil.copyfile(rpms.signed, tmp_path / "release" / "hello.rpm")
+    (tmp_path / "keys").mkdir()
+    for name, signer in (("signer", rpms.signer), ("other", rpms.other)):
+        shutil.copyfile(signer.public, tmp_path / "keys" / f"{name}.asc")
+    manifest = tmp_path / "reprover.toml"
+    body = (
+        f'[source]\nrepo = "pkg"\ncommit = "{commit}"\n'
+        f'[build]\ncommand = ["make"]\npath = "{tmp_path / "build"}"\n'
+        '[release]\npath = "release"\n[policy]\nallow = ["signature"]\n'
+        '[signature]\ntrusted = ["keys/signer.asc"]\n'
+    )
+    manifest.write_text(body)
+    code, rep = report(run_cli, "verify", manifest)
+    assert code == 0, rep
+    assert artifact(rep, "hello.rpm")["verdict"] == "signature-only"
+    assert rpms.signer.fingerprint in _notes(rep)
+    manifest.write_text(body.replace("keys/signer.asc", "keys/other.asc"))
+    code, rep = report(run_cli, "verify", manifest)
+    assert code == 1
+    assert "made by a key that is not pinned" in _notes(rep)

@@ -106,7 +106,15 @@ class PinnedKeys:
         gpg = _tool("gpg")
         _tool("gpgv")
         self._tmp = tempfile.TemporaryDirectory(prefix="reprover-gpg-")
-        home = Path(self._tmp.name)
+        try:
+            self._load(gpg, Path(self._tmp.name), keys)
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        return self
+
+    def _load(self, gpg: str, home: Path, keys: list[tuple[bytes, str]]) -> None:
+        """Import `keys` into `home`; note each primary fingerprint and its first user id."""
         home.chmod(0o700)
         for data, name in keys:
             self._import(gpg, home, data, name)
@@ -120,7 +128,6 @@ class PinnedKeys:
                 self.keys[last] = ""
             elif fields[0] == "uid" and last is not None and not self.keys[last]:
                 self.keys[last] = fields[9]
-        return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
