@@ -240,15 +240,15 @@ def osslsigncode_verifies(signed: Path) -> bool:
     return done.returncode == 0 and "Succeeded" in done.stdout
 
 
-def repack_msi(
-    msi: Path,
-    out: Path,
-    storages: dict[str, dict[str, bytes]],
-    *,
-    replace: dict[str, bytes] | None = None,
-) -> Path:
-    """`msi`'s streams (some `replace`d) plus `storages` (name -> {stream: bytes}), by libgsf.
+Tree = dict[str, "bytes | Tree"]
 
+
+def repack_msi(
+    msi: Path, out: Path, extra: Tree, *, replace: dict[str, bytes] | None = None
+) -> Path:
+    """`msi`'s root streams (some `replace`d) plus `extra`, written by libgsf.
+
+    `extra` maps a name to a stream's bytes or to a storage's own `extra` (nested storages).
     `gsf createole` makes a compound file from a folder tree: each sub-folder a storage. The
     MSI's streams keep their raw names (as file names: data, never paths the tests trust);
     the root CLSID is zero (libgsf writes none).
@@ -258,17 +258,31 @@ def repack_msi(
 
     import olefile
 
+    def lay(folder: Path, tree: Tree) -> None:
+        for name, value in tree.items():
+            if isinstance(value, bytes):
+                (folder / name).write_bytes(value)
+            else:
+                (folder / name).mkdir()
+                lay(folder / name, value)
+
     with tempfile.TemporaryDirectory() as tmp, olefile.OleFileIO(str(msi)) as ole:
-        names = []
-        for entry in ole.listdir():
-            data = (replace or {}).get(entry[0]) or ole.openstream(entry).read()
-            (Path(tmp) / entry[0]).write_bytes(data)
-            names.append(entry[0])
-        for storage, streams in storages.items():
-            (Path(tmp) / storage).mkdir()
-            for name, data in streams.items():
-                (Path(tmp) / storage / name).write_bytes(data)
-            names.append(storage)
-        subprocess.run(["gsf", "createole", str(out.resolve()), *sorted(names)], cwd=tmp,
+        root: Tree = {e[0]: (replace or {}).get(e[0]) or ole.openstream(e).read()
+                      for e in ole.listdir()}  # fmt: skip
+        root.update(extra)
+        lay(Path(tmp), root)
+        subprocess.run(["gsf", "createole", str(out.resolve()), *sorted(root)], cwd=tmp,
                        check=True, capture_output=True)  # fmt: skip
     return out
+
+
+def pkcs7_written_by(signed: Path) -> bytes:
+    """The first PKCS#7 SignedData (DER, long form length) in `signed`'s bytes.
+
+    For files osslsigncode signs but writes wrongly (nested storages): its PKCS#7 was computed
+    from the input it parsed, so the blob is right even where the compound file is not.
+    """
+    data = signed.read_bytes()
+    at = data.find(bytes.fromhex("06092a864886f70d010702")) - 4  # SEQUENCE, then the OID
+    assert at >= 0 and data[at : at + 2] == b"\x30\x82"
+    return data[at : at + 4 + int.from_bytes(data[at + 2 : at + 4], "big")]

@@ -11,6 +11,7 @@ from archive_support import (
     FIXTURES,
     artifact,
     osslsigncode_verifies,
+    pkcs7_written_by,
     regions,
     repack_msi,
     report,
@@ -97,3 +98,28 @@ def test_msi_with_a_storage_signed_is_signature_only(stored, run_cli, tmp_path, 
     assert artifact(rep, "setup.msi")["verdict"] == "signature-only"
     code, rep = report(run_cli, "sign-check", stored, signed, "--trusted", CA)
     assert code == 0, rep
+
+
+@needs_gsf
+def test_nested_storages_hashed_as_osslsigncode_verify_does(msis, run_cli, tmp_path) -> None:
+    """Storages two deep. osslsigncode 2.9 writes such a file wrongly when it signs it (its
+    right-sibling ids skip a nested storage's children), but its PKCS#7 is computed from the
+    tree it parsed: put that blob into the same tree with libgsf and both osslsigncode's
+    verify and reprover's proof must accept it."""
+    unsigned, _ = msis
+    tree = {"OuterStorageXYZ": {"inner": b"one\n", "NestedLast": {"x": b"deep\n"}}}
+    base = repack_msi(unsigned, tmp_path / "base.msi", tree)
+    broken = sign_msi(base, tmp_path / "broken.msi")
+    assert not osslsigncode_verifies(broken)  # the writer's bug, as documented in the README
+    (tmp_path / "rel").mkdir()
+    signed = repack_msi(unsigned, tmp_path / "rel" / "base.msi",
+                        {**tree, "\x05DigitalSignature": pkcs7_written_by(broken)})  # fmt: skip
+    assert osslsigncode_verifies(signed)
+    # libgsf stamps each entry with the time it writes the file: allowed by archive.mtime
+    code, rep = report(
+        run_cli, "diff", signed, base, "--allow", "signature", "--allow", "archive.mtime"
+    )
+    assert code == 0, rep
+    outer = artifact(rep, "base.msi")
+    assert outer["verdict"] == "signature-only"
+    assert "ole.stream[OuterStorageXYZ/NestedLast/x].mtime" in regions(outer)
