@@ -102,10 +102,16 @@ def test_a_pinned_file_that_is_neither_is_bad_input(rpms: Rpms, run_cli, tmp_pat
     assert "secret key" in err
 
 
-def test_x509_proofs_ignore_openpgp_keys(rpms: Rpms) -> None:
+def test_x509_proofs_ignore_openpgp_keys(rpms: Rpms, run_cli) -> None:
     assert len(load_trusted([CA, rpms.signer.public])) == 1
     with pytest.raises(VerificationError, match="only OpenPGP keys are pinned"):
         load_trusted([rpms.signer.public])
+    pe = (FIXTURES / "signature" / "unsigned.exe", FIXTURES / "signature" / "signed.exe")
+    code, _, err = run_cli("sign-check", *pe, "--trusted", CA, "--trusted", rpms.signer.public)
+    assert code == 0, err
+    code, _, err = run_cli("sign-check", *pe, "--trusted", rpms.signer.public)
+    assert code == 1  # pins were given, none of them X.509: the PE signer is not pinned
+    assert "only OpenPGP keys are pinned" in err
 
 
 def test_ed25519_signature_by_its_pinned_key(rpms: Rpms, run_cli, tmp_path: Path) -> None:

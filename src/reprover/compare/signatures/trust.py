@@ -25,6 +25,7 @@ MAX_CHAIN = 8
 CODE_SIGNING = ExtendedKeyUsageOID.CODE_SIGNING
 TIME_STAMPING = ExtendedKeyUsageOID.TIME_STAMPING
 ANY_EKU = x509.ObjectIdentifier("2.5.29.37.0")
+KEY_BLOCKS = (b"-----BEGIN PGP PUBLIC KEY BLOCK-----", b"-----BEGIN PGP PRIVATE KEY BLOCK-----")
 
 
 def load_trusted(sources: Sequence[Path | bytes]) -> tuple[x509.Certificate, ...]:
@@ -77,12 +78,13 @@ def load_trusted(sources: Sequence[Path | bytes]) -> tuple[x509.Certificate, ...
 
 
 def is_openpgp(data: bytes) -> bool:
-    """Whether pinned bytes are an OpenPGP key: armored, or binary opening with a key packet.
+    """Whether pinned bytes are an OpenPGP key: an armored key block, or binary opening with a
+    key packet.
 
     X.509 (PEM, or DER opening with a SEQUENCE, 0x30) never matches: an OpenPGP packet's first
     byte has its high bit set.
     """
-    if data.lstrip().startswith(b"-----BEGIN PGP "):
+    if data.lstrip().startswith(KEY_BLOCKS):
         return True
     if not data or not data[0] & 0x80:
         return False
