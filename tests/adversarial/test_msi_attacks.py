@@ -191,13 +191,26 @@ def test_summary_property_with_the_same_id_twice(unsigned: Path, tmp_path: Path,
     assert "property 18 appears twice" in " ".join(outer["notes"])
 
 
-def test_directory_entry_name_slack_holds_data(unsigned: Path, tmp_path: Path, run_cli) -> None:
-    """Bytes after a stream name's terminator: olefile ignores them, no field shows them."""
+@pytest.mark.parametrize(
+    "case",
+    [
+        (0x3C, b"evil", "data after its name"),
+        (0x43, b"A", "a colour other than red or black"),
+        (0x7C, b"\x01\0\0\0", "data in the high half of its size"),
+    ],
+    ids=["name-slack", "colour", "size-high"],
+)
+def test_directory_entry_bytes_no_field_shows(
+    unsigned: Path, tmp_path: Path, run_cli, case: tuple[int, bytes, str]
+) -> None:
+    """Bytes of a directory entry that olefile ignores and no field shows."""
+    offset, data, reason = case
     released = side(tmp_path, "rel")
     shutil.copyfile(unsigned, released)
-    patch_entry(released, "\x05SummaryInformation", 0x3C, b"evil")
+    patch_entry(released, "\x05SummaryInformation", offset, data)
     code, rep = report(run_cli, "diff", released, unsigned, *RULES)
     assert code == 1
-    found = regions(artifact(rep, "setup.msi"))
-    assert found["archive.hidden"]["kind"] == "hidden"
-    assert "data after its name" in found["archive.hidden"]["detail"]
+    hidden = [d for d in artifact(rep, "setup.msi")["differences"]
+              if d["region"] == "archive.hidden"]  # fmt: skip
+    assert hidden and all(d["kind"] == "hidden" and not d["allowed"] for d in hidden)
+    assert any(reason in d["detail"] for d in hidden), hidden

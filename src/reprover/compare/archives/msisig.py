@@ -117,7 +117,7 @@ def read_tree(path: Path) -> Node:
         root = node(ole.root, "")
         while todo:
             entry, parent = todo.pop()
-            prefix = parent.path + "/" if parent.path else ""
+            prefix = "" if parent.kind == ROOT else parent.path + "/"  # as `ole.read_ole` names
             parent.kids = [node(kid, prefix) for kid in entry.kids]
     return root
 

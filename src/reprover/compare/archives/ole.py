@@ -9,7 +9,8 @@ as container fields, and the sector placement and directory tree (types, colours
 for). `Hidden`: a free sector or mini sector holding data, a sector claimed by two chains or
 by none, non-zero slack after a stream's end, an unused directory entry holding data, a used
 one with bytes no field explains (after the name, a size's high half, a storage's size, a
-stream's child link), a name with `/`, `\\`, `:`, `!` or NUL, and bytes after the last sector.
+stream's child link, a colour byte but red or black, an empty entry in the tree), a name
+with `/`, `\\`, `:`, `!` or NUL, and bytes after the last sector.
 The root `\\x05SummaryInformation` stream, when `olesummary` explains every byte of it, becomes
 `msi.summary.*` container fields plus its skeleton as the member's stored bytes (the driver
 then compares skeletons and fields, not the bytes).
@@ -238,6 +239,10 @@ def _entry_slack(
         why.append("a storage with a start sector or size")
     if entry.entry_type == olefile.STGTY_STREAM and raw[0x4C:0x50] != b"\xff" * 4:
         why.append("a stream with children")
+    if raw[0x43] not in (0, 1):
+        why.append("a colour other than red or black")
+    if entry.sid and entry.entry_type not in (olefile.STGTY_STREAM, olefile.STGTY_STORAGE):
+        why.append("neither a stream nor a storage, inside the tree")
     for reason in why:
         listing.hidden.append(Hidden(at, ENTRY, f"directory entry {name!r}: {reason}"))
 
