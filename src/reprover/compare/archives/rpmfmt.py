@@ -109,6 +109,20 @@ def tag_length(store: bytes, kind: int, offset: int, count: int) -> int:
     return SIZES.get(kind, 0) * count
 
 
+def check_strings(index: bytes, size: int, what: str) -> None:
+    """Refuse a header whose tags claim more strings than its store has bytes.
+
+    Every string takes at least its NUL, so this bounds the string scan of `tag_length` by
+    the store's size, whatever the counts say.
+
+    Raises:
+        MalformedArchive: more strings than bytes.
+    """
+    strings = sum(n for _, kind, _, n in struct.iter_unpack(">IIII", index) if kind in (8, 9))
+    if strings > size:
+        raise MalformedArchive(f"{what} claims {strings} strings in {size} bytes")
+
+
 def _show(kind: int, count: int, data: bytes) -> str:
     """A tag's value as a person reads it (long values shortened)."""
     if kind in (6, 8, 9):
@@ -138,6 +152,7 @@ def _header(f: BinaryIO, start: int, section: str, listing: Listing) -> int:  # 
     store = _read(f, base, size)
     spans = []
     counts: dict[int, int] = {}
+    check_strings(index, size, f"rpm {section} header")
     for i in range(count):
         tag, kind, offset, n = struct.unpack_from(">IIII", index, 16 * i)
         if offset > size:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from reprover.compare.archives.listing import CHUNK, MalformedArchive
-from reprover.compare.archives.rpmfmt import HEADER_MAGIC, MAGIC, tag_length
+from reprover.compare.archives.rpmfmt import HEADER_MAGIC, MAGIC, check_strings, tag_length
 from reprover.compare.signatures.openpgp import PinnedKeys
 from reprover.compare.signatures.pkcs7 import SignerDetails
 from reprover.errors import VerificationError
@@ -87,6 +88,10 @@ def _header(f: BinaryIO, start: int, what: str) -> _Header:
     index = _read(f, start + 16, 16 * count, what)
     header = _Header(start, tuple(struct.iter_unpack(">IIII", index)), _read(
         f, start + 16 + 16 * count, size, what))  # fmt: skip
+    try:
+        check_strings(index, size, what)
+    except MalformedArchive as exc:
+        raise VerificationError(str(exc)) from exc
     for tag, kind, offset, n in header.entries:
         try:
             length = None if offset > size else tag_length(header.store, kind, offset, n)
@@ -137,7 +142,7 @@ def _same_rest(fr: BinaryIO, at_r: int, fb: BinaryIO, at_b: int) -> None:
 
 def _check_index(h: _Header, side: str) -> None:
     tags = [e[0] for e in h.entries]
-    repeated = sorted({t for t in tags if tags.count(t) > 1})
+    repeated = sorted(t for t, n in Counter(tags).items() if n > 1)
     if repeated:
         raise VerificationError(f"the {side} signature header holds tag {repeated[0]} twice")
     if tags != sorted(tags):
