@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from archive_support import artifact, report
+from archive_support import artifact, report, write_zip
 
 RULES = ("archive.mtime", "archive.order", "archive.owner", "archive.mode", "archive.compression")
 ALLOW = [x for r in RULES for x in ("--allow", r)]
@@ -345,3 +345,15 @@ def test_released_name_with_the_member_separator_is_refused(project, run_cli) ->
     assert code == 2, err
     assert "'!'" in err and "hello!b" in err
     assert "clon" not in err  # refused before the source was even fetched
+
+
+def test_diff_folder_name_with_the_member_separator_is_refused(tmp_path: Path, run_cli) -> None:
+    """`diff` of two folders holding `a.zip` and `a.zip!b`: the file would pose as member `b`
+    of `a.zip` in the report (and its same-files check), so it is bad input, as in `verify`."""
+    for side in ("old", "new"):
+        (tmp_path / side).mkdir()
+        write_zip(tmp_path / side / "a.zip", {"b": b"member"})
+        (tmp_path / side / "a.zip!b").write_bytes(b"posing as a member")
+    code, out, err = run_cli("diff", tmp_path / "old", tmp_path / "new")
+    assert code == 2, out
+    assert "a.zip!b" in err and "'!'" in err

@@ -15,6 +15,7 @@ from reprover.digest import hash_files
 from reprover.errors import InputError
 from reprover.fsutil import input_path, list_folder, regular_file
 from reprover.model import ArtifactResult, ArtifactVerdict, CheckResult, Policy, Report
+from reprover.verify.release import refuse_member_separator
 
 
 def register(sub: Any) -> None:
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     """Compare and emit the report.
 
     Raises:
-        InputError: a path is missing, or one is a file and the other a folder.
+        InputError: a path is missing, one is a file and the other a folder, or a file name
+            holds `!` (the separator of archive members in reports).
     """
     old, new = args.old, args.new
     kinds = [
@@ -90,7 +92,10 @@ def run(args: argparse.Namespace) -> int:
     check_report_outputs(args, [old, new, *trusted])
     if kinds[0]:
         olds, news = list_folder(old, what="OLD file"), list_folder(new, what="NEW file")
+        for name in olds.keys() | news.keys():
+            refuse_member_separator(name, what="file")
     else:
+        refuse_member_separator(old.name, what="file")
         olds, news = {old.name: old}, {old.name: new}
     digests = hash_files([*olds.values(), *news.values()])
     results = []

@@ -40,7 +40,7 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
     if release.is_file():
         if spec.artifacts:
             raise InputError("[[artifact]] entries need [release] path to be a folder")
-        _refuse_member_separator(release.name)
+        refuse_member_separator(release.name)
         return {release.name: release}
     if spec.artifacts:
         names = list(spec.artifacts)
@@ -50,7 +50,7 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
         raise InputError(f"release folder {release} holds no files", hint="nothing to verify")
     files = {}
     for name in names:
-        _refuse_member_separator(name)
+        refuse_member_separator(name)
         path = contained(release, name, what="released artifact")
         if not path.exists() and not path.is_symlink():
             raise InputError(f"released artifact {name} is missing from {release}")
@@ -59,13 +59,18 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
     return files
 
 
-def _refuse_member_separator(name: str) -> None:
+def refuse_member_separator(name: str, what: str = "released artifact") -> None:
+    """Refuse a file name holding `!`, the separator of archive members in reports.
+
+    Raises:
+        InputError: `name` holds it (`a.zip!b` would read as member `b` of `a.zip`).
+    """
     if MEMBER_SEPARATOR in name:
         raise InputError(
-            f"released artifact {name!r} has {MEMBER_SEPARATOR!r} in its name, the separator "
+            f"{what} {name!r} has {MEMBER_SEPARATOR!r} in its name, the separator "
             "reprover uses for archive members ('setup.zip!engine.dll'): its results could "
             "not be told from a member's",
-            hint="rename the released file (or leave it out of the release folder)",
+            hint="rename the file (or leave it out of the folder)",
         )
 
 
