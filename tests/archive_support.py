@@ -196,16 +196,20 @@ def flip_code_byte(pe: bytes, at: int = 16) -> bytes:
     raise AssertionError("no executable section")
 
 
-def sign_msi(unsigned: Path, signed: Path, *, signer: str = "leaf", dse: bool = False) -> Path:
+def sign_msi(
+    unsigned: Path, signed: Path, *, signer: str = "leaf", dse: bool = False, nest: bool = False
+) -> Path:
     """`unsigned` signed by osslsigncode with a fixture key (`leaf` or `other-leaf`).
 
-    With `dse`, the extended signature (`-add-msi-dse`: a MsiDigitalSignatureEx stream).
+    With `dse`, the extended signature (`-add-msi-dse`: a MsiDigitalSignatureEx stream); with
+    `nest`, a signature nested into the one `unsigned` already has (`-nest`).
     """
     import subprocess
 
     keys = FIXTURES / "signature"
     subprocess.run(["osslsigncode", "sign", "-certs", str(keys / f"{signer}.pem"), "-key",
                     str(keys / f"{signer}.key"), *(["-add-msi-dse"] if dse else []),
+                    *(["-nest"] if nest else []),
                     "-in", str(unsigned), "-out", str(signed)],
                    check=True, capture_output=True)  # fmt: skip
     return signed

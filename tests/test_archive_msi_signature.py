@@ -77,6 +77,14 @@ def test_extended_signature_is_signature_only(msis, run_cli, tmp_path: Path) -> 
         regions(outer)
     )
     assert [a["path"] for a in rep["artifacts"]] == ["setup.msi"]
+    # a second extended signature nested into the first: both signers, one pre-hash
+    (tmp_path / "nested").mkdir()
+    nested = sign_msi(signed, tmp_path / "nested" / "setup.msi", signer="other-leaf", dse=True,
+                      nest=True)  # fmt: skip
+    code, rep = report(run_cli, "diff", nested, unsigned, "--allow", "signature")
+    assert code == 0, rep
+    notes = " ".join(artifact(rep, "setup.msi")["notes"])
+    assert "reprover test release signer" in notes and "nested #0" in notes
 
 
 @pytest.fixture(scope="module")
