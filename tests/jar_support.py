@@ -47,6 +47,18 @@ def keystore(folder: Path, signer: str = "leaf", ca: str = "ca") -> Path:
     return out
 
 
+def ec_keystore(folder: Path) -> Path:
+    """A PKCS#12 keystore with a fresh EC P-256 key and self-signed certificate (keytool)."""
+    out = folder / "ec.p12"
+    subprocess.run(
+        ["keytool", "-genkeypair", "-keyalg", "EC", "-groupname", "secp256r1", "-alias",
+         "signer", "-dname", "CN=reprover EC test signer", "-validity", "3650", "-keystore",
+         str(out), "-storetype", "PKCS12", "-storepass", PASSWORD, "-keypass", PASSWORD],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return out
+
+
 def write_jar(
     path: Path, files: dict[str, bytes] | None = None, manifest: bytes | None = MANIFEST
 ) -> Path:
@@ -56,12 +68,19 @@ def write_jar(
     return write_zip(path, entries)
 
 
-def jarsign(unsigned: Path, signed: Path, store: Path, *, sigfile: str | None = None) -> Path:
-    """`unsigned` signed by jarsigner into `signed` (SHA-256, no timestamp)."""
+def jarsign(
+    unsigned: Path,
+    signed: Path,
+    store: Path,
+    *,
+    sigfile: str | None = None,
+    digestalg: str = "SHA-256",
+) -> Path:
+    """`unsigned` signed by jarsigner into `signed` (no timestamp)."""
     more = ["-sigfile", sigfile] if sigfile else []
     subprocess.run(
         ["jarsigner", "-keystore", str(store), "-storetype", "PKCS12", "-storepass", PASSWORD,
-         "-digestalg", "SHA-256", *more, "-signedjar", str(signed), str(unsigned), "signer"],
+         "-digestalg", digestalg, *more, "-signedjar", str(signed), str(unsigned), "signer"],
         check=True, capture_output=True,
     )  # fmt: skip
     return signed

@@ -8,6 +8,7 @@ import pytest
 
 from archive_support import FIXTURES, artifact, regions, report
 from jar_support import (
+    ec_keystore,
     jarsign,
     jarsigner_verifies,
     jdk,
@@ -29,7 +30,8 @@ def jars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("jar")
     store, other = keystore(root), keystore(root, "other-leaf", "other-ca")
     out = {}
-    for case in ("unsigned", "signed", "two", "bare-unsigned", "bare-signed"):
+    cases = ("unsigned", "signed", "two", "bare-unsigned", "bare-signed", "ec", "sha1")
+    for case in cases:
         (root / case).mkdir()
         out[case] = root / case / "app.jar"
     write_jar(out["unsigned"])
@@ -37,6 +39,8 @@ def jars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     jarsign(out["signed"], out["two"], other, sigfile="RELEASE")
     write_jar(out["bare-unsigned"], manifest=None)
     jarsign(out["bare-unsigned"], out["bare-signed"], store)
+    jarsign(out["unsigned"], out["ec"], ec_keystore(root))
+    jarsign(out["unsigned"], out["sha1"], store, digestalg="SHA-1")
     return out
 
 
@@ -103,6 +107,24 @@ def test_a_rebuild_without_manifest_gets_jarsigners_own(jars, run_cli) -> None:
                        "--allow", "signature")  # fmt: skip
     assert code == 0, rep
     assert artifact(rep, "app.jar")["verdict"] == "signature-only"
+
+
+@pytest.mark.slow
+def test_ec_signature_from_a_keytool_key(jars, run_cli) -> None:
+    assert jarsigner_verifies(jars["ec"])
+    code, rep = report(run_cli, "diff", jars["ec"], jars["unsigned"], "--allow", "signature")
+    assert code == 0, rep
+    notes = artifact(rep, "app.jar")["notes"]
+    assert any(n.startswith("META-INF/SIGNER.EC: subject") and "EC test signer" in n for n in notes)
+
+
+@pytest.mark.slow
+def test_sha1_digests_refuse_the_proof(jars, run_cli) -> None:
+    """jarsigner -digestalg SHA-1 signs; Java 17 itself treats the JAR as unsigned."""
+    assert not jarsigner_verifies(jars["sha1"])
+    code, rep = report(run_cli, "diff", jars["sha1"], jars["unsigned"], "--allow", "signature")
+    assert code == 1
+    assert "SHA-1 and MD5 cannot prove" in " ".join(artifact(rep, "app.jar")["notes"])
 
 
 @pytest.mark.parametrize(

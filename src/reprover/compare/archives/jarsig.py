@@ -42,6 +42,7 @@ from pathlib import Path
 from reprover.compare.archives.jarmf import Manifest, Section, parse_manifest
 from reprover.compare.archives.limits import LimitHit
 from reprover.compare.archives.listing import Listing, MalformedArchive, Member
+from reprover.compare.signatures import cms
 from reprover.compare.signatures.pkcs7 import SignerDetails, verify_detached
 from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import VerificationError
@@ -52,7 +53,7 @@ STRONG = {"SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
 WEAK = {"SHA1": "sha1", "SHA-1": "sha1", "MD5": "md5"}
 SF_NAME = re.compile(r"META-INF/([A-Z0-9_-]+)\.SF")
 BLOCK_NAME = re.compile(r"META-INF/([A-Z0-9_-]+)\.(RSA|EC|DSA)")
-KEY_NAMES = {"RSA": "RSA", "EC": "ec"}  # a block's extension -> its signature algorithm's name
+KEY_TYPES = {"RSA": "rsa", "EC": "ec"}  # a block's extension -> its key type (`cms.SIGNATURES`)
 SF_MAIN = ("Signature-Version", "Created-By")
 MAX_SIGNING_FILE = 64 << 20
 # entry fields jarsigner's ZIP writer rewrites on every member, and the bits it may change:
@@ -104,7 +105,7 @@ def prove_jar_signature_only(
         signer = verify_detached(_read(rel[block_name]), sf_bytes, trusted=anchors,
                                  label=block_name)  # fmt: skip
         kind = block_name.rsplit(".", 1)[1]
-        if KEY_NAMES[kind] not in signer.signature_algorithm:
+        if _key_type(signer.signature_algorithm) != KEY_TYPES[kind]:
             raise VerificationError(
                 f"{block_name}: signed with {signer.signature_algorithm}, not an {kind} key"
             )
@@ -115,6 +116,12 @@ def prove_jar_signature_only(
             )
         signers.append(signer)
     return tuple(signers)
+
+
+def _key_type(name: str) -> str | None:
+    """The key type ("rsa", "ec") of a signature algorithm as `SignerDetails` names it."""
+    oid = next((o for o, n in cms.SIGNATURE_NAMES.items() if n == name), name)
+    return cms.SIGNATURES.get(oid, (None, None))[0]
 
 
 def _names(rel: dict[str, Member], reb: dict[str, Member]) -> list[tuple[str, str]]:
