@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from attest_support import new_key
 from conftest import HELLO_C, MAKEFILE, Project, git, vendor_build
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -84,14 +86,33 @@ def test_unsigned_commit_fails_when_signature_required(
     vendor, _ = ssh_keys
     project = _signed_project(tmp_path, None)
     manifest = _with_source_option(project, _allowed_signers(tmp_path, vendor))
-    code, out, _ = run_cli("verify", manifest, "--format", "json")
+    key, _ = new_key(tmp_path / "keys", "lab")
+    attestation = tmp_path / "failed.intoto.json"
+    code, out, _ = run_cli(
+        "verify", manifest, "--format", "json", "--attest", attestation, "--attest-key", key
+    )
     assert code == 1
-    [check] = json.loads(out)["checks"]
+    report = json.loads(out)
+    [check] = report["checks"]
     assert check == {
         "name": "source-signature",
         "passed": False,
         "detail": f"commit {project.commit}: the commit is not signed",
         "findings": [],
+    }
+    # Nothing was built, yet every released file is listed with the digest of the snapshot
+    # taken before the source check, and the FAILED attestation names those digests: it never
+    # re-reads the release, which could have changed since.
+    released = {a["path"]: a for a in report["artifacts"]}
+    assert released, report
+    for artifact in released.values():
+        assert artifact["verdict"] == "missing"
+        assert artifact["notes"] == ["not rebuilt: the source check failed"]
+    envelope = json.loads(attestation.read_bytes())
+    payload = json.loads(base64.b64decode(envelope["payload"]))
+    assert payload["predicate"]["verificationResult"] == "FAILED"
+    assert {s["name"]: s["digest"]["sha256"] for s in payload["subject"]} == {
+        name: a["released"]["sha256"] for name, a in released.items()
     }
 
 

@@ -20,11 +20,9 @@ from securesystemslib.signer import Signer
 from reprover import keys, manifest
 from reprover.attest import dsse, sigstore_sign, statement
 from reprover.cli.common import err
-from reprover.digest import hash_files
 from reprover.errors import InconclusiveError, InputError
 from reprover.fsutil import write_atomic
-from reprover.model import Digest, Manifest, Report, Verdict
-from reprover.verify.release import released_artifacts
+from reprover.model import Report, Verdict
 
 # --- reprover verify --attest ... -----------------------------------------------------------
 
@@ -130,9 +128,9 @@ def write_attestation(
         raise InconclusiveError(
             f"{manifest_path} changed during the verification; no attestation written"
         )
-    subjects = statement.released_subjects(report)
+    subjects = statement.released_subjects(report)  # the snapshot's digests, never a re-read
     if not subjects:
-        subjects = _hash_release(spec)
+        raise InconclusiveError("the report names no released artifact; no attestation written")
     inputs = statement.inputs_from_manifest(spec, report, subjects)
     seen = set(report.snapshot.values())
     if report.snapshot and any(d["digest"]["sha256"] not in seen for d in inputs.inputs):
@@ -170,9 +168,3 @@ def ambient_token() -> str:
             "--attest-key KEY.pem",
         )
     return token
-
-
-def _hash_release(spec: Manifest) -> dict[str, Digest]:
-    released = released_artifacts(spec)
-    digests = hash_files(released.values())
-    return {name: digests[path] for name, path in released.items()}

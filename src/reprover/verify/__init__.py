@@ -89,8 +89,13 @@ def verify(
             work=work,
             released=snap.digests,
         ) as rebuild:
-            if rebuild is None:
-                report = _report(spec, options, unlisted, checks, None, None, snap.inputs)
+            if rebuild is None:  # the source check failed: nothing was built
+                unbuilt = tuple(
+                    ArtifactResult(name, ArtifactVerdict.MISSING, snap.digests[name], None,
+                                   notes=("not rebuilt: the source check failed",))
+                    for name in names
+                )  # fmt: skip
+                report = _report(spec, options, unbuilt + unlisted, checks, None, None, snap.inputs)
                 return replace(report, inputs=(str(manifest_path),))
             step(progress, events, "compare", f"comparing {len(names)} artifact(s)")
             results = compare_release(
