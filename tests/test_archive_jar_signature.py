@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from archive_support import FIXTURES, artifact, regions, report
+from archive_support import FIXTURES, artifact, regions, report, write_zip
 from jar_support import (
     ec_keystore,
     jarsign,
@@ -154,3 +154,20 @@ def test_manifest_grammar_reads_continuations_and_both_newlines() -> None:
         parsed = parse_manifest(text, "m")
         assert list(parsed.sections) == ["a/very/long.class"]
         assert parsed.main.raw + parsed.sections["a/very/long.class"].raw == text
+
+
+@pytest.mark.slow
+def test_signed_jar_inside_a_zip_names_its_signer_at_its_layer(jars, run_cli, tmp_path) -> None:
+    (tmp_path / "released").mkdir()
+    (tmp_path / "rebuilt").mkdir()
+    released, rebuilt = (
+        write_zip(tmp_path / side / "bundle.zip",
+                  {"lib/app.jar": jars[case].read_bytes(), "README": b"hi\n"})
+        for side, case in (("released", "signed"), ("rebuilt", "unsigned"))
+    )  # fmt: skip
+    code, rep = report(run_cli, "diff", released, rebuilt, "--allow", "signature")
+    assert code == 0, rep
+    assert artifact(rep, "bundle.zip")["verdict"] == "signature-only"
+    inner = artifact(rep, "bundle.zip!lib/app.jar")
+    assert inner["verdict"] == "signature-only"
+    assert any(SIGNER in n for n in inner["notes"])

@@ -9,12 +9,14 @@ through the CLI.
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from archive_support import Entry, artifact, regions, report, write_zip
+from archive_support import DATE, Entry, artifact, regions, report, write_zip
 from jar_support import (
     CLASSES,
     MANIFEST,
@@ -204,3 +206,64 @@ def test_manifest_last_line_without_newline(tmp_path, run_cli) -> None:
     manifest = manifest_for(CLASSES) + b"Name: app/config.properties\r\nX-Hidden: 1"
     notes = refused(run_cli, pair(tmp_path, signed(manifest, CLASSES)))
     assert "the last line has no newline" in notes
+
+
+def write_entries(
+    path: Path, entries: list[Entry], *, comments: dict[str, bytes], extras: dict[str, bytes]
+) -> Path:
+    """`write_zip`'s JAR with a comment or an extra field on some entries."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, DATE)
+            info.external_attr, info.create_system = 0o644 << 16, 3
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.comment, info.extra = comments.get(name, b""), extras.get(name, b"")
+            z.writestr(info, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("comments", "extras", "reason"),
+    [
+        ({SF: b"unsigned payload"}, {}, "the entry of META-INF/SIGNER.SF carries bytes no "
+         "signature covers (comment)"),
+        ({}, {"META-INF/MANIFEST.MF": struct.pack("<HH", 0xCAFE, 7) + b"payload"},
+         "the entry of META-INF/MANIFEST.MF carries bytes no signature covers (extra[0xcafe]"),
+    ],
+    ids=["comment on the .SF entry", "unknown extra field on the manifest entry"],
+)  # fmt: skip
+def test_bytes_in_a_signature_files_entry(tmp_path, run_cli, comments, extras, reason) -> None:
+    released, rebuilt = pair(tmp_path, signed(manifest_for(CLASSES), CLASSES))
+    write_entries(released, signed(manifest_for(CLASSES), CLASSES), comments=comments,
+                  extras=extras)  # fmt: skip
+    assert reason in refused(run_cli, (released, rebuilt))
+
+
+def test_zip_comment_changed_not_dropped(tmp_path, run_cli) -> None:
+    """jarsigner drops the ZIP comment; a new one is unsigned bytes."""
+    released, rebuilt = pair(tmp_path, signed(manifest_for(CLASSES), CLASSES))
+    write_zip(released, signed(manifest_for(CLASSES), CLASSES), comment=b"unsigned payload")
+    notes = refused(run_cli, (released, rebuilt))
+    assert "the ZIP comment is neither the rebuild's nor empty" in notes
+
+
+def test_members_reordered_beyond_what_jarsigner_does(tmp_path, run_cli) -> None:
+    swapped = dict(reversed(list(CLASSES.items())))
+    notes = refused(run_cli, pair(tmp_path, signed(manifest_for(CLASSES), swapped)))
+    assert "stored in another order than the rebuild's" in notes
+
+
+def test_signature_file_with_an_unknown_main_attribute(tmp_path, run_cli) -> None:
+    manifest = manifest_for(CLASSES)
+    sf = signature_file(manifest).replace(b"\r\n\r\n", b"\r\nX-Android-APK-Signed: 2\r\n\r\n", 1)
+    notes = refused(run_cli, pair(tmp_path, signed(manifest, CLASSES, sf)))
+    assert "main attribute 'X-Android-APK-Signed' is not one this checks" in notes
+
+
+def test_rebuild_that_is_already_signed(tmp_path, run_cli) -> None:
+    ours = signed(manifest_for(CLASSES), CLASSES)
+    theirs = signed(manifest_for(CLASSES), CLASSES)
+    theirs[1] = ("META-INF/OTHER.SF", theirs[1][1])
+    theirs[2] = ("META-INF/OTHER.RSA", theirs[2][1])
+    notes = refused(run_cli, pair(tmp_path, ours, theirs))
+    assert "the rebuilt JAR already holds signature file 'META-INF/OTHER" in notes
