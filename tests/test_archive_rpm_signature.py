@@ -38,7 +38,7 @@ def test_signed_rpm_is_signature_only_in_diff_and_sign_check(rpms: Rpms, run_cli
     notes = _notes(rep)
     assert "Release Signer <release@example.com>" in notes
     assert rpms.signer.fingerprint in notes
-    assert "RPM RSA signature (tag 268, over the main header)" in notes
+    assert "RPM RSA signature (tag 268, over the main header; RSA with SHA512)" in notes
     code, rep = report(run_cli, "sign-check", rpms.unsigned, rpms.signed, "--trusted", key)
     assert code == 0, rep
     assert rep["checks"][0]["passed"]
@@ -63,8 +63,8 @@ def test_legacy_header_and_payload_signature_names_both_signatures(rpms: Rpms, r
                        "--trusted", rpms.signer.public)  # fmt: skip
     assert code == 0, _notes(rep)
     notes = _notes(rep)
-    assert "RPM RSA signature (tag 268, over the main header)" in notes
-    assert "RPM PGP signature (tag 1002, over the main header and payload)" in notes
+    assert "RPM RSA signature (tag 268, over the main header; RSA with SHA512)" in notes
+    assert "RPM PGP signature (tag 1002, over the main header and payload; RSA with" in notes
 
 
 def test_no_pinned_openpgp_key_refuses(rpms: Rpms, run_cli) -> None:
@@ -120,6 +120,9 @@ def test_ed25519_signature_by_its_pinned_key(rpms: Rpms, run_cli, tmp_path: Path
                        rpms.other.public)  # fmt: skip
     assert code == 0, rep
     assert "Someone Else <else@example.com>" in rep["checks"][0]["detail"]
+    assert "RPM DSA signature (tag 267, over the main header; EdDSA with" in "\n".join(
+        rep["checks"][0]["findings"]
+    )  # rpm puts EdDSA signatures in the "DSA" tag
 
 
 def test_verify_with_the_openpgp_key_pinned_in_the_manifest(

@@ -277,7 +277,8 @@ def prove_rpm_signature_only(
                 digest = hashlib.sha256()
                 s = keys.verify(data, _hashed(_stream(fr, main_r, end), digest), what)
                 signers.append(SignerDetails(
-                    label=f"RPM {name} signature (tag {tag}, over the {covers})",
+                    label=f"RPM {name} signature (tag {tag}, over the {covers}; "
+                    f"{s.algorithm} with {s.hash})",
                     subject=f"{s.user_id} (OpenPGP key {s.fingerprint})",
                     issuer=f"pinned OpenPGP key {s.fingerprint}",
                     serial=s.signing_key, digest_algorithm=s.hash,
