@@ -12,6 +12,10 @@ import base64
 import hashlib
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from cryptography import x509
@@ -75,15 +79,78 @@ def jarsign(
     *,
     sigfile: str | None = None,
     digestalg: str = "SHA-256",
+    tsa: str | None = None,
 ) -> Path:
-    """`unsigned` signed by jarsigner into `signed` (no timestamp)."""
+    """`unsigned` signed by jarsigner into `signed` (timestamped by `tsa`, a URL, if given)."""
     more = ["-sigfile", sigfile] if sigfile else []
+    more += ["-tsa", tsa] if tsa else []
     subprocess.run(
         ["jarsigner", "-keystore", str(store), "-storetype", "PKCS12", "-storepass", PASSWORD,
          "-digestalg", digestalg, *more, "-signedjar", str(signed), str(unsigned), "signer"],
         check=True, capture_output=True,
     )  # fmt: skip
     return signed
+
+
+TSA_CONFIG = """[ tsa ]
+default_tsa = tsa_config1
+[ tsa_config1 ]
+serial = {serial}
+signer_digest = sha256
+default_policy = 1.2.3.4.1
+other_policies = 1.2.3.4.2
+digests = sha256, sha384, sha512
+accuracy = secs:1
+ordering = no
+tsa_name = no
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+crypto_device = builtin
+"""
+
+
+@contextmanager
+def local_tsa(folder: Path) -> Iterator[str]:
+    """An RFC 3161 timestamp authority on 127.0.0.1 (`openssl ts -reply`, the test TSA key).
+
+    Yields its URL for `jarsigner -tsa`; requests are answered one at a time.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "serial").write_text("01\n")
+    (folder / "ts.cnf").write_text(TSA_CONFIG.format(serial=folder / "serial"))
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            query = self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                (folder / "q.tsq").write_bytes(query)
+                subprocess.run(
+                    ["openssl", "ts", "-reply", "-config", str(folder / "ts.cnf"),
+                     "-queryfile", str(folder / "q.tsq"), "-signer", str(KEYS / "tsa.pem"),
+                     "-inkey", str(KEYS / "tsa.key"), "-chain", str(KEYS / "ca.pem"),
+                     "-out", str(folder / "r.tsr")],
+                    check=True, capture_output=True,
+                )  # fmt: skip
+                body = (folder / "r.tsr").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/timestamp-reply")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            del args
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def jarsigner_verifies(jar: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,12 @@ from jar_support import (
     jarsigner_verifies,
     jdk,
     keystore,
+    local_tsa,
     write_jar,
 )
 from reprover.compare.archives.jarmf import parse_manifest
+from reprover.compare.signatures.pkcs7 import verify_detached
+from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import VerificationError
 
 pytestmark = pytest.mark.skipif(not jdk(), reason="default-jdk-headless: .ci/apt-packages.txt")
@@ -30,7 +34,7 @@ def jars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("jar")
     store, other = keystore(root), keystore(root, "other-leaf", "other-ca")
     out = {}
-    cases = ("unsigned", "signed", "two", "bare-unsigned", "bare-signed", "ec", "sha1")
+    cases = ("unsigned", "signed", "two", "bare-unsigned", "bare-signed", "ec", "sha1", "stamped")
     for case in cases:
         (root / case).mkdir()
         out[case] = root / case / "app.jar"
@@ -41,6 +45,8 @@ def jars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     jarsign(out["bare-unsigned"], out["bare-signed"], store)
     jarsign(out["unsigned"], out["ec"], ec_keystore(root))
     jarsign(out["unsigned"], out["sha1"], store, digestalg="SHA-1")
+    with local_tsa(root / "tsa") as url:
+        jarsign(out["unsigned"], out["stamped"], store, tsa=url)
     return out
 
 
@@ -107,6 +113,21 @@ def test_a_rebuild_without_manifest_gets_jarsigners_own(jars, run_cli) -> None:
                        "--allow", "signature")  # fmt: skip
     assert code == 0, rep
     assert artifact(rep, "app.jar")["verdict"] == "signature-only"
+
+
+@pytest.mark.slow
+def test_timestamped_signature_is_verified(jars, run_cli) -> None:
+    """jarsigner -tsa (a local RFC 3161 TSA): the token is checked over the signer's signature."""
+    assert jarsigner_verifies(jars["stamped"])
+    code, rep = report(run_cli, "sign-check", jars["unsigned"], jars["stamped"], "--trusted", CA)
+    assert code == 0, rep
+    assert any(SIGNER in n for n in artifact(rep, "app.jar")["notes"])
+    with zipfile.ZipFile(jars["stamped"]) as z:
+        sf, blob = z.read("META-INF/SIGNER.SF"), z.read("META-INF/SIGNER.RSA")
+    signer = verify_detached(blob, sf, trusted=load_trusted((CA,)), label="SIGNER.RSA")
+    (stamp,) = signer.countersignatures
+    assert (stamp.kind, stamp.trusted) == ("rfc3161", True)
+    assert stamp.signer.startswith("CN=reprover test TSA")
 
 
 @pytest.mark.slow

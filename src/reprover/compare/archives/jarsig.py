@@ -19,8 +19,9 @@ The proof adds:
 - each `.SF` (main section: `Signature-Version: 1.0`, `Created-By`, digests, nothing else)
   digests the whole released manifest and its main section, and has one section per manifest
   section whose digest is that section's bytes;
-- each block is a detached PKCS#7 over its `.SF` (`signatures.pkcs7.verify_detached`) whose
-  key type matches its extension, chaining to pinned certificates when there are any;
+- each block is a detached PKCS#7 over its `.SF` (`signatures.pkcs7.verify_detached`, an
+  RFC 3161 timestamp from `jarsigner -tsa` included) whose key type matches its extension,
+  chaining to pinned certificates when there are any;
 - what jarsigner's ZIP writer changes: members under `META-INF/` first (keeping their order),
   the ZIP comment dropped, and on each entry the UTF-8 name flag (only for ASCII names, which
   it does not change) and the data-descriptor flag; the signature files' own entries carry no

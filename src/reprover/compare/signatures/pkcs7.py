@@ -48,6 +48,7 @@ MAX_NESTED = 8
 AUTHENTICODE_UNSIGNED = frozenset({RFC3161_TOKEN, COUNTERSIGNATURE, NESTED_SIGNATURE})
 
 PKCS7_DATA = "1.2.840.113549.1.7.1"
+TIMESTAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # noqa: S105 - id-aa-timeStampToken, an OID
 
 __all__ = [
     "NESTED_SIGNATURE",
@@ -134,10 +135,11 @@ def verify_detached(
     """Verify a detached PKCS#7 SignedData over `content` (id-data, carried outside it).
 
     The SignedData carries no content of its own and no attribute certificates; its one
-    signer's signed attributes bind `content`; it has no unsigned attributes (timestamps on
-    detached signatures are not checked here, so they are refused); every certificate it
-    carries lies on the signer's chain. With `trusted`, the signer chains to a pinned
-    certificate with the code-signing usage, checked at `now`.
+    signer's signed attributes bind `content`; its only unsigned attributes are RFC 3161
+    timestamp tokens (`id-aa-timeStampToken`, as jarsigner -tsa adds), each verified over the
+    signer's signature (`timestamps.rfc3161_token`); every certificate it carries lies on the
+    signer's chain. With `trusted`, the signer chains to a pinned certificate with the
+    code-signing usage, checked at a trusted timestamp's time or else at `now`.
 
     Raises:
         VerificationError: outside the grammar, the digest or signature does not match, or the
@@ -151,11 +153,16 @@ def verify_detached(
         )
     if sd.attribute_certs:
         raise VerificationError(f"{label}: carries attribute certificates (refused here)")
-    signer = cms.verify_signer_info(sd, content, PKCS7_DATA, frozenset(), label)
+    signer = cms.verify_signer_info(sd, content, PKCS7_DATA, frozenset({TIMESTAMP_TOKEN}), label)
+    stamps = [
+        rfc3161_token(value, sd, signer, trusted, f"{label}, timestamp #{i}")
+        for _, values in signer.unsigned
+        for i, value in enumerate(values)
+    ]
     require_on_chains(sd.certs, [signer.cert], label)
     chain: tuple[str, ...] = ()
     if trusted:
-        at = now or datetime.now(timezone.utc)
+        at = next((s.time for s in stamps if s.trusted), now or datetime.now(timezone.utc))
         chain = chain_to_trust(
             signer.cert, sd.certs, trusted, usage=CODE_SIGNING, at=at, what=label
         )
@@ -171,7 +178,7 @@ def verify_detached(
         ),
         content_digest=f"{signer.digest}:{cms.hash_bytes(signer.digest, content).hex()}",
         chain=chain,
-        countersignatures=(),
+        countersignatures=tuple(stamps),
     )
 
 
