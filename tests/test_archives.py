@@ -193,7 +193,7 @@ def test_library_results_and_strict(tmp_path: Path) -> None:
     [
         (Limits(name=8), "archive.limit.name"),
         (Limits(seconds=0), "archive.limit.time"),
-        (Limits(floor=1000, ratio=1), "archive.limit.bytes"),
+        (Limits(floor=400, ratio=0), "archive.limit.bytes"),  # 559 bytes expanded, once
         (Limits(depth=0), "archive.limit.depth"),
     ],
 )

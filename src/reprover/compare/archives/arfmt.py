@@ -20,7 +20,7 @@ from reprover.compare.archives.listing import (
     Listing,
     MalformedArchive,
     Member,
-    byte_range,
+    Span,
     decode_name,
     when,
 )
@@ -80,7 +80,8 @@ def read_ar(f: BinaryIO, size: int, budget: Budget) -> Listing:
                 show = f"{number:o}"
             fields[key] = Field(raw, pos + at, width, kind, show, number)
         data = pos + HEADER
-        member = Member(name, "file", fields, pos, opener=byte_range(f, data, length, "ar member"))
+        member = Member(name, "file", fields, pos, stored=Span(f, data, length), key=head,
+                        plain=True)  # fmt: skip
         listing.members.append(member)
         pos = data + length
         if length % 2:

@@ -24,6 +24,7 @@ from reprover.compare.archives.ole import MAGIC as OLE_MAGIC
 from reprover.compare.archives.ole import read_ole
 from reprover.compare.archives.rpmfmt import MAGIC as RPM_MAGIC
 from reprover.compare.archives.rpmfmt import read_rpm
+from reprover.compare.archives.streams import MAGIC as STREAM_MAGIC
 from reprover.compare.archives.streams import stream_format, unwrap
 from reprover.compare.archives.tarfmt import is_tar, read_tar
 from reprover.compare.archives.zipfmt import read_zip
@@ -32,6 +33,7 @@ ZIP_NAMES = (".zip", ".whl", ".jar", ".war", ".ear", ".apk", ".aar", ".nupkg", "
 STREAM_SUFFIXES = {"gzip": (".gz", ".tgz"), "xz": (".xz", ".txz"), "bz2": (".bz2", ".tbz2"),
                    "zstd": (".zst", ".tzst")}  # fmt: skip
 HEAD = 512
+STREAMS = frozenset(STREAM_MAGIC.values())  # compressed-stream formats: one member, expanded
 
 
 def sniff(head: bytes, name: str) -> str | None:  # noqa: PLR0911 - one return per format

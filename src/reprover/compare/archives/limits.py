@@ -11,6 +11,7 @@ thousandfold) with a floor, and capped absolutely, so a large honest archive sti
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -54,6 +55,7 @@ class Budget:
     expanded: int = 0
     members: int = 0
     started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def spend(self, size: int) -> None:
         """Count `size` expanded bytes.
@@ -61,7 +63,8 @@ class Budget:
         Raises:
             LimitHit: the expanded-bytes bound or the time bound is reached.
         """
-        self.expanded += size
+        with self.lock:  # both sides of a pair may be expanded at once
+            self.expanded += size
         allowed = self.limits.byte_budget(self.input_size)
         if self.expanded > allowed:
             raise LimitHit(
@@ -78,7 +81,8 @@ class Budget:
         Raises:
             LimitHit: too many members, a name too long, or out of time.
         """
-        self.members += 1
+        with self.lock:
+            self.members += 1
         if self.members > self.limits.members:
             raise LimitHit(
                 "archive.limit.members", f"more than {self.limits.members} members in all"

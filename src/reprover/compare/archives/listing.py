@@ -12,7 +12,8 @@ structure that disagrees with itself; it is never allowed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import BinaryIO
@@ -20,6 +21,7 @@ from typing import BinaryIO
 from reprover.model import Kind
 
 CHUNK = 1 << 20
+SAFE_NAME = re.compile(r"[^%!\[\]\x00-\x1f\x7f\udc80-\udcff]*")  # nothing `quote` escapes
 
 Opener = Callable[[], Iterator[bytes]]
 
@@ -77,19 +79,73 @@ class Hidden:
     reason: str
 
 
-@dataclass
-class Member:
-    """One member. `opener` streams its content; `raw` is a digest of its stored bytes."""
+@dataclass(frozen=True, slots=True)
+class Span:
+    """`size` stored bytes of `file` from `start`: a member's bytes as they lie in the archive."""
 
-    name: str
-    kind: str  # file, dir, symlink, hardlink, device, other
-    fields: dict[str, Field]
-    offset: int
-    opener: Opener | None = None
-    target: str | None = None
-    raw: str | None = None  # sha256 of the compressed/stored bytes, when they differ by format
-    stored: Opener | None = None  # streams the stored (compressed) bytes, without expanding
-    identity: object = None  # what, with equal stored bytes, fixes the content (method, CRC)
+    file: BinaryIO
+    start: int
+    size: int
+
+    def blocks(self) -> Iterator[bytes]:
+        """Stream the bytes in CHUNK blocks.
+
+        Raises:
+            MalformedArchive: the file ends first.
+        """
+        return byte_range(self.file, self.start, self.size, "member data")()
+
+
+Fields = Mapping[str, Field]
+
+
+class Member:
+    """One member, kept small: an archive may hold hundreds of thousands of them.
+
+    `opener` streams its content. `stored` is where its stored bytes lie (compressed, for a
+    compressed member), and `identity` what, with equal stored bytes, fixes the content (ZIP:
+    method, encryption, CRC, size); a `plain` member's content is its stored bytes. `key` is
+    bytes whose equality on two members implies equal `fields`, so equal headers are not
+    expanded into fields. `fields` may be given as a function that builds them on each read.
+    """
+
+    __slots__ = ("_fields", "_opener", "identity", "key", "kind", "name", "offset", "plain",
+                 "stored", "target")  # fmt: skip
+
+    def __init__(  # noqa: PLR0917 - the positional order every format module uses
+        self,
+        name: str,
+        kind: str,  # file, dir, symlink, hardlink, device, other
+        fields: Fields | Callable[[], Fields],
+        offset: int,
+        opener: Opener | None = None,
+        target: str | None = None,
+        *,
+        stored: Span | None = None,
+        identity: object = None,
+        key: bytes | None = None,
+        plain: bool = False,
+    ) -> None:
+        self.name, self.kind, self._fields, self.offset = name, kind, fields, offset
+        self._opener, self.target, self.stored = opener, target, stored
+        self.identity, self.key, self.plain = identity, key, plain
+
+    @property
+    def fields(self) -> Fields:
+        """Its metadata fields, by short name."""
+        fields = self._fields
+        return fields() if callable(fields) else fields
+
+    @property
+    def opener(self) -> Opener | None:
+        """Streams its content (for a `plain` member, its stored bytes)."""
+        if self._opener is None and self.plain and self.stored is not None:
+            return self.stored.blocks
+        return self._opener
+
+    @opener.setter
+    def opener(self, value: Opener | None) -> None:
+        self._opener = value
 
 
 @dataclass
@@ -120,6 +176,8 @@ def quote(name: str) -> str:
     `%`, `!` (the layer separator), `[`, `]` and control characters are percent-escaped, so a
     hostile name cannot forge another layer or another region.
     """
+    if SAFE_NAME.fullmatch(name):
+        return name
     out = []
     for ch in name:
         code = ord(ch)

@@ -19,7 +19,7 @@ import lzma
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from reprover.compare.archives.limits import Budget
 from reprover.compare.archives.listing import CHUNK, Field, Hidden, MalformedArchive, when
@@ -185,11 +185,11 @@ def unwrap(
             raise MalformedArchive(f"{fmt}: {exc}") from exc
         if engine.eof:
             unused, done = engine.unused_data, True
+        raw.update(memoryview(block)[: len(block) - len(unused)])  # the stream's own bytes
         pos += len(block)
     if not done:
         raise MalformedArchive(f"{fmt} stream truncated")
     end = pos - len(unused)
-    _hash_range(f, body_start, end, raw)
     if gz is not None:
         f.seek(end)
         trailer = f.read(8)
@@ -204,14 +204,3 @@ def unwrap(
         hidden.append(Hidden(end, size - end, f"bytes after the end of the {fmt} stream"))
     out.flush()
     return fields, hidden, inner.hexdigest()
-
-
-def _hash_range(f: BinaryIO, start: int, end: int, digest: Any) -> None:
-    f.seek(start)
-    left = end - start
-    while left > 0:
-        block = f.read(min(CHUNK, left))
-        if not block:
-            break
-        digest.update(block)
-        left -= len(block)

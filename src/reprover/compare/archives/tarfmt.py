@@ -14,8 +14,10 @@ because `tarfile` skips padding and stops silently at the first bad header after
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tarfile
+from functools import partial
 from typing import Any, BinaryIO, cast
 
 from reprover.compare.archives.limits import Budget, LimitHit
@@ -26,7 +28,7 @@ from reprover.compare.archives.listing import (
     Listing,
     MalformedArchive,
     Member,
-    byte_range,
+    Span,
     when,
 )
 from reprover.model import Kind
@@ -161,6 +163,13 @@ def _extensions(f: BinaryIO, start: int, main: int) -> dict[str, Field]:
     return fields
 
 
+def _header_fields(f: BinaryIO, start: int, main: int) -> dict[str, Field]:
+    """Fields of a member's extension headers and its main header block at `main`."""
+    fields = _extensions(f, start, main)
+    fields.update(_block_fields(_read(f, main, BLOCK), main, ""))
+    return fields
+
+
 def _zero(f: BinaryIO, start: int, end: int) -> bool:
     f.seek(start)
     left = end - start
@@ -203,11 +212,9 @@ def read_tar(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> Listin
             if info.offset != pos:
                 listing.hidden.append(Hidden(pos, info.offset - pos, "bytes between members"))
             main = info.offset_data - BLOCK
-            fields = _extensions(f, info.offset, main)
-            fields.update(_block_fields(_read(f, main, BLOCK), main, ""))
+            header = _read(f, info.offset, info.offset_data - info.offset)
             # every member's data is compared, whatever its type: GNU tar extracts an unknown
             # typeflag as a regular file, so data under one is content, not padding
-            data_size = info.size
             end = info.offset_data + (info.size + BLOCK - 1) // BLOCK * BLOCK
             if not _zero(f, info.offset_data + info.size, end):
                 listing.hidden.append(
@@ -217,11 +224,13 @@ def read_tar(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> Listin
             member = Member(
                 info.name,
                 KINDS.get(info.type, "other"),
-                fields,
+                partial(_header_fields, f, info.offset, main),
                 info.offset,
                 target=info.linkname or None,
+                stored=Span(f, info.offset_data, info.size),
+                key=hashlib.sha256(header).digest(),  # the fields are a function of these bytes
+                plain=True,
             )
-            member.opener = byte_range(f, info.offset_data, data_size, "tar member")
             listing.members.append(member)
             pos = end
     finally:

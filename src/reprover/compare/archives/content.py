@@ -1,0 +1,86 @@
+"""Member content: equal stored bytes found by comparing them, differing content hashed once.
+
+Owns: `same_stored` (two members' stored bytes compared block by block, without hashing;
+equal stored bytes and equal identity mean equal content, so nothing is expanded) and `take`
+(a member's content streamed once: hashed and written to a private file in the same pass; a
+file cut short by a limit or a malformed stream is removed before the error goes on).
+Does not own: deciding what a difference means (`driver`), reading formats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from reprover.compare.archives.listing import CHUNK, MalformedArchive, Member, Span
+from reprover.model import Digest
+
+
+def same_stored(a: Member, b: Member) -> bool | None:
+    """Whether two members' content is the same by their stored bytes alone.
+
+    True: equal stored bytes and equal identity (method, CRC, size), or equal bytes of plain
+    members; decompression is a function of the stored bytes, so the content is equal. False:
+    a plain member's bytes differ (its content differs). None: it cannot be told without
+    expanding (no stored bytes, other identity, or compressed bytes that differ).
+
+    Raises:
+        MalformedArchive: the archive ends inside a member's stored bytes.
+    """
+    if a.stored is None or b.stored is None or a.plain != b.plain:
+        return None
+    if not a.plain and (a.identity is None or a.identity != b.identity):
+        return None
+    if a.stored.size != b.stored.size:
+        return False if a.plain else None
+    if same_bytes(a.stored, b.stored):
+        return True
+    return False if a.plain else None
+
+
+def same_bytes(a: Span, b: Span) -> bool:
+    """Whether two spans of the same size hold the same bytes (read in lockstep, no hashing).
+
+    Raises:
+        MalformedArchive: a file ends inside its span.
+    """
+    size = min(a.size, b.size, CHUNK)
+    buf_a, buf_b = bytearray(size), bytearray(size)
+    left, pos_a, pos_b = a.size, a.start, b.start
+    while left > 0:
+        n = min(left, len(buf_a))
+        if n < len(buf_a):
+            buf_a, buf_b = bytearray(n), bytearray(n)
+        a.file.seek(pos_a)
+        b.file.seek(pos_b)
+        if a.file.readinto(buf_a) != n or b.file.readinto(buf_b) != n:  # type: ignore[attr-defined]
+            raise MalformedArchive("member data truncated")
+        if buf_a != buf_b:
+            return False
+        left, pos_a, pos_b = left - n, pos_a + n, pos_b + n
+    return a.size == b.size
+
+
+def take(m: Member, target: Path) -> Digest:
+    """Stream `m`'s content once: hash it and write it to `target` (a new private file).
+
+    Returns its digest. On any error `target` is removed before the error goes on, so a member
+    cut short by a limit leaves nothing behind.
+
+    Raises:
+        LimitHit: a bound was reached while expanding.
+        MalformedArchive: the content is corrupt (CRC, size, truncated).
+        OSError: the private file cannot be written.
+    """
+    h, size = hashlib.sha256(), 0
+    try:
+        with target.open("xb") as out:
+            if m.opener is not None:
+                for block in m.opener():
+                    h.update(block)
+                    out.write(block)
+                    size += len(block)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return Digest(h.hexdigest(), size)

@@ -1,0 +1,158 @@
+"""The verdict of one archive pair, from what the member-by-member comparison found.
+
+Owns: `Findings` (what `driver` collects for one archive pair: root differences, their
+consequences, members whose content differs and their results, notes, undecided members) and
+`verdict`, which applies the policy (`judge`) to the root differences, marks content
+differences allowed when the member is accepted, decides header consequences (allowed only
+when they follow something that is itself allowed, unexplained when they follow nothing), and
+runs the archive format's signature proof (`signing.PROVERS`) when only signing explains the
+differences left.
+Does not own: comparing members (`driver`), the proofs' details (`signing` and one module per
+format), the policy vocabulary (`judge` is passed in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from reprover.compare.archives.listing import Listing
+from reprover.compare.archives.signing import PROVERS, Role
+from reprover.compare.signatures import quoted
+from reprover.errors import VerificationError
+from reprover.model import (
+    ACCEPTED,
+    ArtifactResult,
+    ArtifactVerdict,
+    Difference,
+    Digest,
+    Kind,
+    Policy,
+)
+
+Judge = Callable[[ArtifactResult, Policy], ArtifactResult]
+SIGNATURE_RULE = "signature"
+
+
+@dataclass
+class Findings:
+    """What comparing one archive pair found, for its verdict."""
+
+    path: str
+    la: Listing
+    lb: Listing
+    digests: tuple[Digest, Digest]
+    files: tuple[Path, Path]
+    roots: list[Difference] = field(default_factory=list)
+    consequences: list[Difference] = field(default_factory=list)
+    contents: list[tuple[str, Difference, ArtifactResult]] = field(default_factory=list)
+    members: list[ArtifactResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    undecided: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # member results' paths -> raw names
+    signed: bool = False
+
+
+def verdict(found: Findings, policy: Policy, judge: Judge | None) -> ArtifactResult:
+    """The archive's own result from everything its comparison found (see the module doc)."""
+    roots: tuple[Difference, ...] = tuple(found.roots)
+    if roots and judge is not None:
+        judged = judge(
+            ArtifactResult(found.path, ArtifactVerdict.DIFFERENT, *found.digests, roots),
+            policy,
+        )
+        roots = judged.differences
+    contents = tuple(
+        replace(d, allowed=own.verdict in ACCEPTED,
+                rule=f"member {own.verdict.value}" if own.verdict in ACCEPTED else None)
+        for _, d, own in found.contents
+    )  # fmt: skip
+    roots, contents = _signature(found, policy, roots, contents)
+    everything = (*roots, *contents)
+    undecided = [*found.undecided]
+    undecided += [o.path for _, _, o in found.contents if o.verdict is ArtifactVerdict.INCONCLUSIVE]
+    decided = all(d.allowed for d in roots) and all(
+        d.allowed or o.verdict is ArtifactVerdict.INCONCLUSIVE
+        for d, (_, _, o) in zip(contents, found.contents, strict=True)
+    )
+    if found.consequences and not everything:  # consequences of nothing: unexplained
+        decided = False
+        found.notes.append("header sizes or checksums differ but no member or field does: "
+                          "unexplained, never allowed")  # fmt: skip
+    rules = sorted({d.rule for d in roots if d.rule})
+    follow = tuple(
+        replace(d, allowed=decided and bool(everything), rule=", ".join(rules) or None
+                if decided and everything else None)
+        for d in found.consequences
+    )  # fmt: skip
+    differences = tuple(sorted((*everything, *follow), key=lambda d: d.offset))
+    notes = list(found.notes)
+    if not differences:
+        why = "the files differ but no member or field does"
+        differences = (Difference(0, 0, "archive.unexplained", Kind.HIDDEN, detail=why),)
+        decided = False
+    signed = found.signed or any(
+        o.verdict is ArtifactVerdict.SIGNATURE_ONLY for _, _, o in found.contents
+    )
+    if not decided:
+        verdict = ArtifactVerdict.DIFFERENT
+    elif undecided:
+        verdict = ArtifactVerdict.INCONCLUSIVE
+        notes.append("members not decided: " + ", ".join(undecided))
+    else:
+        verdict = ArtifactVerdict.SIGNATURE_ONLY if signed else ArtifactVerdict.EQUIVALENT
+    return ArtifactResult(found.path, verdict, *found.digests, differences, tuple(notes))
+
+
+def _signature(
+    found: Findings, policy: Policy, roots: tuple[Difference, ...], contents: tuple[Difference, ...]
+) -> tuple[tuple[Difference, ...], tuple[Difference, ...]]:
+    """Differences that only a signature of this archive's own format explains: prove it.
+
+    Runs when the format has a prover, the policy allows `signature`, nothing is undecided,
+    every difference not already allowed is the signature or an effect of signing, and at
+    least one is the signature itself. Proven: those differences are allowed under
+    `signature`, and the signing members' own results are dropped (the outer artifact's
+    differences still name them).
+    """
+    prover = PROVERS.get(found.la.format)
+    if prover is None or SIGNATURE_RULE not in policy.allow or found.undecided:
+        return roots, contents
+    root_roles = [None if d.allowed else prover.role(d.region, found.la) for d in roots]
+    member_roles = [
+        None if d.allowed else prover.member_role(name)
+        for (name, _, _), d in zip(found.contents, contents, strict=True)
+    ]
+    pending = [
+        (d, r) for d, r in zip((*roots, *contents), (*root_roles, *member_roles), strict=True)
+        if not d.allowed
+    ]  # fmt: skip
+    if any(r is None for _, r in pending) or all(r is not Role.SIGNATURE for _, r in pending):
+        return roots, contents
+    try:
+        signers = prover.prove(found.files, (found.la, found.lb), policy.trusted_signers)
+    except VerificationError as exc:
+        found.notes.append(f"signature-only refused: {exc.message}")
+        return roots, contents
+    found.signed = True
+    trusted = policy.trusted_signers
+    pinned = "chains to pinned trust" if trusted else "signer not pinned"
+    subject = quoted(signers[0].subject) if signers else "no named signer"
+    found.notes.append(f"released = rebuilt + {prover.label}; signed by {subject} ({pinned})")
+    found.notes.extend(
+        f"{s.label}: subject {quoted(s.subject)}; issuer {quoted(s.issuer)}" for s in signers
+    )
+    signing = {p for p, name in found.names.items() if prover.member_role(name) is not None}
+    found.members = [
+        m for m in found.members if not any(m.path == s or m.path.startswith(s + "!")
+                                           for s in signing)
+    ]  # fmt: skip
+
+    def allow(d: Difference, r: Role | None) -> Difference:
+        return d if d.allowed or r is None else replace(d, allowed=True, rule=SIGNATURE_RULE)
+
+    return (
+        tuple(allow(d, r) for d, r in zip(roots, root_roles, strict=True)),
+        tuple(allow(d, r) for d, r in zip(contents, member_roles, strict=True)),
+    )

@@ -1,0 +1,293 @@
+"""ZIP end record and central directory: where every entry says it is, and what it says.
+
+Owns: finding the end record (ZIP64 too, with bytes before the archive or after the end
+record reported as `Hidden`), reading every central-directory entry into a compact `Entry`
+(one bytes object holding its record, the numbers it parses to), and turning an entry and
+its local extra field into `Field`s on demand (`Entry.fields`), so a listing of 200,000
+members holds raw records rather than 200,000 dictionaries.
+Does not own: the local headers and member data (`zipfmt` walks them in file order).
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import datetime
+from typing import BinaryIO
+
+from reprover.compare.archives.limits import Budget
+from reprover.compare.archives.listing import Field, Hidden, Listing, MalformedArchive, decode_name
+from reprover.model import Kind
+
+EOCD, EOCD64, LOC64 = b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07"
+CEN = b"PK\x01\x02"
+MAX_COMMENT = 0xFFFF
+COMPRESSION_FLAGS = 0x000E  # deflate options (bits 1-2) and the data descriptor (bit 3)
+UNIX = 3
+S_IFMT, S_IFLNK, S_IFDIR = 0o170000, 0o120000, 0o040000
+EXTRA_NAMES = {0x5455: "extra.mtime", 0x000A: "extra.ntfs.mtime", 0x7875: "extra.owner"}
+CENTRAL = struct.Struct("<HHHHHHIIIHHHHHII")
+OFFSET_AT = 42  # the local header offset inside a central record
+
+
+class Entry:
+    """One central-directory entry: its record's bytes and the numbers they hold.
+
+    `record` is the entry's central record with its local header offset zeroed (that offset
+    moves whenever an earlier member changes size, and is checked by the walk, not compared),
+    so two entries with equal `record` and equal local extra fields have equal `fields()`.
+    """
+
+    __slots__ = ("at", "budget", "crc", "csize", "data", "dostime", "external", "file", "flags",
+                 "internal", "local", "local_extra", "made_by", "method", "name", "needed",
+                 "nlen", "record", "usize", "xlen", "zip64")  # fmt: skip
+    made_by: int
+    needed: int
+    flags: int
+    method: int
+    dostime: int
+    crc: int
+    csize: int
+    usize: int
+    nlen: int
+    xlen: int
+    internal: int
+    external: int
+    local: int  # offset of its local header
+    data: int  # offset of its stored bytes (set by the local-header walk)
+    local_extra: bytes  # its local extra field (set by the local-header walk)
+    record: bytes
+    name: str
+    at: int  # offset of its central record
+    file: BinaryIO
+    budget: Budget
+    zip64: bool
+
+    def __init__(self, record: bytes, at: int, file: BinaryIO, budget: Budget) -> None:
+        (self.made_by, self.needed, self.flags, self.method, t, d, self.crc, self.csize,
+         self.usize, self.nlen, self.xlen, _clen, _disk, self.internal, self.external,
+         self.local) = CENTRAL.unpack_from(record, 4)  # fmt: skip
+        self.dostime = (d << 16) | t
+        self.record = record[:OFFSET_AT] + bytes(4) + record[OFFSET_AT + 4 :]
+        raw = self.raw_name
+        self.name = decode_name(raw, utf8=bool(self.flags & 0x800) or raw.isascii())
+        self.at, self.file, self.budget = at, file, budget
+        self.zip64, self.local_extra, self.data = False, b"", 0
+
+    @property
+    def raw_name(self) -> bytes:
+        """The name as stored."""
+        return self.record[46 : 46 + self.nlen]
+
+    @property
+    def extra(self) -> bytes:
+        """The central extra field."""
+        return self.record[46 + self.nlen : 46 + self.nlen + self.xlen]
+
+    @property
+    def comment(self) -> bytes:
+        """The entry comment."""
+        return self.record[46 + self.nlen + self.xlen :]
+
+    @property
+    def key(self) -> bytes:
+        """Bytes whose equality on two entries implies equal `fields()`."""
+        return self.record + self.local_extra if self.local_extra else self.record
+
+
+def read_exact(f: BinaryIO, offset: int, size: int) -> bytes:
+    f.seek(offset)
+    data = f.read(size)
+    if len(data) != size:
+        raise MalformedArchive(f"truncated: wanted {size} bytes at {offset}")
+    return data
+
+
+def extra_records(extra: bytes) -> list[tuple[int, int, bytes]] | None:
+    """(id, offset in extra, data) of each extra record, or None when they do not parse."""
+    out, pos = [], 0
+    while pos < len(extra):
+        if pos + 4 > len(extra):
+            return None
+        ident, size = struct.unpack_from("<HH", extra, pos)
+        if pos + 4 + size > len(extra):
+            return None
+        out.append((ident, pos, extra[pos + 4 : pos + 4 + size]))
+        pos += 4 + size
+    return out
+
+
+def _zip64(entry: Entry, data: bytes) -> None:
+    """Apply a ZIP64 extended-information record to the entry's 0xFFFFFFFF fields."""
+    pos = 0
+    for attr in ("usize", "csize", "local"):
+        if getattr(entry, attr) == 0xFFFFFFFF:
+            if pos + 8 > len(data):
+                raise MalformedArchive(f"ZIP64 record of {entry.name!r} is too short")
+            setattr(entry, attr, struct.unpack_from("<Q", data, pos)[0])
+            pos += 8
+    entry.zip64 = True
+
+
+def end_record(f: BinaryIO, size: int, listing: Listing) -> tuple[int, int, int, int, int]:
+    """Find the end record; return (cd start, cd size, entry count, where the cd must end,
+    bytes prepended to the archive)."""
+    span = min(size, 22 + MAX_COMMENT)
+    tail = read_exact(f, size - span, span)
+    pos = tail.rfind(EOCD)
+    while pos >= 0 and (
+        pos + 22 > span or pos + 22 + struct.unpack_from("<H", tail, pos + 20)[0] > span
+    ):
+        pos = tail.rfind(EOCD, 0, pos)
+    if pos < 0:
+        raise MalformedArchive("no end-of-central-directory record")
+    at = size - span + pos
+    disk, cd_disk, n_disk, n_total, cd_size, cd_offset, clen = struct.unpack_from(
+        "<HHHHIIH", tail, pos + 4
+    )
+    comment_at = at + 22
+    comment = tail[pos + 22 : pos + 22 + clen]
+    listing.fields["zip.comment"] = Field(comment, comment_at, clen, Kind.HIDDEN)
+    if comment_at + clen < size:
+        listing.hidden.append(
+            Hidden(comment_at + clen, size - comment_at - clen, "bytes after the end record")
+        )
+    cd_end = at
+    if at >= 20 and read_exact(f, at - 20, 4) == LOC64:
+        _, _loc_disk, rec_at, _disks = struct.unpack("<IIQI", read_exact(f, at - 20, 20))
+        record = read_exact(f, rec_at, 56)
+        if record[:4] != EOCD64:
+            raise MalformedArchive("ZIP64 locator does not point at a ZIP64 end record")
+        rec_size, _, _, disk, cd_disk, n_disk, n_total, cd_size, cd_offset = struct.unpack_from(
+            "<QHHIIQQQQ", record, 4
+        )
+        if rec_at + 12 + rec_size != at - 20:
+            listing.hidden.append(
+                Hidden(rec_at, at - 20 - rec_at, "ZIP64 end record does not reach its locator")
+            )
+        cd_end = rec_at
+    if disk or cd_disk or n_disk != n_total:
+        raise MalformedArchive("multi-disk archives are not supported")
+    if cd_size > cd_end:
+        raise MalformedArchive("central directory larger than the file")
+    shift = cd_end - cd_size - cd_offset
+    if shift < 0:
+        raise MalformedArchive("central directory offset points past its end")
+    if shift:
+        listing.hidden.append(
+            Hidden(0, shift, f"{shift} bytes prepended to the archive (offsets shifted)")
+        )
+    return cd_offset + shift, cd_size, n_total, cd_end, shift
+
+
+def central_directory(
+    f: BinaryIO, span: tuple[int, int, int], listing: Listing, budget: Budget
+) -> list[Entry]:
+    """Every entry of the central directory at `span` (start, size, count), in its order.
+
+    Raises:
+        MalformedArchive: an entry is malformed or overruns the directory.
+        LimitHit: a bound of `budget` was reached (member count, name length).
+    """
+    start, cd_size, count = span
+    data = read_exact(f, start, cd_size)
+    entries: list[Entry] = []
+    pos = 0
+    for _ in range(count):
+        if data[pos : pos + 4] != CEN or pos + 46 > len(data):
+            raise MalformedArchive(f"central directory entry {len(entries)} is malformed")
+        nlen, xlen, clen = struct.unpack_from("<HHH", data, pos + 28)
+        end = pos + 46 + nlen + xlen + clen
+        if end > len(data):
+            raise MalformedArchive(f"central directory entry {len(entries)} overruns it")
+        budget.member(data[pos + 46 : pos + 46 + nlen])
+        entry = Entry(data[pos:end], start + pos, f, budget)
+        for ident, _, payload in extra_records(entry.extra) or ():
+            if ident == 1:
+                _zip64(entry, payload)
+        entries.append(entry)
+        pos = end
+    if pos != len(data):
+        listing.hidden.append(
+            Hidden(start + pos, len(data) - pos, "bytes in the central directory after its entries")
+        )
+    return entries
+
+
+def _dostime(value: int) -> str:
+    d, t = value >> 16, value & 0xFFFF
+    try:
+        moment = datetime(  # DOS times have no zone
+            1980 + (d >> 9), (d >> 5) & 15, d & 31, t >> 11, (t >> 5) & 63, (t & 31) * 2
+        )
+    except ValueError:
+        return f"{value:#010x} (invalid DOS time)"
+    return moment.isoformat()
+
+
+def entry_fields(e: Entry) -> dict[str, Field]:
+    """The fields of an entry and its local extra field, with where each lies."""
+    at, local_extra = e.at, e.local_extra
+    local_extra_at = e.data - len(local_extra)
+    fields = {
+        "version": Field(e.made_by, at + 4, 2),
+        "compression.version": Field(e.needed, at + 6, 2),
+        "compression.flags": Field(e.flags & COMPRESSION_FLAGS, at + 8, 2),
+        "flags": Field(e.flags & ~COMPRESSION_FLAGS, at + 8, 2),
+        "compression.method": Field(e.method, at + 10, 2),
+        "mtime": Field(e.dostime, at + 12, 4, Kind.TIMESTAMP, _dostime(e.dostime)),
+        "compression.size": Field(e.csize, at + 20, 4),
+        "attributes.internal": Field(e.internal, at + 36, 2),
+        "comment": Field(e.comment, at + 46 + len(e.raw_name) + len(e.extra), len(e.comment)),
+    }
+    if e.made_by >> 8 == UNIX:
+        mode = e.external >> 16
+        fields["mode"] = Field(mode, at + 38, 4, show=f"{mode:o}")
+        fields["attributes.dos"] = Field(e.external & 0xFFFF, at + 38, 4)
+    else:
+        fields["attributes.external"] = Field(e.external, at + 38, 4)
+    extra_at = at + 46 + len(e.raw_name)
+    for prefix, extra, base in (("", e.extra, extra_at), ("local.", local_extra, local_extra_at)):
+        records = extra_records(extra)
+        if records is None:
+            fields[prefix + "extra"] = Field(extra, base, len(extra))
+            continue
+        for ident, pos, payload in records:
+            if ident == 1:
+                continue  # ZIP64 sizes and offsets: checked by the walk itself
+            named = ident in EXTRA_NAMES and _well_formed(ident, payload)
+            key = prefix + (EXTRA_NAMES[ident] if named else f"extra[{ident:#06x}]")
+            kind = Kind.TIMESTAMP if key.endswith("mtime") else Kind.METADATA
+            fields[key] = Field(payload, base + pos, 4 + len(payload), kind)
+    return fields
+
+
+def _well_formed(ident: int, payload: bytes) -> bool:
+    """Whether a time or owner extra holds only its fields (else no rule may allow it: a
+    payload of data under a time or owner record is data, not a time)."""
+    if ident == 0x5455:  # flags, then one 4-byte time per flag bit set (central: at most all)
+        return 1 <= len(payload) <= 1 + 4 * bin(payload[0] & 7).count("1")
+    if ident == 0x000A:  # 4 reserved bytes, one tag 1 of 24 bytes (mtime, atime, ctime)
+        return len(payload) == 32 and payload[4:8] == struct.pack("<HH", 1, 24)
+    if ident == 0x7875:  # version 1, uid size, uid, gid size, gid
+        if len(payload) < 3 or payload[0] != 1 or payload[1] > 8:
+            return False
+        gid_at = 2 + payload[1]
+        return (
+            gid_at < len(payload)
+            and payload[gid_at] <= 8
+            and (len(payload) == gid_at + 1 + payload[gid_at])
+        )
+    return False
+
+
+def entry_kind(e: Entry) -> str:
+    """file, dir, symlink or other, from the Unix mode or the name."""
+    if e.made_by >> 8 == UNIX:
+        fmt = (e.external >> 16) & S_IFMT
+        if fmt == S_IFLNK:
+            return "symlink"
+        if fmt == S_IFDIR:
+            return "dir"
+        if fmt not in (0, 0o100000):
+            return "other"
+    return "dir" if e.name.endswith("/") else "file"

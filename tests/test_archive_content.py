@@ -1,0 +1,146 @@
+"""Archive members compared fast: stored bytes compared directly, content taken in one pass.
+
+The fast paths must give the same answers as expanding everything: these tests change one
+thing each (a header byte, a content byte, the compression) and check what is reported, and
+that a member cut short by a limit leaves no private file behind.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from archive_support import FILES, regions, write_tar, write_zip
+from reprover.compare.archives import Budget, Context, Limits, compare_tree
+from reprover.compare.archives.listing import quote
+from reprover.compare.archives.zipfmt import read_zip
+from reprover.digest import hash_file
+from reprover.model import ACCEPTED, ArtifactResult, ArtifactVerdict, Policy
+from reprover.policy import judge
+
+
+def _compare(
+    a: Path, b: Path, tmp: Path, *, limits: Limits | None = None, allow: tuple[str, ...] = ()
+) -> tuple[ArtifactResult, ...]:
+    """Compare through the recursion driver with a private folder the test can inspect."""
+    digests = (hash_file(a), hash_file(b))
+    budget = Budget(limits or Limits(), max(d.size for d in digests))
+
+    def leaf(name: str, x: Path, y: Path, pair: tuple[object, object]) -> ArtifactResult:
+        return ArtifactResult(name, ArtifactVerdict.DIFFERENT, *pair)  # type: ignore[arg-type]
+
+    tmp.mkdir()
+    ctx = Context(Policy(allow=allow), judge, leaf, budget, tmp)
+    return compare_tree(a.name, a, b, digests, ctx)
+
+
+def test_member_cut_short_by_the_byte_limit_leaves_no_file(tmp_path: Path) -> None:
+    big = bytes(300_000)  # compresses to a few hundred bytes: a small bomb
+    a = write_zip(tmp_path / "a.zip", {"bomb.bin": big, **FILES})
+    (tmp_path / "b").mkdir()
+    b = write_zip(tmp_path / "b" / "a.zip", {"bomb.bin": big + b"x", **FILES})
+    members = tmp_path / "members"
+    results = _compare(a, b, members, limits=Limits(floor=400_000, ratio=0))
+    assert results[0].verdict not in ACCEPTED
+    bomb = next(r for r in results if r.path == "a.zip!bomb.bin")
+    assert bomb.verdict is ArtifactVerdict.INCONCLUSIVE
+    assert any("archive.limit.bytes" in n for n in bomb.notes)
+    assert list(members.iterdir()) == []  # the released side was taken whole, then removed
+
+
+def test_differing_members_leave_no_file_after_their_comparison(tmp_path: Path) -> None:
+    a = write_tar(tmp_path / "a.tar", {"x": b"one" * 100, "y": b"same"})
+    b = write_tar(tmp_path / "b.tar", {"x": b"two" * 100, "y": b"same"})
+    members = tmp_path / "members"
+    results = _compare(a, b, members)
+    assert [r.path for r in results] == ["a.tar", "a.tar!x"]
+    assert list(members.iterdir()) == []
+
+
+def test_tar_member_of_same_size_and_headers_but_other_bytes_differs(tmp_path: Path) -> None:
+    a = write_tar(tmp_path / "a.tar", {"x": b"A" * 5000, "y": b"same"})
+    b = write_tar(tmp_path / "b.tar", {"x": b"A" * 4999 + b"B", "y": b"same"})
+    results = _compare(a, b, tmp_path / "members", allow=("archive.mtime",))
+    assert results[0].verdict is ArtifactVerdict.DIFFERENT
+    assert "tar.member[x].data" in regions(_as_json(results[0]))
+    assert "1 member(s) identical" in results[0].notes
+
+
+def test_tar_header_byte_alone_is_reported_as_its_field(tmp_path: Path) -> None:
+    a = write_tar(tmp_path / "a.tar", {"x": b"data"}, uid=0)
+    b = write_tar(tmp_path / "b.tar", {"x": b"data"}, uid=1000)
+    results = _compare(a, b, tmp_path / "members")
+    found = regions(_as_json(results[0]))
+    assert "tar.member[x].uid" in found
+    assert "tar.member[x].data" not in found
+
+
+def test_zip_recompressed_member_is_compression_not_content(tmp_path: Path) -> None:
+    a = write_zip(tmp_path / "a.zip", method=zipfile.ZIP_DEFLATED)
+    (tmp_path / "b").mkdir()
+    b = write_zip(tmp_path / "b" / "a.zip", method=zipfile.ZIP_STORED)
+    results = _compare(a, b, tmp_path / "members", allow=("archive.compression",))
+    assert [r.verdict for r in results] == [ArtifactVerdict.EQUIVALENT]
+    found = regions(_as_json(results[0]))
+    assert "zip.entry[pkg/core.py].compression.data" in found
+    results = _compare(a, b, tmp_path / "members2")
+    assert results[0].verdict is ArtifactVerdict.DIFFERENT
+
+
+def test_zip_fields_are_built_from_the_record_and_local_extra(tmp_path: Path) -> None:
+    """Equal keys mean equal fields; a changed local extra changes the key and a field."""
+    a = write_zip(tmp_path / "a.zip")
+    data = bytearray(a.read_bytes())
+    with a.open("rb") as f:
+        plain = read_zip(f, len(data), Budget(Limits(), len(data)))
+    b = tmp_path / "b.zip"
+    with zipfile.ZipFile(b, "w") as z:
+        for name, content in FILES.items():
+            info = zipfile.ZipInfo(name, (2024, 1, 2, 3, 4, 6))
+            info.external_attr, info.create_system = 0o644 << 16, 3
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.extra = b"\x34\x12\x02\x00hi"  # an unknown extra record, local and central
+            z.writestr(info, content)
+    with b.open("rb") as f:
+        other = read_zip(f, b.stat().st_size, Budget(Limits(), b.stat().st_size))
+        for x, y in zip(plain.members, other.members, strict=True):
+            assert x.key != y.key
+            assert "extra[0x1234]" in y.fields and "local.extra[0x1234]" in y.fields
+            assert "extra[0x1234]" not in x.fields
+    with a.open("rb") as f, a.open("rb") as g:
+        one = read_zip(f, len(data), Budget(Limits(), len(data)))
+        two = read_zip(g, len(data), Budget(Limits(), len(data)))
+        for x, y in zip(one.members, two.members, strict=True):
+            assert x.key == y.key
+            assert {k: v.value for k, v in x.fields.items()} == {
+                k: v.value for k, v in y.fields.items()
+            }
+
+
+def _slow_quote(name: str) -> str:
+    out = []
+    for ch in name:
+        code = ord(ch)
+        if ch in "%![]" or code < 0x20 or code == 0x7F or 0xDC80 <= code <= 0xDCFF:
+            out.append(f"%{code & 0xFF:02X}" if code > 0xFF else f"%{code:02X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@given(st.text())
+def test_quote_fast_path_agrees_with_the_escaping_rule(name: str) -> None:
+    assert quote(name) == _slow_quote(name)
+
+
+@pytest.mark.parametrize("name", ["a!b", "x[1]", "100%", "\x00", "\x7f", "\udc80", "ok"])
+def test_quote_escapes_each_special_character(name: str) -> None:
+    assert quote(name) == _slow_quote(name)
+
+
+def _as_json(result: ArtifactResult) -> dict[str, object]:
+    return {"differences": [{"region": d.region} for d in result.differences]}
