@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from archive_support import FILES, regions, write_tar, write_zip
 from reprover.compare.archives import Budget, Context, Limits, compare_tree
+from reprover.compare.archives.content import same_stream
 from reprover.compare.archives.listing import quote
 from reprover.compare.archives.zipfmt import read_zip
 from reprover.digest import hash_file
@@ -144,3 +145,10 @@ def test_quote_escapes_each_special_character(name: str) -> None:
 
 def _as_json(result: ArtifactResult) -> dict[str, object]:
     return {"differences": [{"region": d.region} for d in result.differences]}
+
+
+@given(st.lists(st.binary(max_size=8)), st.lists(st.binary(max_size=8)))
+def test_streams_cut_differently_compare_by_their_bytes(a: list[bytes], b: list[bytes]) -> None:
+    assert same_stream(lambda: iter(a), lambda: iter(b)) == (b"".join(a) == b"".join(b))
+    whole = b"".join(a)
+    assert same_stream(lambda: iter(a), lambda: iter([whole]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from reprover.compare.archives.listing import CHUNK, MalformedArchive, Member, Span
+from reprover.compare.archives.listing import CHUNK, MalformedArchive, Member, Span, Stored
 from reprover.model import Digest
 
 
@@ -31,11 +31,26 @@ def same_stored(a: Member, b: Member) -> bool | None:
         return None
     if not a.plain and (a.identity is None or a.identity != b.identity):
         return None
-    if a.stored.size != b.stored.size:
-        return False if a.plain else None
-    if same_bytes(a.stored, b.stored):
+    if isinstance(a.stored, Span) and isinstance(b.stored, Span):
+        if a.stored.size != b.stored.size:
+            return False if a.plain else None
+        equal = same_bytes(a.stored, b.stored)
+    else:  # stored bytes kept in memory by the format (a summary stream's skeleton)
+        equal = same_stream(a.stored, b.stored)
+    if equal:
         return True
     return False if a.plain else None
+
+
+def same_stored_bytes(a: Stored, b: Stored) -> bool:
+    """Whether two members' stored bytes are equal, whatever the content.
+
+    Raises:
+        MalformedArchive: an archive ends inside a member's stored bytes.
+    """
+    if isinstance(a, Span) and isinstance(b, Span):
+        return a.size == b.size and same_bytes(a, b)
+    return same_stream(a, b)
 
 
 def same_bytes(a: Span, b: Span) -> bool:
@@ -59,6 +74,25 @@ def same_bytes(a: Span, b: Span) -> bool:
             return False
         left, pos_a, pos_b = left - n, pos_a + n, pos_b + n
     return a.size == b.size
+
+
+def same_stream(a: Stored, b: Stored) -> bool:
+    """Whether two streams of blocks, however cut, hold the same bytes."""
+    blocks_a = (x for x in (a.blocks() if isinstance(a, Span) else a()) if x)
+    blocks_b = (x for x in (b.blocks() if isinstance(b, Span) else b()) if x)
+    xa: bytes | None = b""
+    xb: bytes | None = b""
+    while True:
+        if not xa:
+            xa = next(blocks_a, None)
+        if not xb:
+            xb = next(blocks_b, None)
+        if xa is None or xb is None:
+            return xa is None and xb is None
+        n = min(len(xa), len(xb))
+        if xa[:n] != xb[:n]:
+            return False
+        xa, xb = xa[n:], xb[n:]
 
 
 def take(m: Member, target: Path) -> Digest:

@@ -29,7 +29,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from reprover.compare.archives.content import same_bytes, same_stored, take
+from reprover.compare.archives.content import same_stored, same_stored_bytes, take
 from reprover.compare.archives.formats import STREAMS, head_of, open_listing, sniff
 from reprover.compare.archives.limits import Budget, LimitHit
 from reprover.compare.archives.listing import (
@@ -321,7 +321,7 @@ class _Comparison:
         """Same content: note other stored (compressed) bytes; return whether they are equal."""
         if a.stored is None or b.stored is None or a.plain:
             return True
-        if a.stored.size == b.stored.size and same_bytes(a.stored, b.stored):
+        if same_stored_bytes(a.stored, b.stored):
             return True
         self.found.roots.append(Difference(a.offset, 0, prefix + "compression.data",
                                            Kind.METADATA, detail="same content, other "

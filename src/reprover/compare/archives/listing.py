@@ -97,16 +97,18 @@ class Span:
 
 
 Fields = Mapping[str, Field]
+Stored = Span | Opener  # where stored bytes lie, or a stream of them kept in memory
 
 
 class Member:
     """One member, kept small: an archive may hold hundreds of thousands of them.
 
     `opener` streams its content. `stored` is where its stored bytes lie (compressed, for a
-    compressed member), and `identity` what, with equal stored bytes, fixes the content (ZIP:
-    method, encryption, CRC, size); a `plain` member's content is its stored bytes. `key` is
-    bytes whose equality on two members implies equal `fields`, so equal headers are not
-    expanded into fields. `fields` may be given as a function that builds them on each read.
+    compressed member; or a stream of them that a format keeps in memory), and `identity`
+    what, with equal stored bytes, fixes the content (ZIP: method, encryption, CRC, size); a
+    `plain` member's content is its stored bytes. `key` is bytes whose equality on two members
+    implies equal `fields`, so equal headers are not expanded into fields. `fields` may be
+    given as a function that builds them on each read.
     """
 
     __slots__ = ("_fields", "_opener", "identity", "key", "kind", "name", "offset", "plain",
@@ -121,7 +123,7 @@ class Member:
         opener: Opener | None = None,
         target: str | None = None,
         *,
-        stored: Span | None = None,
+        stored: Stored | None = None,
         identity: object = None,
         key: bytes | None = None,
         plain: bool = False,
@@ -140,7 +142,7 @@ class Member:
     def opener(self) -> Opener | None:
         """Streams its content (for a `plain` member, its stored bytes)."""
         if self._opener is None and self.plain and self.stored is not None:
-            return self.stored.blocks
+            return self.stored.blocks if isinstance(self.stored, Span) else self.stored
         return self._opener
 
     @opener.setter
