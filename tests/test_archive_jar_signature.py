@@ -10,6 +10,7 @@ import pytest
 from archive_support import FIXTURES, artifact, regions, report, write_zip
 from jar_support import (
     ec_keystore,
+    jar_tool,
     jarsign,
     jarsigner_verifies,
     jdk,
@@ -34,7 +35,8 @@ def jars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("jar")
     store, other = keystore(root), keystore(root, "other-leaf", "other-ca")
     out = {}
-    cases = ("unsigned", "signed", "two", "bare-unsigned", "bare-signed", "ec", "sha1", "stamped")
+    cases = ("unsigned", "signed", "two", "bare-unsigned", "bare-signed", "ec", "sha1", "stamped",
+             "jar-unsigned", "jar-signed")  # fmt: skip
     for case in cases:
         (root / case).mkdir()
         out[case] = root / case / "app.jar"
@@ -45,6 +47,7 @@ def jars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     jarsign(out["bare-unsigned"], out["bare-signed"], store)
     jarsign(out["unsigned"], out["ec"], ec_keystore(root))
     jarsign(out["unsigned"], out["sha1"], store, digestalg="SHA-1")
+    jarsign(jar_tool(root / "tool", out["jar-unsigned"]), out["jar-signed"], store)
     with local_tsa(root / "tsa") as url:
         jarsign(out["unsigned"], out["stamped"], store, tsa=url)
     return out
@@ -71,6 +74,19 @@ def test_signed_jar_is_signature_only_in_diff_and_sign_check(jars, run_cli) -> N
     assert code == 0, rep
     assert rep["checks"][0]["passed"]
     assert any(SIGNER in n for n in artifact(rep, "app.jar")["notes"])
+
+
+@pytest.mark.slow
+def test_jar_made_by_the_jdk_tools(jars, run_cli) -> None:
+    """javac and jar, then jarsigner: META-INF/ and its service file move before the signature
+    files' (`zip.order`, jarsigner's own reordering) and nothing else changes."""
+    assert jarsigner_verifies(jars["jar-signed"])
+    code, rep = report(run_cli, "sign-check", jars["jar-unsigned"], jars["jar-signed"],
+                       "--trusted", CA)  # fmt: skip
+    assert code == 0, rep
+    outer = artifact(rep, "app.jar")
+    assert outer["verdict"] == "signature-only"
+    assert regions(outer)["zip.order"]["rule"] == "signature"
 
 
 @pytest.mark.slow

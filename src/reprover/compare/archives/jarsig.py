@@ -42,7 +42,7 @@ from pathlib import Path
 
 from reprover.compare.archives.jarmf import Manifest, Section, parse_manifest
 from reprover.compare.archives.limits import LimitHit
-from reprover.compare.archives.listing import Listing, MalformedArchive, Member
+from reprover.compare.archives.listing import Field, Listing, MalformedArchive, Member
 from reprover.compare.signatures import cms
 from reprover.compare.signatures.pkcs7 import SignerDetails, verify_detached
 from reprover.compare.signatures.trust import load_trusted
@@ -345,24 +345,12 @@ def _container(released: Listing, rebuilt: Listing, signing: list[str]) -> None:
             "(the only reordering jarsigner does)"
         )
     comment = released.fields.get("zip.comment")
-    if comment is not None and comment.value not in (b"", _value(rebuilt, "zip.comment")):
+    if comment is not None and comment.value not in (b"", _value(rebuilt.fields, "zip.comment")):
         raise VerificationError("the ZIP comment is neither the rebuild's nor empty")
     by_name = {m.name: m for m in released.members}
     for member in rebuilt.members:
-        mine_m = by_name.get(member.name)
-        if signing_related(member.name):
-            continue  # the manifest's entry is jarsigner's own
-        for key, bits in REWRITTEN.items():
-            a, b = (_value_of(m, key[1:]) for m in (mine_m, member))
-            if mine_m is None or a == b:
-                continue
-            if not isinstance(a, int) or not isinstance(b, int) or (a ^ b) & ~bits:
-                raise VerificationError(f"entry {member.name!r}: {key[1:]} {b} -> {a} is more "
-                                        "than jarsigner's ZIP writer changes")  # fmt: skip
-            if bits == 0x0800 and not member.name.isascii():
-                raise VerificationError(
-                    f"entry {member.name!r}: the UTF-8 flag changed on a non-ASCII name"
-                )
+        if member.name in by_name and not signing_related(member.name):
+            _rewritten(by_name[member.name], member)
     for name in signing:
         fields = by_name[name].fields
         extra = [k for k in fields if k in ("extra", "local.extra") or "extra[" in k]
@@ -373,14 +361,26 @@ def _container(released: Listing, rebuilt: Listing, signing: list[str]) -> None:
             )  # fmt: skip
 
 
-def _value_of(member: Member | None, key: str) -> object:
-    found = None if member is None else member.fields.get(key)
+def _value(fields: dict[str, Field], key: str) -> object:
+    found = fields.get(key)
     return None if found is None else found.value
 
 
-def _value(listing: Listing, key: str) -> object:
-    found = listing.fields.get(key)
-    return None if found is None else found.value
+def _rewritten(mine: Member, theirs: Member) -> None:
+    """An entry's flags differ from the rebuild's only in bits jarsigner's ZIP writer sets.
+
+    Raises:
+        VerificationError: other bits, or the UTF-8 flag on a name it would change.
+    """
+    for key, bits in REWRITTEN.items():
+        a, b = _value(mine.fields, key[1:]), _value(theirs.fields, key[1:])
+        if a == b:
+            continue
+        if not isinstance(a, int) or not isinstance(b, int) or (a ^ b) & ~bits:
+            raise VerificationError(f"entry {mine.name!r}: {key[1:]} {b} -> {a} is more than "
+                                    "jarsigner's ZIP writer changes")  # fmt: skip
+        if bits == 0x0800 and not mine.name.isascii():
+            raise VerificationError(f"entry {mine.name!r}: UTF-8 flag changed on a non-ASCII name")
 
 
 def _signature_file(sf: Manifest, manifest: Manifest, what: str) -> None:
