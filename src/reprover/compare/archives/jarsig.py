@@ -38,6 +38,7 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from reprover.compare.archives.jarmf import Manifest, Section, parse_manifest
@@ -361,7 +362,7 @@ def _container(released: Listing, rebuilt: Listing, signing: list[str]) -> None:
             )  # fmt: skip
 
 
-def _value(fields: dict[str, Field], key: str) -> object:
+def _value(fields: Mapping[str, Field], key: str) -> object:
     found = fields.get(key)
     return None if found is None else found.value
 
