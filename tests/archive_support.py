@@ -290,3 +290,20 @@ def pkcs7_written_by(signed: Path) -> bytes:
     at = data.find(bytes.fromhex("06092a864886f70d010702")) - 4  # SEQUENCE, then the OID
     assert at >= 0 and data[at : at + 2] == b"\x30\x82"
     return data[at : at + 4 + int.from_bytes(data[at + 2 : at + 4], "big")]
+
+
+def stored_cab(files: list[tuple[bytes, bytes]], *, data_reserve: bytes = b"") -> bytes:
+    """A stored cabinet with one folder and one data block per file (each under 32 KiB; gcab
+    makes one folder only), no checksums; `data_reserve` is each data block's reserve."""
+    reserve = struct.pack("<HBB", 0, 0, len(data_reserve)) if data_reserve else b""
+    entries = b"".join(struct.pack("<IIHHHH", len(data), 0, i, 0x5821, 0, 0x20) + name + b"\0"
+                       for i, (name, data) in enumerate(files))  # fmt: skip
+    coff = 36 + len(reserve) + 8 * len(files)
+    at, folders, blocks = coff + len(entries), b"", b""
+    for _, data in files:
+        folders += struct.pack("<IHH", at + len(blocks), 1, 0)
+        blocks += struct.pack("<IHH", 0, len(data), len(data)) + data_reserve + data
+    size = at + len(blocks)
+    head = struct.pack("<4sIIIIIBBHHHHH", b"MSCF", 0, size, 0, coff, 0, 3, 1, len(files),
+                       len(files), 4 if data_reserve else 0, 0x1234, 0)  # fmt: skip
+    return head + reserve + folders + entries + blocks

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from archive_support import FIXTURES, artifact, regions, report, write_cab, write_zip
+from archive_support import (
+    FIXTURES,
+    artifact,
+    regions,
+    report,
+    stored_cab,
+    write_cab,
+    write_zip,
+)
 from reprover.compare.archives.cabsig import cab_hash, signed_head, unsigned_layout
 from signature_support import osslsign
 
@@ -60,21 +68,6 @@ def test_osslsigncode_verifies_the_released_cabinet_and_reprover_hashes_it_alike
     _oracle_agrees(*cabs)
 
 
-def _two_folders(files: list[tuple[bytes, bytes]]) -> bytes:
-    """A stored cabinet with one folder per file (gcab makes one folder only)."""
-    entries = b"".join(struct.pack("<IIHHHH", len(data), 0, i, 0x5821, 0, 0x20) + name + b"\0"
-                       for i, (name, data) in enumerate(files))  # fmt: skip
-    coff = 36 + 8 * len(files)
-    at, folders, blocks = coff + len(entries), b"", b""
-    for _, data in files:
-        folders += struct.pack("<IHH", at + len(blocks), 1, 0)
-        blocks += struct.pack("<IHH", 0, len(data), len(data)) + data
-    size = at + len(blocks)
-    head = struct.pack("<4sIIIIIBBHHHHH", b"MSCF", 0, size, 0, coff, 0, 3, 1, len(files),
-                       len(files), 0, 0x1234, 0)  # fmt: skip
-    return head + folders + entries + blocks
-
-
 def _next_cabinet_names(cab: bytes, names: bytes = b"disk2.cab\0Disk 2\0") -> bytes:
     """`cab` with the next-cabinet flag and names (a cabinet of a set; its files stay in it)."""
     out = bytearray(cab[:36] + names + cab[36:])
@@ -102,7 +95,7 @@ def _signed_pair(tmp_path: Path, data: bytes) -> tuple[Path, Path]:
 
 def test_two_folders_are_signature_only(tmp_path, run_cli) -> None:
     """Every folder's offset moves 24 bytes on when signed."""
-    data = _two_folders([(b"engine.dll", DLL[:30000]), (b"readme.txt", FILES["readme.txt"])])
+    data = stored_cab([(b"engine.dll", DLL[:30000]), (b"readme.txt", FILES["readme.txt"])])
     unsigned, signed = _signed_pair(tmp_path, data)
     _oracle_agrees(unsigned, signed)
     code, rep = report(run_cli, "diff", signed, unsigned, "--allow", "signature")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from archive_support import artifact, report, write_zip
+from archive_support import artifact, regions, report, stored_cab, write_zip
 
 RULES = ("archive.mtime", "archive.order", "archive.owner", "archive.mode", "archive.compression")
 ALLOW = [x for r in RULES for x in ("--allow", r)]
@@ -357,3 +357,31 @@ def test_diff_folder_name_with_the_member_separator_is_refused(tmp_path: Path, r
     code, out, err = run_cli("diff", tmp_path / "old", tmp_path / "new")
     assert code == 2, out
     assert "a.zip!b" in err and "'!'" in err
+
+
+@pytest.mark.skipif(shutil.which("gcab") is None, reason="gcab missing")
+def test_cab_data_block_checksum_carries_data(tmp_path: Path, run_cli) -> None:
+    """4 bytes per data block in its checksum, under `archive.compression` (the block's bytes
+    were digested with the compressed data): a checksum must be 0 or the block's own."""
+    rebuilt = _gcab(tmp_path, "sum", {"a.txt": b"hello\n" * 100}, compress=True)
+    (coff,) = struct.unpack_from("<I", rebuilt, 36)  # the one folder's first data block
+    released = rebuilt[:coff] + b"EVIL" + rebuilt[coff + 4 :]
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "x.cab"), *ALLOW)
+    assert code == 1, rep
+    text = " ".join(d["detail"] for d in artifact(rep, "x.cab")["differences"])
+    assert "a checksum that is not the block's" in text
+    unsummed = rebuilt[:coff] + bytes(4) + rebuilt[coff + 4 :]  # no checksum: a writer's choice
+    code, rep = report(run_cli, "diff", *pair(tmp_path, unsummed, rebuilt, "x.cab"), *ALLOW)
+    assert code == 0, rep
+
+
+def test_cab_data_block_reserve_carries_data(tmp_path: Path, run_cli) -> None:
+    """Each data block's reserved bytes (cbCFData) hold data: a field no rule allows."""
+    files = [(b"a.txt", b"hello\n" * 100), (b"b.txt", b"world\n" * 100)]
+    released = stored_cab(files, data_reserve=b"EVIL")
+    rebuilt = stored_cab(files, data_reserve=bytes(4))
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "x.cab"), *ALLOW)
+    assert code == 1, rep
+    found = regions(artifact(rep, "x.cab"))
+    assert not found["cab.folder0.blocks.reserve"]["allowed"]
+    assert not found["cab.folder1.blocks.reserve"]["allowed"]

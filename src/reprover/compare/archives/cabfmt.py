@@ -4,10 +4,11 @@ Owns: reading a cabinet into a `Listing`: the header, folders and file entries a
 (`cab.file[N].mtime` from the DOS date and time, attributes, folder offsets), each folder's
 data blocks decompressed once (stored or MSZIP; LZX and Quantum are `archive.unsupported`)
 into a private temporary file that members are read from, a digest of the compressed blocks
-per folder (`cab.compression.folderN`), the Authenticode signature area of a signed cabinet
+per folder (`cab.compression.dataN`) and of the blocks' reserved bytes
+(`cab.folderN.blocks.reserve`), the Authenticode signature area of a signed cabinet
 as a field of its own (`cab.signature`), and as `Hidden` every byte range that no header,
-folder, file entry, data block or signature covers, or that two of them claim, and reserved
-header fields that are not zero.
+folder, file entry, data block or signature covers, or that two of them claim, reserved
+header fields that are not zero, and data block checksums that are neither 0 nor the block's.
 Does not own: comparing (`driver`), proving a cabinet's signature (`cabsig`).
 
 Own walker rather than `cabarchive`: that library reads the whole file into memory and keeps
@@ -120,7 +121,7 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
         spans.append((pos, pos + 8 + cb_folder, f"folder {i}"))
         folders.append((start, n_data, kind))
         pos += 8 + cb_folder
-    data_files = [_folder(f, i, folder, cb_data, budget, stack, spans, fields)
+    data_files = [_folder(f, i, folder, cb_data, budget, stack, spans, listing)
                   for i, folder in enumerate(folders)]  # fmt: skip
     listing.inner = _inner(data_files)
     pos = coff_files
@@ -175,20 +176,30 @@ def _inner(data_files: list[tuple[BinaryIO, int]]) -> str:
 
 def _folder(  # noqa: PLR0917 - the walk's state, passed once
     f: BinaryIO, index: int, folder: tuple[int, int, int], cb_data: int, budget: Budget,
-    stack: ExitStack, spans: list[tuple[int, int, str]], fields: dict[str, Field],
+    stack: ExitStack, spans: list[tuple[int, int, str]], listing: Listing,
 ) -> tuple[BinaryIO, int]:  # fmt: skip
-    """Decompress one folder's data blocks into a temporary file; return it and its length."""
+    """Decompress one folder's data blocks into a temporary file; return it and its length.
+
+    A block's checksum must be 0 (none) or the block's own: any other value is hidden data
+    that `archive.compression` would otherwise let through with the compressed bytes. The
+    blocks' reserved bytes (cbCFData) are a field of their own, which no rule allows.
+    """
     start, n_data, kind = folder
     method = kind & 0x0F
     if method not in (0, 1):
         raise LimitHit("archive.unsupported", f"cabinet folder {index} uses compression {method}")
     out: BinaryIO = stack.enter_context(tempfile.TemporaryFile(prefix="reprover-cab-"))  # noqa: SIM115
-    raw = hashlib.sha256()
+    raw, reserved = hashlib.sha256(), hashlib.sha256()
     window, pos, total = b"", start, 0
     for block in range(n_data):
-        _csum, cb, cb_uncomp = struct.unpack("<IHH", _read(f, pos, 8))
+        head = _read(f, pos, 8 + cb_data)
+        csum, cb, cb_uncomp = struct.unpack_from("<IHH", head)
         data = _read(f, pos + 8 + cb_data, cb)
-        raw.update(_read(f, pos, 8 + cb_data) + data)
+        raw.update(head + data)
+        reserved.update(head[8:])
+        if csum and csum != checksum(head[4:8], checksum(data, 0)):
+            listing.hidden.append(Hidden(pos, 4, f"data block {block} of folder {index}: "
+                                         "a checksum that is not the block's"))  # fmt: skip
         spans.append((pos, pos + 8 + cb_data + cb, f"data block {block} of folder {index}"))
         pos += 8 + cb_data + cb
         if method == 0:
@@ -209,9 +220,28 @@ def _folder(  # noqa: PLR0917 - the walk's state, passed once
         budget.spend(len(plain))
         out.write(plain)
         total += len(plain)
-    fields[f"cab.compression.data{index}"] = Field(raw.hexdigest(), start, pos - start)
+    listing.fields[f"cab.compression.data{index}"] = Field(raw.hexdigest(), start, pos - start)
+    if cb_data:
+        listing.fields[f"cab.folder{index}.blocks.reserve"] = Field(
+            reserved.hexdigest(), start, pos - start
+        )
     out.flush()
     return out, total
+
+
+def checksum(data: bytes, seed: int) -> int:
+    """The cabinet checksum (MS-CAB; libmspack `cabd_checksum`): the XOR of `data`'s
+    little-endian 32-bit words and of its 0-3 last bytes read big-endian, with `seed`.
+
+    The XOR of all words is taken by folding one big integer in halves (in C, not per word).
+    """
+    words = len(data) // 4
+    x, bits = int.from_bytes(data[: 4 * words], "little"), 32 * words
+    while bits > 32:
+        half = bits // 64 * 32
+        x = (x & ((1 << half) - 1)) ^ (x >> half)
+        bits -= half
+    return seed ^ x ^ int.from_bytes(data[4 * words :], "big")
 
 
 def _account(
