@@ -13,9 +13,11 @@ The proof adds:
   does not, as when the rebuild's lacks `Manifest-Version`, something was lost). With no
   manifest in the rebuild it is exactly jarsigner's `Manifest-Version: 1.0` and `Created-By`;
 - every per-entry section of the rebuild's manifest is kept with the same attributes, digests
-  aside; a new section holds only digests; every member but directories (empty, named `x/`)
-  and signature files has a section whose digests are those of the *rebuilt* member's
-  content; no section digests anything else;
+  aside; a new section holds only digests, at least one; every member but directories (empty,
+  named `x/`) and signature files has a section whose digests are those of the *rebuilt*
+  member's content and of the *released* one (what Java checks: a member that differs by an
+  allowed rule, such as an inner archive's times, cannot be proven signed); no section
+  digests anything else;
 - each `.SF` (main section: `Signature-Version: 1.0`, `Created-By`, digests, nothing else)
   digests the whole released manifest and its main section, and has one section per manifest
   section whose digest is that section's bytes;
@@ -297,24 +299,7 @@ def _entries(
         if name not in manifest.sections:
             raise VerificationError(f"the released manifest drops the rebuild's section {name!r}")
     for name, section in manifest.sections.items():
-        what = f"manifest section {name!r}"
-        if any(k.lower() == "magic" for k, _ in section.attributes):
-            raise VerificationError(f"{what}: the Magic attribute is not supported")
-        digests = _digests(section.attributes[1:], "-Digest", what)
-        others = _plain(section)
-        if others != (_plain(kept[name]) if name in kept else ()):
-            raise VerificationError(
-                f"{what}: attributes other than digests are not the rebuild's ("
-                + ", ".join(k for k, _ in others) + ")"
-            )  # fmt: skip
-        if name not in rel or signing_related(name):
-            if digests:
-                raise VerificationError(f"{what}: digests {name!r}, which is no signed member")
-            continue
-        if name not in reb:
-            raise VerificationError(f"{what}: {name!r} is not in the rebuild")
-        if digests:
-            _match(digests, reb[name], f"{what} (against the rebuilt member's content)")
+        _section(section, kept.get(name), rel, reb)
     for name, member in rel.items():
         if signing_related(name) or (name.endswith("/") and _empty(member)):
             continue
@@ -323,6 +308,43 @@ def _entries(
             raise VerificationError(
                 f"member {name!r} is not covered by the manifest: unsigned content in a signed JAR"
             )
+
+
+def _section(
+    section: Section, base: Section | None, rel: dict[str, Member], reb: dict[str, Member]
+) -> None:
+    """One per-entry section of the released manifest (`base`: the rebuild's of that name).
+
+    Raises:
+        VerificationError: attributes other than the rebuild's, a new section without a
+            digest, digests of no signed member, or digests the members do not match.
+    """
+    name = section.name
+    what = f"manifest section {name!r}"
+    if any(k.lower() == "magic" for k, _ in section.attributes):
+        raise VerificationError(f"{what}: the Magic attribute is not supported")
+    digests = _digests(section.attributes[1:], "-Digest", what)
+    others = _plain(section)
+    if others != (_plain(base) if base is not None else ()):
+        raise VerificationError(
+            f"{what}: attributes other than digests are not the rebuild's ("
+            + ", ".join(k for k, _ in others) + ")"
+        )  # fmt: skip
+    if base is None and not digests:
+        raise VerificationError(
+            f"{what}: not the rebuild's and holds no digest (jarsigner writes no such "
+            "section): bytes no signing explains"
+        )
+    if name not in rel or signing_related(name):
+        if digests:
+            raise VerificationError(f"{what}: digests {name!r}, which is no signed member")
+        return
+    if name not in reb:
+        raise VerificationError(f"{what}: {name!r} is not in the rebuild")
+    if digests:
+        _match(digests, reb[name], f"{what} (against the rebuilt member's content)")
+        _match(digests, rel[name], f"{what} (against the released member's content, "
+                                   "which Java checks)")  # fmt: skip
 
 
 def _plain(section: Section) -> tuple[tuple[str, str], ...]:

@@ -1,10 +1,12 @@
 """ZIP end record and central directory: where every entry says it is, and what it says.
 
 Owns: finding the end record (ZIP64 too, with bytes before the archive or after the end
-record reported as `Hidden`), reading every central-directory entry into a compact `Entry`
-(one bytes object holding its record, the numbers it parses to), and turning an entry and
+record, and ZIP64 extensible data, reported as `Hidden`), reading every central-directory
+entry into a compact `Entry` (one bytes object holding its record, the numbers it parses
+to), and turning an entry and
 its local extra field into `Field`s on demand (`Entry.fields`), so a listing of 200,000
-members holds raw records rather than 200,000 dictionaries.
+members holds raw records rather than 200,000 dictionaries. Bytes of an entry no field
+reads are `Hidden`: a ZIP64 record longer than the fields it replaces, a disk number but 0.
 Does not own: the local headers and member data (`zipfmt` walks them in file order).
 """
 
@@ -116,8 +118,10 @@ def extra_records(extra: bytes) -> list[tuple[int, int, bytes]] | None:
     return out
 
 
-def _zip64(entry: Entry, data: bytes) -> None:
-    """Apply a ZIP64 extended-information record to the entry's 0xFFFFFFFF fields."""
+def _zip64(entry: Entry, data: bytes, disk: int) -> int:
+    """Apply a ZIP64 extended-information record to the entry's 0xFFFFFFFF fields; return
+    how many of its bytes no field reads (a zero 32-bit disk number, for a `disk` of 0xFFFF,
+    is read)."""
     pos = 0
     for attr in ("usize", "csize", "local"):
         if getattr(entry, attr) == 0xFFFFFFFF:
@@ -126,6 +130,9 @@ def _zip64(entry: Entry, data: bytes) -> None:
             setattr(entry, attr, struct.unpack_from("<Q", data, pos)[0])
             pos += 8
     entry.zip64 = True
+    if disk == 0xFFFF and data[pos:] == bytes(4):
+        return 0
+    return len(data) - pos
 
 
 def end_record(f: BinaryIO, size: int, listing: Listing) -> tuple[int, int, int, int, int]:
@@ -153,17 +160,21 @@ def end_record(f: BinaryIO, size: int, listing: Listing) -> tuple[int, int, int,
         )
     cd_end = at
     if at >= 20 and read_exact(f, at - 20, 4) == LOC64:
-        _, _loc_disk, rec_at, _disks = struct.unpack("<IIQI", read_exact(f, at - 20, 20))
+        _, loc_disk, rec_at, disks = struct.unpack("<IIQI", read_exact(f, at - 20, 20))
         record = read_exact(f, rec_at, 56)
         if record[:4] != EOCD64:
             raise MalformedArchive("ZIP64 locator does not point at a ZIP64 end record")
-        rec_size, _, _, disk, cd_disk, n_disk, n_total, cd_size, cd_offset = struct.unpack_from(
-            "<QHHIIQQQQ", record, 4
+        if loc_disk or disks > 1:
+            raise MalformedArchive("multi-disk archives are not supported")
+        rec_size, *versions, disk, cd_disk, n_disk, n_total, cd_size, cd_offset = (
+            struct.unpack_from("<QHHIIQQQQ", record, 4)
         )
-        if rec_at + 12 + rec_size != at - 20:
+        listing.fields["zip64.version"] = Field(tuple(versions), rec_at + 12, 4)
+        if rec_at + 12 + rec_size != at - 20 or rec_size != 44:  # 44: no extensible data
             listing.hidden.append(
-                Hidden(rec_at, at - 20 - rec_at, "ZIP64 end record does not reach its locator")
-            )
+                Hidden(rec_at, at - 20 - rec_at, "ZIP64 end record holds extensible data or "
+                       "does not reach its locator")
+            )  # fmt: skip
         cd_end = rec_at
     if disk or cd_disk or n_disk != n_total:
         raise MalformedArchive("multi-disk archives are not supported")
@@ -201,9 +212,16 @@ def central_directory(
             raise MalformedArchive(f"central directory entry {len(entries)} overruns it")
         budget.member(data[pos + 46 : pos + 46 + nlen])
         entry = Entry(data[pos:end], start + pos, f, budget)
+        disk = struct.unpack_from("<H", data, pos + 34)[0]
         for ident, _, payload in extra_records(entry.extra) or ():
-            if ident == 1:
-                _zip64(entry, payload)
+            if ident == 1 and (slack := _zip64(entry, payload, disk)):
+                listing.hidden.append(Hidden(start + pos + 46 + nlen, xlen, f"ZIP64 record of "
+                                             f"{entry.name!r} holds {slack} byte(s) no field "
+                                             "reads"))  # fmt: skip
+        if disk not in (0, 0xFFFF) or (disk == 0xFFFF and not entry.zip64):
+            listing.hidden.append(
+                Hidden(start + pos + 34, 2, f"{entry.name!r} starts on disk {disk}, not 0")
+            )
         entries.append(entry)
         pos = end
     if pos != len(data):

@@ -2,7 +2,8 @@
 
 Owns: reading a ZIP into a `Listing`: every local header walked in file order after the
 central directory (`zipcentral`), so that bytes before, between and after members, local
-headers that disagree with the central directory, duplicate names, overlapping entries and
+headers that disagree with the central directory (their CRC and sizes beside a data
+descriptor too: zero or the central values), duplicate names, overlapping entries and
 data after a member's compressed stream are all reported as `Hidden`; member content
 streamed (stored, deflate, bzip2) with its CRC and size checked.
 Does not own: the end record and central directory (`zipcentral`), comparing two listings
@@ -79,12 +80,13 @@ def _local(f: BinaryIO, e: Entry, listing: Listing) -> int:
         )
         if a != b
     ]
-    if not e.flags & 8:
-        record = next((p for i, _, p in records or () if i == 1), b"")
-        if local64 and (usize, csize) == (0xFFFFFFFF, 0xFFFFFFFF) and len(record) >= 16:
-            usize, csize = struct.unpack_from("<QQ", record)  # ZIP64 local sizes: both, in order
-        elif local64:
-            disagree.append("ZIP64 local sizes")
+    record = next((p for i, _, p in records or () if i == 1), b"")
+    if local64 and (usize, csize) == (0xFFFFFFFF, 0xFFFFFFFF) and len(record) == 16:
+        usize, csize = struct.unpack_from("<QQ", record)  # ZIP64 local sizes: both, in order
+    elif local64:
+        disagree.append("ZIP64 local sizes")
+    # beside a data descriptor (checked below) they are zero, or else the central values
+    if not (e.flags & 8 and (crc, csize, usize) == (0, 0, 0)):
         for what, a, b in (("crc", crc, e.crc), ("compressed size", csize, e.csize),
                            ("size", usize, e.usize)):  # fmt: skip
             if a != b:

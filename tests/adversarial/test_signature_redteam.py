@@ -1,0 +1,206 @@
+"""Red team on the archive signature proofs: the vendor signs, and smuggles bytes beside it.
+
+Each test is one attack, made with the real signing tool where one exists (jarsigner,
+osslsigncode, rpmsign), run through the CLI with `--allow signature` (and the rule the attack
+leans on), and must leave the archive `different`. Where the attack was a false pass before
+its fix, the docstring says so and what stops it now. The index is in `README.md`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from archive_support import FIXTURES, artifact, report, write_zip
+from jar_support import (
+    CLASSES,
+    MANIFEST,
+    jarsign,
+    jarsigner_verifies,
+    jdk,
+    keystore,
+    wrap,
+    write_jar,
+)
+
+CA = FIXTURES / "signature" / "ca.pem"
+needs_jdk = pytest.mark.skipif(not jdk(), reason="default-jdk-headless: .ci/apt-packages.txt")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PKCS#12 keystore of the test signer, which chains to `CA`."""
+    return keystore(tmp_path_factory.mktemp("store"))
+
+
+def folders(tmp: Path) -> tuple[Path, Path]:
+    """`released/` and `rebuilt/` under `tmp`, so both files keep one name."""
+    out = tmp / "released", tmp / "rebuilt"
+    for folder in out:
+        folder.mkdir()
+    return out
+
+
+def refused(run_cli: Any, released: Path, rebuilt: Path, *rules: str) -> Any:
+    """`diff --allow signature` (and `rules`) with the CA pinned must say `different` (exit
+    1); return the outer artifact."""
+    allow = [a for rule in ("signature", *rules) for a in ("--allow", rule)]
+    code, rep = report(run_cli, "diff", released, rebuilt, *allow, "--trusted", CA)
+    assert code == 1, rep
+    outer = artifact(rep, released.name)
+    assert outer["verdict"] == "different"
+    assert not any("released = rebuilt" in n for n in outer["notes"])
+    return outer
+
+
+def hidden(outer: Any) -> str:
+    """The details of the artifact's `archive.hidden` differences, joined."""
+    return " ".join(d["detail"] for d in outer["differences"] if d["region"] == "archive.hidden")
+
+
+def edit_central(data: bytes, name: str, change: Any) -> bytes:
+    """`data` (a ZIP) with the central record of `name` passed through `change(fixed, extra)`
+    -> (fixed, extra); the directory's size in the end record follows."""
+    at = data.rfind(b"PK\x05\x06")
+    count, _, start = struct.unpack_from("<HII", data, at + 10)
+    pos, out = start, b""
+    for _ in range(count):
+        fixed = list(struct.unpack_from("<4s6H3I5H2I", data, pos))
+        nlen, xlen, clen = fixed[10:13]
+        raw = data[pos + 46 : pos + 46 + nlen]
+        extra = data[pos + 46 + nlen : pos + 46 + nlen + xlen]
+        tail = data[pos + 46 + nlen + xlen : pos + 46 + nlen + xlen + clen]
+        pos += 46 + nlen + xlen + clen
+        if raw == name.encode():
+            fixed, extra = change(fixed, extra)
+            fixed[11] = len(extra)
+        out += struct.pack("<4s6H3I5H2I", *fixed) + raw + extra + tail
+    end = bytearray(data[at:])
+    struct.pack_into("<I", end, 12, len(out))
+    return data[:start] + out + bytes(end)
+
+
+@pytest.mark.slow
+@needs_jdk
+def test_jar_manifest_section_without_digests_carries_a_payload(
+    tmp_path: Path, run_cli: Any, store: Path
+) -> None:
+    """A manifest section naming no member and holding no digest (`Name: <2 KB>`), kept and
+    signed by jarsigner: bytes the rebuild lacks that no signing explains. Was signature-only
+    (a new section was only held to "no digest of a non-member"); now a section that is not
+    the rebuild's must hold a digest."""
+    released, rebuilt = folders(tmp_path)
+    write_jar(rebuilt / "app.jar")
+    carrier = MANIFEST + wrap("Name: " + "payload-" * 256).encode() + b"\r\n"
+    write_jar(tmp_path / "carrier.jar", manifest=carrier)
+    jarsign(tmp_path / "carrier.jar", released / "app.jar", store)
+    assert jarsigner_verifies(released / "app.jar")  # a genuine signature over the payload
+    outer = refused(run_cli, released / "app.jar", rebuilt / "app.jar")
+    assert "not the rebuild's and holds no digest" in " ".join(outer["notes"])
+
+
+@pytest.mark.slow
+@needs_jdk
+def test_jar_member_swapped_after_signing_for_an_allowed_variant(
+    tmp_path: Path, run_cli: Any, store: Path
+) -> None:
+    """The rebuild signed by jarsigner, then an inner ZIP swapped for one that differs only by
+    times (allowed by `archive.mtime`): the manifest digests the rebuilt member, so the JAR's
+    signature no longer verifies (jarsigner: not verified), yet the proof said "released =
+    rebuilt + JAR signature". Now each digest must also match the released member, as Java
+    checks it."""
+    released, rebuilt = folders(tmp_path)
+    old = write_zip(tmp_path / "old.zip", {"a.txt": b"a"}).read_bytes()
+    new = write_zip(tmp_path / "new.zip", {"a.txt": b"a"}, date=(2025, 5, 5, 5, 5, 6))
+    write_jar(rebuilt / "app.jar", dict(CLASSES, **{"lib/inner.zip": old}))
+    jarsign(rebuilt / "app.jar", tmp_path / "signed.jar", store)
+    with (
+        zipfile.ZipFile(tmp_path / "signed.jar") as zin,
+        zipfile.ZipFile(released / "app.jar", "w") as zout,
+    ):
+        for info in zin.infolist():
+            swap = info.filename == "lib/inner.zip"
+            zout.writestr(info, new.read_bytes() if swap else zin.read(info.filename))
+    assert not jarsigner_verifies(released / "app.jar")
+    outer = refused(run_cli, released / "app.jar", rebuilt / "app.jar", "archive.mtime")
+    assert "against the released member's content" in " ".join(outer["notes"])
+
+
+@pytest.mark.slow
+@needs_jdk
+def test_zip_local_sizes_beside_a_data_descriptor_carry_a_payload(
+    tmp_path: Path, run_cli: Any, store: Path
+) -> None:
+    """jarsigner writes data descriptors (flag bit 3), and its local headers' CRC and sizes
+    are then zero; 12 bytes of payload in each of them (Java and jarsigner ignore them: it
+    still verifies) were compared with nothing, so the signed JAR was signature-only. Now
+    they must be zero or the central directory's values."""
+    released, rebuilt = folders(tmp_path)
+    write_jar(rebuilt / "app.jar")
+    jarsign(rebuilt / "app.jar", tmp_path / "signed.jar", store)
+    data, pos = bytearray((tmp_path / "signed.jar").read_bytes()), 0
+    while (pos := data.find(b"PK\x03\x04", pos + 1)) > 0:
+        if struct.unpack_from("<H", data, pos + 6)[0] & 8:
+            data[pos + 14 : pos + 26] = b"EVIL PAYLOAD"
+    (released / "app.jar").write_bytes(data)
+    assert jarsigner_verifies(released / "app.jar")
+    outer = refused(run_cli, released / "app.jar", rebuilt / "app.jar")
+    assert "disagrees with the central directory: crc, compressed size, size" in hidden(outer)
+
+
+def info_zip(tmp: Path, name: str, stamp: int) -> Path:
+    """A ZIP64 archive (Info-ZIP `zip -fz -X`) of one file whose time is `stamp`."""
+    folder = tmp / f"src-{stamp}"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"hello\n" * 50)
+    subprocess.run(["touch", "-d", f"@{stamp}", str(folder / "a.txt")], check=True)
+    subprocess.run(["zip", "-q", "-fz", "-X", str(tmp / name), "a.txt"], cwd=folder, check=True)
+    return tmp / name
+
+
+@pytest.mark.skipif(not shutil.which("zip"), reason="zip: .ci/apt-packages.txt")
+@pytest.mark.parametrize("where", ["ZIP64 record slack", "disk number", "ZIP64 end record"])
+def test_zip_structures_no_field_read_carry_bytes_beside_an_allowed_time(
+    tmp_path: Path, run_cli: Any, where: str
+) -> None:
+    """Bytes in ZIP structures the walk read past: the tail of an entry's ZIP64 record, the
+    entry's disk-number-start field, the ZIP64 end record's extensible data. Beside any
+    allowed difference (a time under `archive.mtime`, or a signature's manifest) they rode
+    along unseen: `equivalent`. Now each is hidden (or a field no rule allows)."""
+    released, rebuilt = folders(tmp_path)
+    files = {"a.txt": b"hello\n" * 50}
+    if where == "ZIP64 end record":
+        base = info_zip(tmp_path, "base.zip", 1_700_000_000)
+        info_zip(tmp_path, "rebuilt/b.zip", 1_600_000_000)
+    else:
+        base = write_zip(tmp_path / "base.zip", files)
+        write_zip(rebuilt / "b.zip", files, date=(2020, 1, 1, 0, 0, 0))
+    data = base.read_bytes()
+    code, rep = report(run_cli, "diff", base, rebuilt / "b.zip", "--allow", "archive.mtime")
+    assert code == 0, rep  # the control: the time alone is allowed
+    if where == "ZIP64 record slack":
+        data = edit_central(data, "a.txt", lambda f, x: (f, x + b"\x01\x00\x40\x00" + b"Z" * 64))
+    elif where == "disk number":
+        data = edit_central(data, "a.txt", lambda f, x: ([*f[:13], 0x4141, *f[14:]], x))
+    else:
+        rec = data.rfind(b"PK\x06\x06")
+        size = struct.unpack_from("<Q", data, rec + 4)[0]
+        grown = bytearray(data[rec : rec + 12 + size])
+        struct.pack_into("<Q", grown, 4, size + 64)
+        data = data[:rec] + bytes(grown) + b"Z" * 64 + data[rec + 12 + size :]
+    (released / "b.zip").write_bytes(data)
+    if where != "ZIP64 end record":  # Python looks for that record right before its locator
+        assert zipfile.ZipFile(released / "b.zip").read("a.txt") == files["a.txt"]
+    code, rep = report(run_cli, "diff", released / "b.zip", rebuilt / "b.zip",
+                       "--allow", "archive.mtime")  # fmt: skip
+    assert code == 1, rep
+    outer = artifact(rep, "b.zip")
+    assert outer["verdict"] == "different"
+    assert {"ZIP64 record slack": "no field reads", "disk number": "starts on disk",
+            "ZIP64 end record": "extensible data"}[where] in hidden(outer)  # fmt: skip
