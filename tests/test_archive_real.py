@@ -1,7 +1,7 @@
 """Real packages through the real CLI: Debian .deb, wheels, a jar, an sdist, an npm tarball.
 
 The packages in tests/fixtures/real-packages were made by their vendors' tools (Debian's dpkg-deb
-and Maven, setuptools and bdist_wheel, npm); tests/real_packages.py makes each variant with the
+and Maven, setuptools and bdist_wheel, npm); tests/package_variants.py makes each variant with the
 tool of that format. For every package: itself is identical; a repack with only the times changed
 differs only by `archive.mtime`; one changed byte of code (an ELF or PE `.text` byte, two layers
 down in a .deb; a class three layers down in a jar in a .deb) fails naming that member and region;
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from archive_support import artifact, report
-from real_packages import FIXTURES, flip_code, hide_bytes, rebuild_deb, repack_times
+from package_variants import FIXTURES, flip_code, hide_bytes, rebuild_deb, repack_times
 
 ARCHIVE_RULES = ("archive.mtime", "archive.order", "archive.owner", "archive.mode",
                  "archive.compression")  # fmt: skip

@@ -237,9 +237,11 @@ def _retar(src: Path, out: Path, *, shift: int = 0, change: str | None = None,
                 body = tin.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
                 if member.name == change and body is not None:
                     body = _flip_data(body)[0]
-                member.mtime -= shift
-                if "mtime" in member.pax_headers:
-                    member.pax_headers["mtime"] = str(float(member.pax_headers["mtime"]) - shift)
+                if member.mtime >= shift:  # 0 (flit's PKG-INFO) stays: a negative time is pax
+                    member.mtime -= shift
+                    if "mtime" in member.pax_headers:
+                        pax = float(member.pax_headers["mtime"]) - shift
+                        member.pax_headers["mtime"] = str(pax)
                 tout.addfile(member, io.BytesIO(body) if body is not None else None)
     tar = buf.getvalue()
     if plain[329:337] == b"0000000\0":
