@@ -18,6 +18,7 @@ by scripts/real_packages.py on a fetched cache of larger ones.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import subprocess
@@ -127,6 +128,42 @@ def rebuild_deb(src: Path, out: Path, work: Path, *, compression: str | None = N
     tree = _dpkg_tree(src, work)
     _dpkg_build(tree, out, _deb_mtime(data), compression or _deb_compression(data))
     return out
+
+
+def replace_in_deb(src: Path, out: Path, work: Path, member: str, data: bytes, *,
+                   md5sums: bool = False) -> Path:  # fmt: skip
+    """`src` built again by dpkg-deb at its own time with file `member` (`./usr/...`) = `data`.
+
+    With `md5sums`, its line in DEBIAN/md5sums is updated as dh_md5sums would write it.
+    """
+    deb = src.read_bytes()
+    tree = _dpkg_tree(src, work)
+    name = member.removeprefix("./")
+    target = tree / name
+    mtime = target.stat().st_mtime
+    target.write_bytes(data)
+    os.utime(target, (mtime, mtime))
+    if md5sums:
+        listing = tree / "DEBIAN" / "md5sums"
+        line = f"{hashlib.md5(data).hexdigest()}  {name}"  # noqa: S324 - Debian's format
+        lines = [
+            line if ln.endswith(f"  {name}") else ln for ln in listing.read_text().splitlines()
+        ]
+        stamp = listing.stat().st_mtime
+        listing.write_text("\n".join(lines) + "\n")
+        os.utime(listing, (stamp, stamp))
+    _dpkg_build(tree, out, _deb_mtime(deb), _deb_compression(deb))
+    return out
+
+
+def strip_authenticode(pe: bytes) -> bytes:
+    """A PE32+ without its certificate table (every WIN_CERTIFICATE): its unsigned build."""
+    header = int.from_bytes(pe[0x3C:0x40], "little")
+    security = header + 24 + 112 + 4 * 8  # PE32+ optional header, data directory 4
+    offset = int.from_bytes(pe[security : security + 4], "little")
+    out = bytearray(pe[:offset])
+    out[security : security + 8] = bytes(8)
+    return bytes(out)
 
 
 # --- ZIP: zipfile, which makes wheels, keeping order and every field but the one changed ---------

@@ -11,6 +11,7 @@ the same checks over larger packages fetched into a cache.
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import tarfile
@@ -20,33 +21,46 @@ from typing import Any
 import pytest
 
 from archive_support import artifact, report
-from package_variants import FIXTURES, flip_code, hide_bytes, rebuild_deb, repack_times
+from package_variants import (
+    FIXTURES,
+    code_region,
+    flip_code,
+    hide_bytes,
+    rebuild_deb,
+    repack_times,
+    replace_in_deb,
+    strip_authenticode,
+)
 
 ARCHIVE_RULES = ("archive.mtime", "archive.order", "archive.owner", "archive.mode",
                  "archive.compression")  # fmt: skip
 LZ4 = "liblz4-1_1.9.4-1_amd64.deb"
 CLI = "libcommons-cli-java_1.5.0-1_all.deb"
 COMMITTED = sorted(p.name for p in FIXTURES.iterdir() if p.name != "README.md")
-DERIVED = ["liblz4-zstd.deb", "commons-cli-1.5.0.jar"]  # made below from committed packages
+DERIVED = ["liblz4-zstd.deb", "liblz4-gzip.deb", "liblz4-none.deb", "commons-cli.jar"]
 NPM = "is-number-7.0.0.tgz"
 
 
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Every package by name: the committed ones, a zstd .deb and a jar taken out of a .deb."""
+    """Every package by name: the committed ones, .deb files recompressed by dpkg-deb, a jar."""
     root = tmp_path_factory.mktemp("real")
     found = {name: FIXTURES / name for name in COMMITTED}
-    # the same package as dpkg-deb writes it with -Zzstd (data.tar.zst, as Ubuntu ships them)
-    found["liblz4-zstd.deb"] = rebuild_deb(found[LZ4], root / "liblz4-zstd.deb", root,
-                                           compression="zstd")  # fmt: skip
+    # the same package as dpkg-deb writes it with -Zzstd (data.tar.zst, as Ubuntu ships them),
+    # -Zgzip (older Debian) and -Znone (data.tar)
+    for compression in ("zstd", "gzip", "none"):
+        work = root / compression
+        work.mkdir()
+        out = root / f"liblz4-{compression}.deb"
+        found[out.name] = rebuild_deb(found[LZ4], out, work, compression=compression)
     fsys = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(found[CLI])], check=True,
                           capture_output=True).stdout  # fmt: skip
     (root / "fsys.tar").write_bytes(fsys)
     with tarfile.open(root / "fsys.tar") as t:
         jar = t.extractfile("./usr/share/java/commons-cli.jar")
         assert jar is not None
-        found["commons-cli-1.5.0.jar"] = root / "commons-cli-1.5.0.jar"
-        found["commons-cli-1.5.0.jar"].write_bytes(jar.read())
+        found["commons-cli.jar"] = root / "commons-cli.jar"
+        found["commons-cli.jar"].write_bytes(jar.read())
     return found
 
 
@@ -125,3 +139,63 @@ def test_bytes_hidden_between_members_fail_whatever_is_allowed(
     assert code == 1
     hidden = [d for d in artifact(rep, layer)["differences"] if d["kind"] == "hidden"]
     assert hidden and not any(d["allowed"] for d in hidden)
+
+
+SHIM = "shim-signed_1.51~1+deb12u1+16.1-2~deb12u1_amd64.deb"
+SHIM_EFI = "./usr/lib/shim/shimx64.efi.signed"
+
+
+def _shim_efi() -> bytes:
+    fsys = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(FIXTURES / SHIM)], check=True,
+                          capture_output=True).stdout  # fmt: skip
+    with tarfile.open(fileobj=io.BytesIO(fsys)) as t:
+        member = t.extractfile(SHIM_EFI)
+        assert member is not None
+        return member.read()
+
+
+@pytest.mark.slow  # a 1 MB PE parsed on both sides and a dpkg-deb build
+def test_microsoft_signed_shim_in_a_deb_against_its_unsigned_rebuild(tmp_path: Path,
+                                                                    run_cli) -> None:  # fmt: skip
+    """Debian's shim, signed by Microsoft twice (two WIN_CERTIFICATE entries): signature-only."""
+    unsigned = strip_authenticode(_shim_efi())
+    rebuilt = replace_in_deb(
+        FIXTURES / SHIM, _variant(tmp_path, SHIM), tmp_path, SHIM_EFI, unsigned
+    )
+    code, rep = report(run_cli, "sign-check", rebuilt, FIXTURES / SHIM)
+    assert code == 0, _unallowed(rep)
+    leaf = artifact(rep, f"{SHIM}!data.tar.xz!{SHIM_EFI}")
+    assert leaf["verdict"] == "signature-only"
+    signers = " ".join(leaf["notes"])  # the signers of this layer, beside its verdict
+    assert "Microsoft Windows UEFI Driver Publisher" in signers
+    assert "Microsoft UEFI CA 2023 signer" in signers
+
+
+@pytest.mark.slow  # a 1 MB PE parsed on both sides and a dpkg-deb build
+def test_an_honest_unsigned_deb_still_differs_in_md5sums(tmp_path: Path, run_cli) -> None:
+    """dpkg-deb lists each file's md5 in control.tar: the unsigned build lists another one."""
+    unsigned = strip_authenticode(_shim_efi())
+    rebuilt = replace_in_deb(FIXTURES / SHIM, _variant(tmp_path, SHIM), tmp_path, SHIM_EFI,
+                             unsigned, md5sums=True)  # fmt: skip
+    code, rep = report(run_cli, "sign-check", rebuilt, FIXTURES / SHIM)
+    assert code == 1
+    assert artifact(rep, f"{SHIM}!data.tar.xz!{SHIM_EFI}")["verdict"] == "signature-only"
+    assert artifact(rep, f"{SHIM}!control.tar.xz!./md5sums")["verdict"] == "different"
+
+
+@pytest.mark.slow  # a 1 MB PE parsed on both sides and a dpkg-deb build
+def test_a_changed_code_byte_under_the_microsoft_signature_fails(tmp_path: Path,
+                                                                 run_cli) -> None:  # fmt: skip
+    unsigned = bytearray(strip_authenticode(_shim_efi()))
+    found = code_region(bytes(unsigned))
+    assert found is not None
+    at, region = found
+    unsigned[at] ^= 0x01
+    rebuilt = replace_in_deb(FIXTURES / SHIM, _variant(tmp_path, SHIM), tmp_path, SHIM_EFI,
+                             bytes(unsigned))  # fmt: skip
+    code, rep = report(run_cli, "sign-check", rebuilt, FIXTURES / SHIM)
+    assert code == 1
+    leaf = artifact(rep, f"{SHIM}!data.tar.xz!{SHIM_EFI}")
+    assert leaf["verdict"] == "different"
+    assert region == "pe.section[.text]"
+    assert region in {d["region"] for d in leaf["differences"] if not d["allowed"]}
