@@ -395,8 +395,11 @@ def _rewritten(mine: Member, theirs: Member) -> None:
     Raises:
         VerificationError: other bits, or the UTF-8 flag on a name it would change.
     """
+    if mine.key is not None and mine.key == theirs.key:
+        return  # equal headers: equal fields
+    ours, rebuilt = mine.fields, theirs.fields  # built on each read: once
     for key, bits in REWRITTEN.items():
-        a, b = _value(mine.fields, key[1:]), _value(theirs.fields, key[1:])
+        a, b = _value(ours, key[1:]), _value(rebuilt, key[1:])
         if a == b:
             continue
         if not isinstance(a, int) or not isinstance(b, int) or (a ^ b) & ~bits:
