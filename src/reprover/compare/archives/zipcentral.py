@@ -32,29 +32,19 @@ OFFSET_AT = 42  # the local header offset inside a central record
 
 
 class Entry:
-    """One central-directory entry: its record's bytes and the numbers they hold.
+    """One central-directory entry: its record's bytes, and where its member lies.
 
     `record` is the entry's central record with its local header offset zeroed (that offset
     moves whenever an earlier member changes size, and is checked by the walk, not compared),
-    so two entries with equal `record` and equal local extra fields have equal `fields()`.
+    so two entries with equal `record` and equal local extra fields have equal `entry_fields`.
+    The record's numbers are read from it when asked, so an entry holds a few objects only.
     """
 
-    __slots__ = ("at", "budget", "crc", "csize", "data", "dostime", "external", "file", "flags",
-                 "internal", "local", "local_extra", "made_by", "method", "name", "needed",
-                 "nlen", "record", "usize", "xlen", "zip64")  # fmt: skip
-    made_by: int
-    needed: int
-    flags: int
-    method: int
-    dostime: int
-    crc: int
-    csize: int
-    usize: int
-    nlen: int
-    xlen: int
-    internal: int
-    external: int
-    local: int  # offset of its local header
+    __slots__ = ("at", "budget", "csize", "data", "file", "local", "local_extra", "name",
+                 "record", "usize", "zip64")  # fmt: skip
+    csize: int  # compressed size (from the ZIP64 record when it has one)
+    usize: int  # size (likewise)
+    local: int  # offset of its local header (likewise)
     data: int  # offset of its stored bytes (set by the local-header walk)
     local_extra: bytes  # its local extra field (set by the local-header walk)
     record: bytes
@@ -65,15 +55,30 @@ class Entry:
     zip64: bool
 
     def __init__(self, record: bytes, at: int, file: BinaryIO, budget: Budget) -> None:
-        (self.made_by, self.needed, self.flags, self.method, t, d, self.crc, self.csize,
-         self.usize, self.nlen, self.xlen, _clen, _disk, self.internal, self.external,
-         self.local) = CENTRAL.unpack_from(record, 4)  # fmt: skip
-        self.dostime = (d << 16) | t
+        self.csize, self.usize = struct.unpack_from("<II", record, 20)
+        (self.local,) = struct.unpack_from("<I", record, OFFSET_AT)
         self.record = record[:OFFSET_AT] + bytes(4) + record[OFFSET_AT + 4 :]
         raw = self.raw_name
         self.name = decode_name(raw, utf8=bool(self.flags & 0x800) or raw.isascii())
         self.at, self.file, self.budget = at, file, budget
         self.zip64, self.local_extra, self.data = False, b"", 0
+
+    def _u16(self, at: int) -> int:
+        return int.from_bytes(self.record[at : at + 2], "little")
+
+    def _u32(self, at: int) -> int:
+        return int.from_bytes(self.record[at : at + 4], "little")
+
+    made_by = property(lambda self: self._u16(4), doc="version made by (high byte: system)")
+    needed = property(lambda self: self._u16(6), doc="version needed to extract")
+    flags = property(lambda self: self._u16(8), doc="general purpose flags")
+    method = property(lambda self: self._u16(10), doc="compression method")
+    dostime = property(lambda self: self._u16(14) << 16 | self._u16(12), doc="DOS date, time")
+    crc = property(lambda self: self._u32(16), doc="CRC-32 of the content")
+    nlen = property(lambda self: self._u16(28), doc="name length")
+    xlen = property(lambda self: self._u16(30), doc="extra field length")
+    internal = property(lambda self: self._u16(36), doc="internal attributes")
+    external = property(lambda self: self._u32(38), doc="external attributes (Unix mode << 16)")
 
     @property
     def raw_name(self) -> bytes:
@@ -92,7 +97,7 @@ class Entry:
 
     @property
     def key(self) -> bytes:
-        """Bytes whose equality on two entries implies equal `fields()`."""
+        """Bytes whose equality on two entries implies equal fields."""
         return self.record + self.local_extra if self.local_extra else self.record
 
 

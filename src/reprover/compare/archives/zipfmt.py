@@ -22,16 +22,19 @@ from __future__ import annotations
 import bz2
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from functools import partial
 from typing import BinaryIO, Union
 
 from reprover.compare.archives.limits import Budget, LimitHit
 from reprover.compare.archives.listing import (
     CHUNK,
+    Field,
     Hidden,
     Listing,
     MalformedArchive,
     Member,
+    Opener,
     Span,
 )
 from reprover.compare.archives.zipcentral import (
@@ -154,17 +157,63 @@ def read_zip(f: BinaryIO, size: int, budget: Budget) -> Listing:
         listing.hidden.append(
             Hidden(pos, start - pos, "bytes between the last member and the central directory")
         )
-    listing.members = [_member(e) for e in entries]
+    listing.members = [_ZipMember(e) for e in entries]
     return listing
 
 
-def _member(e: Entry) -> Member:
-    """The listing's view of an entry: fields built on demand, content streamed on demand."""
-    return Member(
-        e.name, entry_kind(e), lambda: entry_fields(e), e.local, lambda: _content(e),
-        stored=Span(e.file, e.data, e.csize), identity=(e.method, e.flags & 1, e.crc, e.usize),
-        key=e.key,
-    )  # fmt: skip
+class _ZipMember(Member):
+    """The listing's view of an entry: nothing built until asked (fields, content, spans)."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self, e: Entry) -> None:
+        super().__init__(e.name, entry_kind(e), _NO_FIELDS, e.local)
+        self.entry = e
+
+    @property
+    def fields(self) -> Mapping[str, Field]:
+        """Built from the central record and the local extra field on each read."""
+        return entry_fields(self.entry)
+
+    @property
+    def opener(self) -> Opener | None:
+        """Streams the content, its CRC, size and stream end checked."""
+        return partial(_content, self.entry)
+
+    @opener.setter
+    def opener(self, value: Opener | None) -> None:
+        pass  # the content is always the entry's
+
+    @property
+    def stored(self) -> Span:
+        """The stored (compressed) bytes."""
+        return Span(self.entry.file, self.entry.data, self.entry.csize)
+
+    @stored.setter
+    def stored(self, value: object) -> None:
+        pass
+
+    @property
+    def identity(self) -> tuple[int, int, int, int]:
+        """Method, encryption, CRC and size: with equal stored bytes, equal content."""
+        e = self.entry
+        return (e.method, e.flags & 1, e.crc, e.usize)
+
+    @identity.setter
+    def identity(self, value: object) -> None:
+        pass
+
+    @property
+    def key(self) -> bytes:
+        """The central record (offset zeroed) and the local extra field."""
+        return self.entry.key
+
+    @key.setter
+    def key(self, value: object) -> None:
+        pass
+
+
+_NO_FIELDS: Mapping[str, Field] = {}
 
 
 Engine = Union["zlib._Decompress", bz2.BZ2Decompressor, None]
