@@ -1,10 +1,13 @@
-"""Benchmark archives: a 1 GiB ZIP of 20,000 members (5 changed) and a .deb pair.
+"""Benchmark archives: a 1 GiB ZIP of 20,000 members (5 changed), a .deb pair, and memory.
 
 The ZIP holds 2 GiB of content (half random, half zeros), about 1 GiB on disk.
 
 Side by side in one run: `sha256sum` of both files (the physical limit), `reprover diff`
-(every member hashed, the 5 changed ones labelled down to their bytes) and diffoscope when it
-is installed (`apt-get install diffoscope-minimal`; only this benchmark uses it, never CI).
+(every member compared, the 5 changed ones labelled down to their bytes) and diffoscope with
+its default options when it is installed (`apt-get install diffoscope-minimal`; only this
+benchmark uses it, never CI), each with its wall time, CPU time and peak memory, and the load
+average around them (the machine is shared: CPU time is the steadier figure). Then the peak
+memory of comparing ZIP pairs of 2,000, 20,000 and 200,000 tiny members.
 Goals (issue 15): within 3x of hashing both files, at least 20x faster than diffoscope.
 
     python scripts/bench.py --only archives
@@ -26,17 +29,28 @@ MEMBERS = 20_000
 CHANGED = 5
 DEB_PROGRAMS = 400
 DIFFOSCOPE_TIMEOUT = 600.0
+MEMORY_COUNTS = (2_000, 20_000, 200_000)
+NAN = float("nan")
 
 
-def timed(argv: list[str], *, timeout: float | None = None) -> float | None:
-    """Wall seconds of one run (output discarded), or None when it timed out."""
+def timed(argv: list[str], *, timeout: float | None = None) -> tuple[float, float, float] | None:
+    """Wall seconds, CPU seconds (user + system, children included) and peak RSS in MiB of
+    one run (output discarded), or None when it timed out."""
     start = time.perf_counter()
-    try:
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=timeout, check=False)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return None
-    return time.perf_counter() - start
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = None if timeout is None else start + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            proc.kill()
+            proc.wait()
+            return None
+        time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def make_zips(folder: Path, total: int) -> tuple[Path, Path]:
@@ -53,14 +67,15 @@ def make_zips(folder: Path, total: int) -> tuple[Path, Path]:
         for i in range(MEMBERS):
             start = (i * 7919) % ((1 << 20) - size // 2)
             data = noise[start : start + size // 2] + bytes(size - size // 2)
-            info = zipfile.ZipInfo(
-                f"data/{i // 1000:02d}/member-{i:05d}.bin", (2024, 1, 1, 0, 0, 0)
-            )
-            info.compress_type = zipfile.ZIP_DEFLATED
-            za.writestr(info, data)
-            if i in changed:
-                data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
-            zb.writestr(info, data)
+            other = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:] if i in changed else data
+            # one ZipInfo per archive: writestr records the CRC, sizes and offset in it, and
+            # a shared one gave the released ZIP the rebuilt one's CRCs (a corrupt archive)
+            for archive, content in ((za, data), (zb, other)):
+                info = zipfile.ZipInfo(
+                    f"data/{i // 1000:02d}/member-{i:05d}.bin", (2024, 1, 1, 0, 0, 0)
+                )
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, content)
     return a, b
 
 
@@ -104,21 +119,72 @@ def compare(title: str, a: Path, b: Path) -> None:
         with path.open("rb") as stream:
             while stream.read(1 << 24):
                 pass
-    sha = timed(["sha256sum", str(a), str(b)]) or float("nan")
-    ours = timed([*REPROVER, "diff", "--quiet", "--format", "json", "--allow", "archive.mtime",
-                  str(a), str(b)]) or float("nan")  # fmt: skip
     print(f"\n{title} ({a.stat().st_size / 2**20:.0f} MiB each)", flush=True)
-    print(f"  sha256sum both files  {sha:8.2f} s")
-    print(f"  reprover diff         {ours:8.2f} s   ({ours / sha:.2f}x sha256sum)")
+    print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"  {'command':22} {'wall s':>8} {'ratio':>8} {'CPU s':>8} {'peak MiB':>9}")
+    sha = timed(["sha256sum", str(a), str(b)]) or (NAN, NAN, NAN)
+    ours = timed([*REPROVER, "diff", "--quiet", "--format", "json", "--allow", "archive.mtime",
+                  str(a), str(b)]) or (NAN, NAN, NAN)  # fmt: skip
+    print(f"  {'sha256sum both files':22} {sha[0]:8.2f} {1:7.2f}x {sha[1]:8.2f} {sha[2]:9.0f}")
+    print(f"  {'reprover diff':22} {ours[0]:8.2f} {ours[0] / sha[0]:7.2f}x {ours[1]:8.2f} "
+          f"{ours[2]:9.0f}")  # fmt: skip
     if shutil.which("diffoscope") is None:
         print("  diffoscope            not installed (apt-get install diffoscope-minimal)")
         return
     theirs = timed(["diffoscope", "--text", os.devnull, str(a), str(b)], timeout=DIFFOSCOPE_TIMEOUT)
     if theirs is None:
-        print(f"  diffoscope            > {DIFFOSCOPE_TIMEOUT:.0f} s (stopped; reprover at least "
-              f"{DIFFOSCOPE_TIMEOUT / ours:.0f}x faster)")  # fmt: skip
+        print(f"  diffoscope             > {DIFFOSCOPE_TIMEOUT:.0f} s (stopped; reprover at least "
+              f"{DIFFOSCOPE_TIMEOUT / ours[0]:.0f}x faster)")  # fmt: skip
     else:
-        print(f"  diffoscope            {theirs:8.2f} s   (reprover {theirs / ours:.0f}x faster)")
+        print(f"  {'diffoscope':22} {theirs[0]:8.2f} {theirs[0] / sha[0]:7.2f}x {theirs[1]:8.2f} "
+              f"{theirs[2]:9.0f}   (reprover {theirs[0] / ours[0]:.1f}x faster)")  # fmt: skip
+    print(f"  load average {os.getloadavg()[0]:.1f} after", flush=True)
+
+
+def make_tiny(folder: Path, count: int) -> tuple[Path, Path]:
+    """Two ZIPs of `count` members of about 12 bytes each, one member changed."""
+    out = []
+    for side in ("a", "b"):
+        path = folder / f"tiny-{count}-{side}.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+            for i in range(count):
+                info = zipfile.ZipInfo(
+                    f"data/{i // 1000:03d}/member-{i:06d}.txt", (2024, 1, 1, 0, 0, 0)
+                )
+                info.compress_type = zipfile.ZIP_DEFLATED
+                changed = side == "b" and i == count // 2
+                z.writestr(info, b"changed\n" if changed else f"member {i}\n".encode())
+        out.append(path)
+    return out[0], out[1]
+
+
+# The member bound (200,000 over both sides) is raised so that 200,000 members a side are
+# compared, not stopped: what is measured is the memory the comparison needs.
+MEMORY_CHILD = """
+import sys
+from pathlib import Path
+from reprover.compare import compare_artifact
+from reprover.compare.archives import Limits
+from reprover.digest import hash_file
+from reprover.model import Policy
+from reprover.policy import judge
+a, b = Path(sys.argv[1]), Path(sys.argv[2])
+results = compare_artifact("a.zip", a, b, Policy(), digests=(hash_file(a), hash_file(b)),
+                           judge=judge, limits=Limits(members=1_000_000))
+assert results[0].verdict.value == "different", results[0]
+"""
+
+
+def member_memory(folder: Path) -> None:
+    """Peak RSS of comparing ZIP pairs of 2,000, 20,000 and 200,000 tiny members."""
+    print("\nZIP pairs of tiny members, one changed: peak memory of the comparison", flush=True)
+    print(f"  {'members a side':>14} {'wall s':>8} {'peak MiB':>9}")
+    for count in MEMORY_COUNTS:
+        a, b = make_tiny(folder, count)
+        run = timed([sys.executable, "-c", MEMORY_CHILD, str(a), str(b)]) or (NAN, NAN, NAN)
+        print(f"  {count:14,} {run[0]:8.2f} {run[2]:9.0f}", flush=True)
+        a.unlink()
+        b.unlink()
 
 
 def main(size_mib: int = 2048) -> int:
@@ -132,6 +198,9 @@ def main(size_mib: int = 2048) -> int:
             compare(f"a .deb pair: two build times, one of {DEB_PROGRAMS} programs changed", *debs)
         a, b = make_zips(folder, size_mib << 20)
         compare(f"ZIP of {MEMBERS} members, {CHANGED} changed", a, b)
+        a.unlink()
+        b.unlink()
+        member_memory(folder)
     return 0
 
 
