@@ -27,6 +27,10 @@ pytestmark = pytest.mark.skipif(not jdk(), reason="default-jdk-headless: .ci/apt
 CA = FIXTURES / "signature" / "ca.pem"
 OTHER_CA = FIXTURES / "signature" / "other-ca.pem"
 SIGNER = "CN=reprover test release signer"
+LF_MANIFEST = (  # LF line ends and a package section: jarsigner rewrites both (CRLF, order)
+    b"Manifest-Version: 1.0\nCreated-By: a tool writing LF\nMain-Class: app.Main\n\n"
+    b"Name: app/\nSealed: true\n\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +40,7 @@ def jars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     store, other = keystore(root), keystore(root, "other-leaf", "other-ca")
     out = {}
     cases = ("unsigned", "signed", "two", "bare-unsigned", "bare-signed", "ec", "sha1", "stamped",
-             "jar-unsigned", "jar-signed")  # fmt: skip
+             "jar-unsigned", "jar-signed", "lf-unsigned", "lf-signed")  # fmt: skip
     for case in cases:
         (root / case).mkdir()
         out[case] = root / case / "app.jar"
@@ -48,6 +52,8 @@ def jars(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     jarsign(out["unsigned"], out["ec"], ec_keystore(root))
     jarsign(out["unsigned"], out["sha1"], store, digestalg="SHA-1")
     jarsign(jar_tool(root / "tool", out["jar-unsigned"]), out["jar-signed"], store)
+    write_jar(out["lf-unsigned"], manifest=LF_MANIFEST)
+    jarsign(out["lf-unsigned"], out["lf-signed"], store)
     with local_tsa(root / "tsa") as url:
         jarsign(out["unsigned"], out["stamped"], store, tsa=url)
     return out
@@ -87,6 +93,17 @@ def test_jar_made_by_the_jdk_tools(jars, run_cli) -> None:
     outer = artifact(rep, "app.jar")
     assert outer["verdict"] == "signature-only"
     assert regions(outer)["zip.order"]["rule"] == "signature"
+
+
+@pytest.mark.slow
+def test_manifest_rewritten_by_jarsigner_keeps_its_meaning(jars, run_cli) -> None:
+    """An LF manifest comes back CRLF, its package section moved after the new ones."""
+    with zipfile.ZipFile(jars["lf-signed"]) as z:
+        assert z.read("META-INF/MANIFEST.MF").startswith(b"Manifest-Version: 1.0\r\n")
+    code, rep = report(run_cli, "diff", jars["lf-signed"], jars["lf-unsigned"],
+                       "--allow", "signature")  # fmt: skip
+    assert code == 0, rep
+    assert artifact(rep, "app.jar")["verdict"] == "signature-only"
 
 
 @pytest.mark.slow

@@ -9,9 +9,11 @@ The proof adds:
   with exactly one block `META-INF/<NAME>.RSA` or `.EC`, spelled in upper case as jarsigner
   writes them (Java reads these names without case, so any other spelling or two names equal
   but for case is ambiguous and refused); the rebuild holds no signature file;
-- the manifest's main section is the rebuild's, byte for byte (jarsigner keeps it; when it
-  does not, as when the rebuild's lacks `Manifest-Version`, something was lost). With no
-  manifest in the rebuild it is exactly jarsigner's `Manifest-Version: 1.0` and `Created-By`;
+- the manifest's main section holds the rebuild's attributes, in order, with their values
+  (jarsigner keeps them, but may rewrite line endings and wrapping: both strictly parsed, so
+  equal attributes are one meaning; when it does not keep them, as when the rebuild's lacks
+  `Manifest-Version`, something was lost). With no manifest in the rebuild it is exactly
+  jarsigner's `Manifest-Version: 1.0` and `Created-By`;
 - every per-entry section of the rebuild's manifest is kept with the same attributes, digests
   aside; a new section holds only digests, at least one; every member but directories (empty,
   named `x/`) and signature files has a section whose digests are those of the *rebuilt*
@@ -206,7 +208,7 @@ def _read(member: Member) -> bytes:
 
 
 def _main(manifest: Manifest, base: Manifest | None) -> None:
-    """The main section is the rebuild's, or jarsigner's own when the rebuild has none.
+    """The main section has the rebuild's attributes, or jarsigner's own when it has none.
 
     Raises:
         VerificationError: anything else.
@@ -220,13 +222,13 @@ def _main(manifest: Manifest, base: Manifest | None) -> None:
                 + ", ".join(repr(k) for k in keys)
             )
         return
-    if manifest.main.raw != base.main.raw:
+    if manifest.main.attributes != base.main.attributes:
         mine, theirs = dict(manifest.main.attributes), dict(base.main.attributes)
         changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-        what = ", ".join(changed) if changed else "the bytes (same attributes, other lines)"
+        what = ", ".join(changed) if changed else "the order of the attributes"
         raise VerificationError(
             f"the released manifest's main section is not the rebuild's: {what} differ; "
-            "jarsigner keeps the main section as it is"
+            "jarsigner keeps the main section's attributes as they are"
         )
 
 
