@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from archive_support import FIXTURES, artifact, report, write_zip
+from archive_support import (
+    FIXTURES,
+    artifact,
+    osslsigncode_verifies,
+    report,
+    sign_msi,
+    write_msi,
+    write_zip,
+)
 from jar_support import (
     CLASSES,
     MANIFEST,
@@ -30,6 +38,7 @@ from jar_support import (
 )
 
 CA = FIXTURES / "signature" / "ca.pem"
+DLL = FIXTURES / "ledger" / "pe-mingw-timestamp" / "a"
 needs_jdk = pytest.mark.skipif(not jdk(), reason="default-jdk-headless: .ci/apt-packages.txt")
 
 
@@ -204,3 +213,63 @@ def test_zip_structures_no_field_read_carry_bytes_beside_an_allowed_time(
     assert outer["verdict"] == "different"
     assert {"ZIP64 record slack": "no field reads", "disk number": "starts on disk",
             "ZIP64 end record": "extensible data"}[where] in hidden(outer)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def msis(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(an osslsigncode-signed MSI, its unsigned wixl rebuild), in folders of their own."""
+    if not all(shutil.which(t) for t in ("wixl", "osslsigncode")):
+        pytest.skip("wixl and osslsigncode: .ci/apt-packages.txt")
+    root = tmp_path_factory.mktemp("msi")
+    (root / "rebuilt").mkdir()
+    rebuilt = write_msi(root / "rebuilt" / "setup.msi", DLL.read_bytes())
+    return sign_msi(rebuilt, root / "signed.msi"), rebuilt
+
+
+def _table_entry(data: bytearray, table: int, index: int, value: int) -> None:
+    """Set entry `index` of the first sector of the table starting at header offset `table`."""
+    sect = struct.unpack_from("<I", data, table)[0]
+    struct.pack_into("<I", data, (sect + 1) * 512 + 4 * index, value)
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["sector marked FATSECT", "FAT past the last sector", "MiniFAT past the mini stream",
+     "transaction signature", "header DIFAT past the FAT"],
+)  # fmt: skip
+def test_msi_allocation_entries_no_chain_reads_carry_bytes(
+    msis: tuple[Path, Path], tmp_path: Path, run_cli: Any, where: str
+) -> None:
+    """Bytes in a signed MSI's allocation tables that no reader follows: a whole sector of
+    payload appended and marked FATSECT in the FAT (its owner was taken from that mark, so
+    it was never checked), FAT and MiniFAT entries past the sectors in use, the header's
+    transaction signature and DIFAT slots past the FAT's sectors. osslsigncode verifies each
+    (the MSI hash covers streams only), and each was `signature-only`; `olealloc` now
+    hides them."""
+    signed, rebuilt = msis
+    data = bytearray(signed.read_bytes())
+    if where == "sector marked FATSECT":
+        sect = len(data) // 512 - 1
+        data += b"payload!" * 64
+        _table_entry(data, 0x4C, sect, 0xFFFFFFFD)
+    elif where == "FAT past the last sector":
+        _table_entry(data, 0x4C, len(data) // 512 + 3, 0x41414141)
+    elif where == "MiniFAT past the mini stream":
+        _table_entry(data, 0x3C, 127, 0x41414141)
+    elif where == "transaction signature":
+        data[0x34:0x38] = b"EVIL"
+    else:
+        data[0x4C + 4 * 100 : 0x4C + 4 * 102] = b"EVILEVIL"
+    (tmp_path / "released").mkdir()
+    released = tmp_path / "released" / "setup.msi"
+    released.write_bytes(bytes(data))
+    assert osslsigncode_verifies(released)
+    outer = refused(run_cli, released, rebuilt)
+    reason = {
+        "sector marked FATSECT": "is in no chain",
+        "FAT past the last sector": "FAT entries past the last sector",
+        "MiniFAT past the mini stream": "MiniFAT entries of mini sectors no stream uses",
+        "transaction signature": "a transaction signature",
+        "header DIFAT past the FAT": "DIFAT entries past the FAT's sectors",
+    }
+    assert reason[where] in hidden(outer), hidden(outer)  # fmt: skip

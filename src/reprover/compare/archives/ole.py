@@ -2,15 +2,16 @@
 
 Owns: reading a compound file into a `Listing` with `olefile` for the header, FAT, MiniFAT and
 directory; each stream a member (MSI stream names decoded: `!_Tables`, `product.cab`; inside a
-storage `storage/stream`), each storage a `dir` member `storage/`, their directory entries'
-raw name, CLSID, state bits and FILETIMEs as fields (`ole.stream[N].mtime`), the root entry's
-as container fields, and the sector placement and directory tree (types, colours, links) as
+storage `storage/stream`), each storage a `dir` member `storage/`, their directory entries' raw
+name, CLSID, state bits and FILETIMEs as fields (`ole.stream[N].mtime`), the root entry's as
+container fields, and the sector placement and directory tree (types, colours, links) as
 `ole.layout` (allowed by `archive.order`: it can hide nothing once every sector is accounted
-for). `Hidden`: a free sector or mini sector holding data, a sector claimed by two chains or
-by none, non-zero slack after a stream's end, an unused directory entry holding data, a used
-one with bytes no field explains (after the name, a size's high half, a storage's size, a
-stream's child link, a colour byte but red or black, an empty entry in the tree), a name
-with `/`, `\\`, `:`, `!` or NUL, and bytes after the last sector.
+for). `Hidden`: a free sector or mini sector holding data (a sector marked FATSECT in the FAT
+but listed by no DIFAT is free; `olealloc` checks the tables' own unused entries), a sector
+claimed by two chains or by none, non-zero slack after a stream's end, an unused directory
+entry holding data, a used one with bytes no field explains (after the name, a size's high
+half, a storage's size, a stream's child link, a colour byte but red or black, an empty entry
+in the tree), a name with `/`, `\\`, `:`, `!` or NUL, and bytes after the last sector.
 The root `\\x05SummaryInformation` stream, when `olesummary` explains every byte of it, becomes
 `msi.summary.*` container fields plus its skeleton as the member's stored bytes (the driver
 then compares skeletons and fields, not the bytes).
@@ -37,6 +38,7 @@ from reprover.compare.archives.listing import (
     Member,
     Opener,
 )
+from reprover.compare.archives.olealloc import minifat_slack, table_sectors
 from reprover.compare.archives.olesummary import LIMIT as SUMMARY_LIMIT
 from reprover.compare.archives.olesummary import NAME as SUMMARY
 from reprover.compare.archives.olesummary import SummaryRefused, parse
@@ -123,12 +125,12 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
     ssize = ole.sectorsize
     if ssize > 512 and not _zero(f, 512, ssize - 512):
         listing.hidden.append(Hidden(512, ssize - 512, "data in the header sector's padding"))
-    for sect, value in enumerate(ole.fat[: ole.nb_sect]):
-        if value in (FATSECT, DIFSECT):
-            sectors.owner[sect] = "the FAT"
+    fat, difat = table_sectors(f, ole, listing)  # not every sector marked so in the FAT
+    sectors.owner.update(dict.fromkeys(fat, "the FAT") | dict.fromkeys(difat, "the DIFAT"))
     sectors.chain(ole.first_dir_sector, "the directory")
+    minifat = []
     if ole.num_mini_fat_sectors:
-        sectors.chain(ole.first_mini_fat_sector, "the MiniFAT")
+        minifat = sectors.chain(ole.first_mini_fat_sector, "the MiniFAT")
         ole.loadminifat()
     root = ole.root
     mini_owner: dict[int, str] = {}
@@ -199,6 +201,7 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
         listing.members.append(member)
     listing.fields["ole.layout"] = Field(layout.hexdigest(), 0, 0)
     _free(f, listing, sectors, container=container, mini_owner=mini_owner)
+    minifat_slack(f, ole, listing, minifat, set(mini_owner))
     _unused_entries(f, ole, listing)
     end = (ole.nb_sect + 1) * ssize
     if size > end:
