@@ -201,6 +201,11 @@ def test_manifest_grammar_refuses_ambiguity(text: bytes, reason: str) -> None:
         parse_manifest(text, "m")
 
 
+def test_empty_manifest_is_an_empty_main_section() -> None:
+    parsed = parse_manifest(b"", "m")
+    assert (parsed.main.attributes, parsed.sections) == ((), {})
+
+
 def test_manifest_grammar_reads_continuations_and_both_newlines() -> None:
     crlf = b"Manifest-Version: 1.0\r\n\r\nName: a/very\r\n /long.class\r\nSHA-256-Digest: x\r\n\r\n"
     lf = crlf.replace(b"\r\n", b"\n")

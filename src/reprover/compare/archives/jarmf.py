@@ -137,7 +137,7 @@ def parse_manifest(data: bytes, what: str) -> Manifest:
             groups.append([])
         else:
             raise VerificationError(f"{what}: two blank lines in a row (an empty section)")
-    if not groups[-1]:
+    if not groups[-1] and len(groups) > 1:
         groups.pop()  # the blank line that ended the last section
     offsets = _raw_spans(data, [len(g) for g in groups])
     main_attrs = _attributes(groups[0], f"{what}, main section")
