@@ -267,3 +267,9 @@ def test_rebuild_that_is_already_signed(tmp_path, run_cli) -> None:
     theirs[2] = ("META-INF/OTHER.RSA", theirs[2][1])
     notes = refused(run_cli, pair(tmp_path, ours, theirs))
     assert "the rebuilt JAR already holds signature file 'META-INF/OTHER" in notes
+
+
+def test_empty_released_manifest(tmp_path, run_cli) -> None:
+    """An empty MANIFEST.MF with a valid .SF over it (crashed the proof before)."""
+    notes = refused(run_cli, pair(tmp_path, signed(b"", CLASSES)))
+    assert "the released manifest's main section is not the rebuild's" in notes
