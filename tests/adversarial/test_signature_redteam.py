@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from archive_support import (
+    DATE,
     FIXTURES,
     artifact,
     osslsigncode_verifies,
@@ -29,10 +30,13 @@ from archive_support import (
 from jar_support import (
     CLASSES,
     MANIFEST,
+    block,
+    digest,
     jarsign,
     jarsigner_verifies,
     jdk,
     keystore,
+    signature_file,
     wrap,
     write_jar,
 )
@@ -273,3 +277,34 @@ def test_msi_allocation_entries_no_chain_reads_carry_bytes(
         "header DIFAT past the FAT": "DIFAT entries past the FAT's sectors",
     }
     assert reason[where] in hidden(outer), hidden(outer)  # fmt: skip
+
+
+def test_jar_signature_entries_carry_well_formed_time_and_owner_extras(
+    tmp_path: Path, run_cli: Any
+) -> None:
+    """64 bytes in the `.SF` and block entries' extras, each well formed as a time (0x5455,
+    NTFS 0x000A) or an owner (0x7875): only extras the ZIP reader could not name were refused
+    there, so these rode along with the signature (`signature-only`); jarsigner writes no
+    extra on them, and now any extra on a signing entry is refused."""
+    stamp = struct.pack("<HHB", 0x5455, 5, 1) + b"EVIL"
+    owner = struct.pack("<HHBB", 0x7875, 19, 1, 8) + b"PAYLOAD!" + b"\x08" + b"PAYLOAD!"
+    ntfs = struct.pack("<HH", 0x000A, 32) + bytes(4) + struct.pack("<HH", 1, 24) + b"NTFSTIME" * 3
+    manifest = MANIFEST + b"".join(
+        f"Name: {n}\r\nSHA-256-Digest: {digest(d)}\r\n\r\n".encode() for n, d in CLASSES.items()
+    )
+    released, rebuilt = folders(tmp_path)
+    sf = signature_file(manifest)
+    entries = [("META-INF/MANIFEST.MF", manifest, b""), ("META-INF/SIGNER.SF", sf, stamp + owner),
+               ("META-INF/SIGNER.RSA", block(sf), ntfs)]  # fmt: skip
+    with zipfile.ZipFile(released / "app.jar", "w") as z:
+        for name, data, extra in [*entries, *((n, d, b"") for n, d in CLASSES.items())]:
+            info = zipfile.ZipInfo(name, DATE)
+            info.external_attr, info.create_system = 0o644 << 16, 3
+            info.compress_type, info.extra = zipfile.ZIP_DEFLATED, extra
+            z.writestr(info, data)
+    write_jar(rebuilt / "app.jar")
+    outer = refused(run_cli, released / "app.jar", rebuilt / "app.jar")
+    notes = " ".join(outer["notes"])
+    assert "META-INF/SIGNER.RSA carries bytes no signature covers (extra.ntfs.mtime" in notes or (
+        "META-INF/SIGNER.SF carries bytes no signature covers (extra.mtime, extra.owner" in notes
+    ), notes

@@ -28,8 +28,10 @@ The proof adds:
   chaining to pinned certificates when there are any;
 - what jarsigner's ZIP writer changes: members under `META-INF/` first (keeping their order),
   the ZIP comment dropped, and on each entry the UTF-8 name flag (only for ASCII names, which
-  it does not change) and the data-descriptor flag; the signature files' own entries carry no
-  comment or unknown extra field.
+  it does not change) and the data-descriptor flag; the entries of the manifest and the
+  signature files carry no comment, no extra field of any kind (times and owners too) and no
+  flag but UTF-8's, as jarsigner writes them (their version and file attributes, 8 bytes
+  each, are not checked).
 
 Digests: SHA-256, SHA-384 and SHA-512 prove; SHA-1 and MD5 are checked when present but never
 suffice (a section or signer with only those refuses the proof); any other is refused.
@@ -378,12 +380,15 @@ def _container(released: Listing, rebuilt: Listing, signing: list[str]) -> None:
             _rewritten(by_name[member.name], member)
     for name in signing:
         fields = by_name[name].fields
-        extra = [k for k in fields if k in ("extra", "local.extra") or "extra[" in k]
-        if extra or fields["comment"].value:
+        extra = [k for k in fields if k.startswith(("extra", "local.extra"))]  # times too
+        extra += ["comment"] if fields["comment"].value else []
+        flags = _value(fields, "flags")
+        if not isinstance(flags, int) or flags & ~REWRITTEN[".flags"]:
+            extra.append("flags")
+        if extra:
             raise VerificationError(
-                f"the entry of {name} carries bytes no signature covers ("
-                + ", ".join(extra or ["comment"]) + ")"
-            )  # fmt: skip
+                f"the entry of {name} carries bytes no signature covers ({', '.join(extra)})"
+            )
 
 
 def _value(fields: Mapping[str, Field], key: str) -> object:
