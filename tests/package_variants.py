@@ -77,6 +77,29 @@ def code_region(data: bytes) -> tuple[int, str] | None:
     return None
 
 
+def signed_pe(data: bytes) -> bool:
+    """Whether `data` is a PE whose certificate table (Authenticode) is not empty."""
+    if data[:2] != b"MZ" or len(data) < 0x40:
+        return False
+    header = int.from_bytes(data[0x3C:0x40], "little")
+    if data[header : header + 4] != b"PE\0\0" or len(data) < header + 24 + 2:
+        return False
+    pe32plus = data[header + 24 : header + 26] == b"\x0b\x02"
+    security = header + 24 + (112 if pe32plus else 96) + 4 * 8
+    return int.from_bytes(data[security + 4 : security + 8], "little") > 0
+
+
+def strip_authenticode(pe: bytes) -> bytes:
+    """A PE without its certificate table (every WIN_CERTIFICATE): its unsigned build."""
+    header = int.from_bytes(pe[0x3C:0x40], "little")
+    pe32plus = pe[header + 24 : header + 26] == b"\x0b\x02"
+    security = header + 24 + (112 if pe32plus else 96) + 4 * 8
+    offset = int.from_bytes(pe[security : security + 4], "little")
+    out = bytearray(pe[:offset])
+    out[security : security + 8] = bytes(8)
+    return bytes(out)
+
+
 def _flip_data(data: bytes) -> tuple[bytes, str | None]:
     """`data` with one byte changed: in its code if it is an ELF or PE file, else the middle."""
     found = code_region(data)
@@ -112,14 +135,22 @@ def _deb_mtime(data: bytes) -> int:
 
 def _dpkg_build(tree: Path, out: Path, epoch: int, compression: str) -> None:
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+    out.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["dpkg-deb", f"-Z{compression}", "-b", str(tree), str(out)],
                    env=env, check=True, capture_output=True)  # fmt: skip
 
 
 def _dpkg_tree(src: Path, work: Path) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
     tree = work / f"{src.name}.tree"
     subprocess.run(["dpkg-deb", "-R", str(src), str(tree)], check=True, capture_output=True)
     return tree
+
+
+def _shipped(tree: Path) -> list[Path]:
+    """The regular files a package unpacked by `dpkg-deb -R` installs (not DEBIAN/, no links)."""
+    found = (p for p in tree.rglob("*") if "DEBIAN" not in p.relative_to(tree).parts)
+    return sorted(p for p in found if p.is_file() and not p.is_symlink())
 
 
 def rebuild_deb(src: Path, out: Path, work: Path, *, compression: str | None = None) -> Path:
@@ -154,16 +185,6 @@ def replace_in_deb(src: Path, out: Path, work: Path, member: str, data: bytes, *
         os.utime(listing, (stamp, stamp))
     _dpkg_build(tree, out, _deb_mtime(deb), _deb_compression(deb))
     return out
-
-
-def strip_authenticode(pe: bytes) -> bytes:
-    """A PE32+ without its certificate table (every WIN_CERTIFICATE): its unsigned build."""
-    header = int.from_bytes(pe[0x3C:0x40], "little")
-    security = header + 24 + 112 + 4 * 8  # PE32+ optional header, data directory 4
-    offset = int.from_bytes(pe[security : security + 4], "little")
-    out = bytearray(pe[:offset])
-    out[security : security + 8] = bytes(8)
-    return bytes(out)
 
 
 # --- ZIP: zipfile, which makes wheels, keeping order and every field but the one changed ---------
@@ -202,7 +223,7 @@ class _Unseekable(io.RawIOBase):
 
 
 def _rezip(src: Path, out: Path, *, shift: int = 0, change: str | None = None,
-           junk_after: str | None = None) -> None:  # fmt: skip
+           junk_after: str | None = None, strip: set[str] | None = None) -> None:  # fmt: skip
     with zipfile.ZipFile(src) as zin, out.open("wb") as sink:
         infos = zin.infolist()
         descriptors = bool(infos and infos[0].flag_bits & 0x08)
@@ -216,6 +237,8 @@ def _rezip(src: Path, out: Path, *, shift: int = 0, change: str | None = None,
                 data = zin.read(info)
                 if info.filename == change:
                     data = _flip_data(data)[0]
+                if strip and info.filename in strip:
+                    data = strip_authenticode(data)
                 zout.writestr(_copy_info(info, date), data)
                 if info.filename == junk_after:
                     assert zout.fp is not None
@@ -310,10 +333,10 @@ def repack_times(src: Path, out: Path, work: Path) -> Path:
 
 
 def _pick(names: list[str], read: Callable[[str], bytes]) -> str:
-    """The member to change: the first ELF or PE file, else the first Java class, else the first."""
-    for name in names:
-        if code_region(read(name)) is not None:
-            return name
+    """The member to change: the first (signed, if any) ELF or PE file, else a Java class."""
+    code = [n for n in names if code_region(read(n)) is not None]
+    if code:
+        return next((n for n in code if signed_pe(read(n))), code[0])  # a signed one if any
     return next((n for n in names if n.endswith(".class")), names[0])
 
 
@@ -323,9 +346,9 @@ def flip_code(src: Path, out: Path, work: Path) -> Flip:
     if k == "deb":
         data = src.read_bytes()
         tree = _dpkg_tree(src, work)
-        shipped = (p for p in tree.rglob("*") if "DEBIAN" not in p.relative_to(tree).parts)
-        files = sorted(p for p in shipped if p.is_file() and not p.is_symlink())
+        files = _shipped(tree)
         code = [p for p in files if code_region(p.read_bytes())]
+        code.sort(key=lambda p: not signed_pe(p.read_bytes()))  # a signed one first, if any
         target = (code or [p for p in files if p.suffix == ".jar"] or files)[0]
         data_member = next(m[0] for m in _ar_members(data) if m[0].startswith("data."))
         member = f"{src.name}!{data_member}!./{target.relative_to(tree).as_posix()}"
@@ -375,3 +398,31 @@ def hide_bytes(src: Path, out: Path, work: Path) -> str:
         return src.name
     _retar(src, out, junk=True)
     return src.name
+
+
+def strip_signatures(src: Path, out: Path, work: Path) -> int:
+    """`src` repacked keeping times with every signed PE member unsigned; how many there were.
+
+    Nothing else changes (a wheel's RECORD and a .deb's md5sums keep the signed files' digests),
+    so `sign-check out src` may find the package signature-only.
+    """
+    k = kind(src)
+    if k == "zip":
+        with zipfile.ZipFile(src) as z:
+            signed = [i.filename for i in z.infolist() if signed_pe(z.read(i))]
+        _rezip(src, out, strip=set(signed))
+        return len(signed)
+    if k != "deb":
+        return 0
+    data = src.read_bytes()
+    tree = _dpkg_tree(src, work)
+    shipped = (p for p in tree.rglob("*") if "DEBIAN" not in p.relative_to(tree).parts)
+    signed = [
+        p for p in shipped if p.is_file() and not p.is_symlink() and signed_pe(p.read_bytes())
+    ]
+    for path in signed:
+        mtime = path.stat().st_mtime
+        path.write_bytes(strip_authenticode(path.read_bytes()))
+        os.utime(path, (mtime, mtime))
+    _dpkg_build(tree, out, _deb_mtime(data), _deb_compression(data))
+    return len(signed)

@@ -30,6 +30,7 @@ from package_variants import (
     repack_times,
     replace_in_deb,
     strip_authenticode,
+    strip_signatures,
 )
 
 ARCHIVE_RULES = ("archive.mtime", "archive.order", "archive.owner", "archive.mode",
@@ -158,10 +159,8 @@ def _shim_efi() -> bytes:
 def test_microsoft_signed_shim_in_a_deb_against_its_unsigned_rebuild(tmp_path: Path,
                                                                     run_cli) -> None:  # fmt: skip
     """Debian's shim, signed by Microsoft twice (two WIN_CERTIFICATE entries): signature-only."""
-    unsigned = strip_authenticode(_shim_efi())
-    rebuilt = replace_in_deb(
-        FIXTURES / SHIM, _variant(tmp_path, SHIM), tmp_path, SHIM_EFI, unsigned
-    )
+    rebuilt = _variant(tmp_path, SHIM)
+    assert strip_signatures(FIXTURES / SHIM, rebuilt, tmp_path) == 1
     code, rep = report(run_cli, "sign-check", rebuilt, FIXTURES / SHIM)
     assert code == 0, _unallowed(rep)
     leaf = artifact(rep, f"{SHIM}!data.tar.xz!{SHIM_EFI}")
