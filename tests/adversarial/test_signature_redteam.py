@@ -308,3 +308,21 @@ def test_jar_signature_entries_carry_well_formed_time_and_owner_extras(
     assert "META-INF/SIGNER.RSA carries bytes no signature covers (extra.ntfs.mtime" in notes or (
         "META-INF/SIGNER.SF carries bytes no signature covers (extra.mtime, extra.owner" in notes
     ), notes
+
+
+def test_msi_minifat_count_past_its_chain_is_a_malformed_msi(
+    msis: tuple[Path, Path], tmp_path: Path, run_cli: Any
+) -> None:
+    """A signed MSI whose header claims one MiniFAT sector more than its chain holds
+    (osslsigncode still verifies): olefile failed later, reading the MiniFAT, with an OSError
+    the driver took for an unreadable input (exit 2, "cannot read None"). Now it is a
+    malformed compound file, compared as bytes: `different`, exit 1."""
+    signed, rebuilt = msis
+    data = bytearray(signed.read_bytes())
+    struct.pack_into("<I", data, 0x40, struct.unpack_from("<I", data, 0x40)[0] + 1)
+    (tmp_path / "released").mkdir()
+    released = tmp_path / "released" / "setup.msi"
+    released.write_bytes(bytes(data))
+    assert osslsigncode_verifies(released)
+    outer = refused(run_cli, released, rebuilt)
+    assert any("not read as ole: ole: the MiniFAT" in n for n in outer["notes"]), outer["notes"]

@@ -131,7 +131,10 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
     minifat = []
     if ole.num_mini_fat_sectors:
         minifat = sectors.chain(ole.first_mini_fat_sector, "the MiniFAT")
-        ole.loadminifat()
+        try:
+            ole.loadminifat()
+        except (OSError, ValueError, IndexError) as exc:  # olefile: "incomplete OLE stream"
+            raise MalformedArchive(f"ole: the MiniFAT: {exc}") from exc
     root = ole.root
     mini_owner: dict[int, str] = {}
     container = sectors.chain(root.isectStart, "the mini stream") if root.size else []
