@@ -199,7 +199,9 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
             _slack(f, listing, places, msize, size=entry.size, name=name)
             member.opener = _opener(f, places, msize, entry.size)
             unit = msize
-        if name == SUMMARY and entry.size <= SUMMARY_LIMIT:
+        if name == SUMMARY and entry.size > SUMMARY_LIMIT:
+            listing.notes.append("summary information compared as bytes: over 64 KiB")
+        elif name == SUMMARY:
             _summary(listing, member, places, unit)
         listing.members.append(member)
     listing.fields["ole.layout"] = Field(layout.hexdigest(), 0, 0)
