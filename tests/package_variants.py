@@ -161,6 +161,17 @@ def rebuild_deb(src: Path, out: Path, work: Path, *, compression: str | None = N
     return out
 
 
+def _update_md5sums(tree: Path, path: Path) -> None:
+    """The line of `path` in DEBIAN/md5sums made to list its digest now (as dh_md5sums)."""
+    listing = tree / "DEBIAN" / "md5sums"
+    name = path.relative_to(tree).as_posix()
+    line = f"{hashlib.md5(path.read_bytes()).hexdigest()}  {name}"  # noqa: S324 - Debian's
+    lines = [line if ln.endswith(f"  {name}") else ln for ln in listing.read_text().splitlines()]
+    stamp = listing.stat().st_mtime
+    listing.write_text("\n".join(lines) + "\n")
+    os.utime(listing, (stamp, stamp))
+
+
 def replace_in_deb(src: Path, out: Path, work: Path, member: str, data: bytes, *,
                    md5sums: bool = False) -> Path:  # fmt: skip
     """`src` built again by dpkg-deb at its own time with file `member` (`./usr/...`) = `data`.
@@ -175,14 +186,7 @@ def replace_in_deb(src: Path, out: Path, work: Path, member: str, data: bytes, *
     target.write_bytes(data)
     os.utime(target, (mtime, mtime))
     if md5sums:
-        listing = tree / "DEBIAN" / "md5sums"
-        line = f"{hashlib.md5(data).hexdigest()}  {name}"  # noqa: S324 - Debian's format
-        lines = [
-            line if ln.endswith(f"  {name}") else ln for ln in listing.read_text().splitlines()
-        ]
-        stamp = listing.stat().st_mtime
-        listing.write_text("\n".join(lines) + "\n")
-        os.utime(listing, (stamp, stamp))
+        _update_md5sums(tree, target)
     _dpkg_build(tree, out, _deb_mtime(deb), _deb_compression(deb))
     return out
 
@@ -317,12 +321,24 @@ def _retar(src: Path, out: Path, *, shift: int = 0, change: str | None = None,
 # --- the three variants ---------------------------------------------------------------------------
 
 
-def repack_times(src: Path, out: Path, work: Path) -> Path:
-    """`src` repacked by its kind's tool with every time earlier by SHIFT seconds, nothing else."""
+def repack_times(src: Path, out: Path, work: Path, *, jars: bool = False,
+                 md5sums: bool = False) -> Path:  # fmt: skip
+    """`src` repacked by its kind's tool with every time earlier by SHIFT seconds, nothing else.
+
+    For a .deb, with `jars` each jar in it is repacked so too (a Java build at another time),
+    and with `md5sums` DEBIAN/md5sums then lists the new jars' digests, as dh_md5sums would.
+    """
     k = kind(src)
     if k == "deb":
         data = src.read_bytes()
         tree = _dpkg_tree(src, work)
+        for jar in (p for p in _shipped(tree) if jars and p.suffix == ".jar"):
+            mtime = jar.stat().st_mtime
+            _rezip(jar, jar.with_name(jar.name + ".new"), shift=SHIFT)
+            jar.with_name(jar.name + ".new").replace(jar)
+            os.utime(jar, (mtime, mtime))
+            if md5sums:
+                _update_md5sums(tree, jar)
         # dpkg-deb clamps every file time newer than SOURCE_DATE_EPOCH to it
         _dpkg_build(tree, out, _deb_mtime(data) - SHIFT, _deb_compression(data))
     elif k == "zip":

@@ -198,3 +198,26 @@ def test_a_changed_code_byte_under_the_microsoft_signature_fails(tmp_path: Path,
     assert leaf["verdict"] == "different"
     assert region == "pe.section[.text]"
     assert region in {d["region"] for d in leaf["differences"] if not d["allowed"]}
+
+
+def test_a_jar_rebuilt_at_another_time_inside_a_deb_rebuilt_at_another_time(
+    tmp_path: Path, run_cli
+) -> None:
+    """Times differ in three layers (.deb, data.tar.xz, the jar): only archive.mtime."""
+    rebuilt = repack_times(FIXTURES / CLI, _variant(tmp_path, CLI), tmp_path, jars=True)
+    code, rep = report(run_cli, "diff", FIXTURES / CLI, rebuilt, "--allow", "archive.mtime")
+    assert code == 0, _unallowed(rep)
+    jar = artifact(rep, f"{CLI}!data.tar.xz!./usr/share/java/commons-cli.jar")
+    assert jar["verdict"] == "equivalent"
+
+
+def test_md5sums_of_a_jar_equivalent_but_not_identical_still_differ(tmp_path: Path,
+                                                                    run_cli) -> None:  # fmt: skip
+    """What an honest rebuild writes: md5sums lists the new jar's digest. No rule explains a
+    digest of an equivalent member, so the package fails there and only there."""
+    rebuilt = repack_times(FIXTURES / CLI, _variant(tmp_path, CLI), tmp_path, jars=True,
+                           md5sums=True)  # fmt: skip
+    code, rep = report(run_cli, "diff", FIXTURES / CLI, rebuilt, "--allow", "archive.mtime")
+    assert code == 1
+    failing = {a["path"] for a in rep["artifacts"] if a["verdict"] == "different"}
+    assert failing == {CLI, f"{CLI}!control.tar.xz", f"{CLI}!control.tar.xz!./md5sums"}
