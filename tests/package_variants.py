@@ -136,7 +136,9 @@ def _deb_mtime(data: bytes) -> int:
 def _dpkg_build(tree: Path, out: Path, epoch: int, compression: str) -> None:
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["dpkg-deb", f"-Z{compression}", "-b", str(tree), str(out)],
+    # as root, dpkg-deb -R kept each file's owner; a user's unpacking made them the user's
+    owners = [] if os.geteuid() == 0 else ["--root-owner-group"]
+    subprocess.run(["dpkg-deb", *owners, f"-Z{compression}", "-b", str(tree), str(out)],
                    env=env, check=True, capture_output=True)  # fmt: skip
 
 
