@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from archive_support import (
     report,
     sign_msi,
     write_msi,
+    write_tar,
     write_zip,
 )
 from jar_support import (
@@ -326,3 +328,41 @@ def test_msi_minifat_count_past_its_chain_is_a_malformed_msi(
     assert osslsigncode_verifies(released)
     outer = refused(run_cli, released, rebuilt)
     assert any("not read as ole: ole: the MiniFAT" in n for n in outer["notes"]), outer["notes"]
+
+
+@pytest.mark.parametrize("field", ["size", "checksum"])
+def test_tar_of_a_signed_program_with_data_after_a_header_number(
+    tmp_path: Path, run_cli: Any, field: str
+) -> None:
+    """A TAR holding a signed program (proven signature-only) against the TAR of its unsigned
+    rebuild: the member's size and header checksum differ as consequences, and consequences
+    were allowed beside anything allowed, even when the field held data after its number's
+    NUL (tarfile reads up to the NUL): `sign-check` passed with 6 bytes of payload. A field
+    holding data is now hidden, never a consequence (and the checksum is checked as the
+    other numbers are)."""
+    signed = (FIXTURES / "signature" / "other-signed.exe").read_bytes()
+    unsigned = (FIXTURES / "signature" / "other-unsigned.exe").read_bytes()
+    released, rebuilt = folders(tmp_path)
+    write_tar(rebuilt / "app.tar", {"app.exe": unsigned})
+    write_tar(released / "app.tar", {"app.exe": signed})
+    code, rep = report(run_cli, "sign-check", rebuilt / "app.tar", released / "app.tar")
+    assert code == 0, rep  # the control: the program's signature alone is proven
+    data = bytearray((released / "app.tar").read_bytes())
+    at = next(i for i in range(0, len(data), 512) if data[i : i + 8] == b"app.exe\0")
+    block = data[at : at + 512]
+    if field == "size":
+        block[124:136] = b"%o\0" % len(signed) + b"PAYLOAD"[: 12 - len(b"%o\0" % len(signed))]
+    block[148:156] = b" " * 8
+    digits = b"%o\0" % sum(block)
+    block[148:156] = digits + (b"PAYLOAD" if field == "checksum" else b"      ")[: 8 - len(digits)]
+    data[at : at + 512] = block
+    (released / "app.tar").write_bytes(bytes(data))
+    with tarfile.open(released / "app.tar") as tar:  # tarfile reads the numbers up to the NUL
+        assert tar.extractfile("app.exe").read() == signed  # type: ignore[union-attr]
+    code, rep = report(run_cli, "sign-check", rebuilt / "app.tar", released / "app.tar")
+    assert code == 1, rep
+    outer = artifact(rep, "app.tar")
+    assert outer["verdict"] == "different"
+    found = {d["region"]: d for d in outer["differences"]}
+    assert not found[f"tar.member[app.exe].{field}"]["allowed"]
+    assert found[f"tar.member[app.exe].{field}"]["kind"] == "hidden"

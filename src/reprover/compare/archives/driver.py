@@ -181,9 +181,14 @@ class _Comparison:
                 detail = f"{a.display()} -> {b.display()}"
                 if key.endswith("mode") and _special(a, b):
                     region += ".special"
-            diff = Difference(where.offset, where.length, region, where.kind, detail=detail)
-            if HEADER_CONSEQUENCES.search(key) or (
-                COMPRESSION.search(key) and content_same is not True
+            # a field either side spells with data in it (a size with bytes after its NUL) is
+            # hidden data, never a consequence: consequences are allowed beside anything
+            hidden = any(x is not None and x.kind is Kind.HIDDEN for x in (a, b))
+            kind = Kind.HIDDEN if hidden else where.kind
+            diff = Difference(where.offset, where.length, region, kind, detail=detail)
+            if not hidden and (
+                HEADER_CONSEQUENCES.search(key)
+                or (COMPRESSION.search(key) and content_same is not True)
             ):
                 self.found.consequences.append(replace(diff, cause=Cause.CONSEQUENCE))
             else:

@@ -86,7 +86,7 @@ def _block_fields(block: bytes, base: int, prefix: str) -> dict[str, Field]:
         if key == "pad" and raw.strip(b"\0"):
             kind = Kind.HIDDEN
         show = raw.rstrip(b"\0").decode("latin-1")
-        numeric = key in ("mode", "uid", "gid", "mtime", "atime", "ctime", "size")
+        numeric = key in ("mode", "uid", "gid", "mtime", "atime", "ctime", "size", "checksum")
         number = _octal(raw) if numeric else None
         if numeric and (number is None or not _clean(raw)):
             kind = Kind.HIDDEN  # not a number, or bytes after it: data, which no rule allows
