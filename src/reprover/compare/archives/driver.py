@@ -141,26 +141,30 @@ class _Comparison:
 
     def run(self) -> tuple[ArtifactResult, ...]:
         for side, listing in (("", self.la), ("in the rebuilt file: ", self.lb)):
+            rebuilt = listing is self.lb
             for h in listing.hidden:
-                self._hidden(h.offset, h.length, side + h.reason)
-            self._duplicates(listing, side)
+                self._hidden(h.offset, h.length, side + h.reason, rebuilt=rebuilt)
+            self._duplicates(listing, side, rebuilt=rebuilt)
         same = None if self.la.inner is None else self.la.inner == self.lb.inner
         self._fields("", self.la.fields, self.lb.fields, content_same=same)
         self._members()
         own = verdict(self.found, self.ctx.policy, self.ctx.judge)
         return (own, *self.found.members)
 
-    def _hidden(self, offset: int, length: int, reason: str) -> None:
+    def _hidden(self, offset: int, length: int, reason: str, *, rebuilt: bool = False) -> None:
+        if rebuilt:
+            self.found.rebuilt_hidden.add((offset, length, reason))
         self.found.roots.append(
             Difference(offset, length, "archive.hidden", Kind.HIDDEN,
                        context=(self.la.format,), detail=reason)
         )  # fmt: skip
 
-    def _duplicates(self, listing: Listing, side: str) -> None:
+    def _duplicates(self, listing: Listing, side: str, *, rebuilt: bool) -> None:
         seen: set[str] = set()
         for m in listing.members:
             if m.name in seen:
-                self._hidden(m.offset, 0, f"{side}duplicate member name {quote(m.name)!r}")
+                self._hidden(m.offset, 0, f"{side}duplicate member name {quote(m.name)!r}",
+                             rebuilt=rebuilt)  # fmt: skip
             seen.add(m.name)
 
     def _fields(

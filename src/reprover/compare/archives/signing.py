@@ -43,6 +43,11 @@ class Prover(Protocol):
     """The signature of one archive format."""
 
     label: str  # as reports name it: "MSI Authenticode signature"
+    # The signer writes the container anew from its members (osslsigncode rewrites an MSI's
+    # compound file), so bytes the rebuilt file holds outside every member (slack, free
+    # sectors: hidden in the rebuild only) are not carried into the release; the proof is
+    # over members, and the released file's own bytes must all be accounted for.
+    rewrites_container: bool
 
     def role(self, region: str, listing: Listing) -> Role | None:
         """What the root difference `region` of `listing` (the released archive) is to signing."""
@@ -68,6 +73,7 @@ class MsiProver:
     with the extended signature), and the sector layout they move."""
 
     label = "MSI Authenticode signature"
+    rewrites_container = True
 
     def role(self, region: str, listing: Listing) -> Role | None:
         """The signature streams' own entries, or the layout and order the new streams change."""
@@ -97,6 +103,7 @@ class CabProver:
     """Cabinet Authenticode: the signature reserve and the signature, and the reserve flag."""
 
     label = "CAB Authenticode signature"
+    rewrites_container = False
     SIGNATURE_FIELDS = ("cab.signature.reserve", "cab.signature")
 
     def role(self, region: str, listing: Listing) -> Role | None:
@@ -135,6 +142,7 @@ class RpmProver:
     """
 
     label = "RPM OpenPGP header signature"
+    rewrites_container = False
     regions = frozenset(f"rpm.signature.{n}" for n in ("dsa", "rsa", "pgp", "gpg", "pgp5"))
 
     def role(self, region: str, listing: Listing) -> Role | None:
@@ -169,6 +177,7 @@ class JarProver:
     """
 
     label = "JAR signature"
+    rewrites_container = False
     container = ("zip.order", "zip.comment")  # jarsigner moves META-INF/ first, drops the comment
 
     def role(self, region: str, listing: Listing) -> Role | None:

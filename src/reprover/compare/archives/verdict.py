@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reprover.compare.archives.listing import Listing
-from reprover.compare.archives.signing import PROVERS, Role
+from reprover.compare.archives.signing import PROVERS, Prover, Role
 from reprover.compare.signatures import quoted
 from reprover.errors import VerificationError
 from reprover.model import (
@@ -51,6 +51,8 @@ class Findings:
     notes: list[str] = field(default_factory=list)
     undecided: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # member results' paths -> raw names
+    rebuilt_hidden: set[tuple[int, int, str]] = field(default_factory=set)  # (offset, length,
+    # detail) of hidden bytes found in the rebuilt file only
     signed: bool = False
 
 
@@ -105,6 +107,15 @@ def verdict(found: Findings, policy: Policy, judge: Judge | None) -> ArtifactRes
     return ArtifactResult(found.path, verdict, *found.digests, differences, tuple(notes))
 
 
+def _role(prover: Prover, found: Findings, d: Difference) -> Role | None:
+    """A root difference's role; hidden bytes of the rebuild alone are an effect of a signer
+    that rewrites the container (`Prover.rewrites_container`), never of any other."""
+    if d.kind is Kind.HIDDEN:
+        rebuilt_only = (d.offset, d.length, d.detail) in found.rebuilt_hidden
+        return Role.EFFECT if rebuilt_only and prover.rewrites_container else None
+    return prover.role(d.region, found.la)
+
+
 def _signature(
     found: Findings, policy: Policy, roots: tuple[Difference, ...], contents: tuple[Difference, ...]
 ) -> tuple[tuple[Difference, ...], tuple[Difference, ...]]:
@@ -119,7 +130,7 @@ def _signature(
     prover = PROVERS.get(found.la.format)
     if prover is None or SIGNATURE_RULE not in policy.allow or found.undecided:
         return roots, contents
-    root_roles = [None if d.allowed else prover.role(d.region, found.la) for d in roots]
+    root_roles = [None if d.allowed else _role(prover, found, d) for d in roots]
     member_roles = [
         None if d.allowed else prover.member_role(name)
         for (name, _, _), d in zip(found.contents, contents, strict=True)
@@ -136,6 +147,12 @@ def _signature(
         found.notes.append(f"signature-only refused: {exc.message}")
         return roots, contents
     found.signed = True
+    dropped = [d for d, r in zip(roots, root_roles, strict=True) if r and d.kind is Kind.HIDDEN]
+    if dropped:
+        found.notes.append(
+            f"{sum(d.length for d in dropped)} byte(s) the rebuilt file holds outside every "
+            f"member are not in the release: signing rewrote the container ({prover.label})"
+        )
     trusted = policy.trusted_signers
     pinned = "chains to pinned trust" if trusted else "signer not pinned"
     subject = quoted(signers[0].subject) if signers else "no named signer"
