@@ -8,6 +8,7 @@ its fix, the docstring says so and what stops it now. The index is in `README.md
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import struct
 import subprocess
@@ -42,6 +43,7 @@ from jar_support import (
     wrap,
     write_jar,
 )
+from rpm_support import MISSING, build_rpm
 
 CA = FIXTURES / "signature" / "ca.pem"
 DLL = FIXTURES / "ledger" / "pe-mingw-timestamp" / "a"
@@ -366,3 +368,34 @@ def test_tar_of_a_signed_program_with_data_after_a_header_number(
     found = {d["region"]: d for d in outer["differences"]}
     assert not found[f"tar.member[app.exe].{field}"]["allowed"]
     assert found[f"tar.member[app.exe].{field}"]["kind"] == "hidden"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(MISSING), reason=f"{', '.join(MISSING)}: .ci/apt-packages.txt")
+def test_rpm_file_digest_rewritten_beside_an_allowed_build_time(
+    tmp_path: Path, run_cli: Any
+) -> None:
+    """Two rpmbuild packages of one file at two build times (`archive.mtime` allows them),
+    the released one's header file digest replaced by 32 chosen bytes: the header's digests
+    and sizes are consequences, allowed beside anything allowed, so the payload rode along
+    (`equivalent`). The RPM signature proof keeps the main header byte for byte; this is the
+    path without it. Digests and sizes of files now follow only a file whose content
+    differs."""
+    binary = b"\x7fELF" + b"hello" * 100
+    released, rebuilt = folders(tmp_path)
+    build_rpm(tmp_path, released / "x.rpm", binary, 1_700_000_000)
+    build_rpm(tmp_path, rebuilt / "x.rpm", binary, 1_700_000_100)
+    code, rep = report(run_cli, "diff", released / "x.rpm", rebuilt / "x.rpm",
+                       "--allow", "archive.mtime")  # fmt: skip
+    assert code == 0, rep  # the control: the build time alone is allowed
+    data = (released / "x.rpm").read_bytes()
+    at = data.index(hashlib.sha256(binary).hexdigest().encode())
+    (released / "x.rpm").write_bytes(data[:at] + b"payload!" * 8 + data[at + 64 :])
+    code, rep = report(run_cli, "diff", released / "x.rpm", rebuilt / "x.rpm",
+                       "--allow", "archive.mtime")  # fmt: skip
+    assert code == 1, rep
+    outer = artifact(rep, "x.rpm")
+    assert outer["verdict"] == "different"
+    found = {d["region"]: d for d in outer["differences"]}
+    assert not found["rpm.header.filedigests.digest"]["allowed"]
+    assert any("digests or sizes of files differ but no file does" in n for n in outer["notes"])

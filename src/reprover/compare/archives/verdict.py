@@ -4,7 +4,8 @@ Owns: `Findings` (what `driver` collects for one archive pair: root differences,
 consequences, members whose content differs and their results, notes, undecided members) and
 `verdict`, which applies the policy (`judge`) to the root differences, marks content
 differences allowed when the member is accepted, decides header consequences (allowed only
-when they follow something that is itself allowed, unexplained when they follow nothing), and
+when they follow something that is itself allowed, unexplained when they follow nothing; a
+header's digests and sizes of its files only when some member's content differs), and
 runs the archive format's signature proof (`signing.PROVERS`) when only signing explains the
 differences left.
 Does not own: comparing members (`driver`), the proofs' details (`signing` and one module per
@@ -13,6 +14,7 @@ format), the policy vocabulary (`judge` is passed in).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +35,9 @@ from reprover.model import (
 
 Judge = Callable[[ArtifactResult, Policy], ArtifactResult]
 SIGNATURE_RULE = "signature"
+# header claims about the members' content (RPM file digests and sizes): consequences of a
+# member whose content differs, never of times or owners alone (64 bytes a file rode along)
+OF_CONTENT = re.compile(r"rpm\.header\.(?:filedigests\.digest|filesizes\.size|size)")
 
 
 @dataclass
@@ -83,11 +88,18 @@ def verdict(found: Findings, policy: Policy, judge: Judge | None) -> ArtifactRes
         found.notes.append("header sizes or checksums differ but no member or field does: "
                           "unexplained, never allowed")  # fmt: skip
     rules = sorted({d.rule for d in roots if d.rule})
+
+    def follows(d: Difference) -> bool:  # digests of file content follow only content
+        return decided and bool(contents if OF_CONTENT.fullmatch(d.region) else everything)
+
     follow = tuple(
-        replace(d, allowed=decided and bool(everything), rule=", ".join(rules) or None
-                if decided and everything else None)
+        replace(d, allowed=follows(d), rule=", ".join(rules) or None if follows(d) else None)
         for d in found.consequences
     )  # fmt: skip
+    if decided and not all(d.allowed for d in follow):
+        decided = False
+        found.notes.append("the header's digests or sizes of files differ but no file does: "
+                           "unexplained, never allowed")  # fmt: skip
     differences = tuple(sorted((*everything, *follow), key=lambda d: d.offset))
     notes = list(found.notes)
     if not differences:
