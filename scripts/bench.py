@@ -7,7 +7,7 @@ tests; they live here and in the README.
     python scripts/bench.py                 # everything, 1 GiB pairs
     python scripts/bench.py --size-mib 256  # smaller pairs
     python scripts/bench.py --only compare  # one section: compare, ledger, intoto, tlog,
-                                            # archives, sandbox
+                                            # archives, sandbox, campaign, rpmsig
 
 Each command runs in its own process (warm page cache: every file is read once before timing);
 the figure is the best wall time of --repeat runs and the peak RSS of that process.
@@ -169,6 +169,7 @@ def main() -> int:
             "archives",
             "sandbox",
             "campaign",
+            "rpmsig",
         ],
     )
     args = parser.parse_args()
@@ -184,6 +185,7 @@ def main() -> int:
         ("archives", "bench_archives"),
         ("sandbox", "bench_sandbox"),
         ("campaign", "bench_campaign"),
+        ("rpmsig", "bench_rpmsig"),
     ):
         if args.only in (None, section):
             run = _optional(module)
