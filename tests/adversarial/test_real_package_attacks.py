@@ -11,16 +11,18 @@ import lzma
 import struct
 import subprocess
 import tarfile
+import zipfile
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 
 from archive_support import artifact, regions, report
-from package_variants import FIXTURES, replace_in_deb, strip_authenticode
+from package_variants import FIXTURES, repack_times, replace_in_deb, strip_authenticode
 
 ARCHIVE_RULES = [f"--allow=archive.{r}" for r in ("mtime", "order", "owner", "mode", "compression")]
 BZIP2 = "bzip2_1.0.8-5+b1_amd64.deb"
+CLI = "libcommons-cli-java_1.5.0-1_all.deb"
 SHIM = "shim-signed_1.51~1+deb12u1+16.1-2~deb12u1_amd64.deb"
 SHIM_EFI = "./usr/lib/shim/shimx64.efi.signed"
 
@@ -82,3 +84,59 @@ def test_a_third_certificate_entry_beside_microsofts_two(tmp_path: Path, run_cli
     assert any("WIN_CERTIFICATE #2" in n for a in rep["artifacts"] for n in a["notes"]) or any(
         "WIN_CERTIFICATE #2" in str(c) for c in rep["checks"]
     )
+
+
+SIX_SDIST = "six-1.16.0.tar.gz"
+
+
+def test_gzip_os_byte_changed_beside_an_allowed_time_change(tmp_path: Path, run_cli) -> None:
+    """The real sdist repacked with other times and another gzip OS byte (1 byte the vendor
+    chooses): the time is archive.mtime, the OS byte a compressor setting (archive.compression),
+    never a consequence of the changed tar (it passed under archive.mtime alone)."""
+    (tmp_path / "b").mkdir()
+    rebuilt = repack_times(FIXTURES / SIX_SDIST, tmp_path / "b" / SIX_SDIST, tmp_path)
+    data = bytearray(rebuilt.read_bytes())
+    assert data[9] == 0xFF  # Python's gzip, as setuptools wrote it
+    data[9] = 0x03
+    rebuilt.write_bytes(bytes(data))
+    code, rep = report(run_cli, "diff", FIXTURES / SIX_SDIST, rebuilt, "--allow=archive.mtime")
+    assert code == 1
+    os_byte = regions(artifact(rep, SIX_SDIST))["gzip.header.compression.os"]
+    assert os_byte["cause"] == "root" and not os_byte["allowed"]
+    code, rep = report(run_cli, "diff", FIXTURES / SIX_SDIST, rebuilt, "--allow=archive.mtime",
+                       "--allow=archive.compression")  # fmt: skip
+    assert code == 0
+
+
+def test_zip_method_changed_for_a_jar_that_differs_only_in_times(tmp_path: Path,
+                                                                 run_cli) -> None:  # fmt: skip
+    """A jar (Debian's commons-cli) stored, beside the same jar rebuilt at another time and
+    deflated: the method is archive.compression even though the jar's bytes differ."""
+    fsys = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(FIXTURES / CLI)], check=True,
+                          capture_output=True).stdout  # fmt: skip
+    with tarfile.open(fileobj=BytesIO(fsys)) as t:
+        member = t.extractfile("./usr/share/java/commons-cli.jar")
+        assert member is not None
+        (tmp_path / "commons-cli.jar").write_bytes(member.read())
+    later = repack_times(tmp_path / "commons-cli.jar", tmp_path / "later.jar", tmp_path)
+    bundles = []
+    for side, jar, method in (("a", tmp_path / "commons-cli.jar", zipfile.ZIP_STORED),
+                              ("b", later, zipfile.ZIP_DEFLATED)):  # fmt: skip
+        (tmp_path / side).mkdir()
+        bundle = tmp_path / side / "bundle.zip"
+        with zipfile.ZipFile(bundle, "w") as z:
+            info = zipfile.ZipInfo("lib/commons-cli.jar", (2024, 1, 2, 3, 4, 6))
+            info.compress_type = method
+            z.writestr(info, jar.read_bytes())
+        bundles.append(bundle)
+    code, rep = report(run_cli, "diff", *bundles, "--allow=archive.mtime")
+    assert code == 1
+    method = regions(artifact(rep, "bundle.zip"))[
+        "zip.entry[lib/commons-cli.jar].compression.method"
+    ]
+    assert method["cause"] == "root" and not method["allowed"]
+    assert artifact(rep, "bundle.zip!lib/commons-cli.jar")["verdict"] == "equivalent"
+    code, _ = report(
+        run_cli, "diff", *bundles, "--allow=archive.mtime", "--allow=archive.compression"
+    )
+    assert code == 0

@@ -15,8 +15,9 @@ proofs (`verdict`), the leaf comparison (passed in as `leaf`), the policy vocabu
 Results: the outer artifact first, then every member that is not identical, named
 `outer!member` (`!` separates layers; names are escaped by `listing.quote`). Field
 differences of a member are listed on the outer artifact (`zip.entry[a/b].mtime`); content
-differences on the member. Compression fields and header checksums are consequences when the
-content differs; otherwise they are root differences (`archive.compression`).
+differences on the member. Compressed bytes (and their sizes) and header checksums are
+consequences when the content differs; otherwise, and compressor settings always, they are root
+differences (`archive.compression`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ SPECIAL_MODE = 0o7111 | 0o170000  # setuid, setgid, sticky, executable, file typ
 HEADER_CONSEQUENCES = re.compile(
     r"(?:^|\.)(?:checksum|size|offset|digest)$"
 )  # follow any header change
-COMPRESSION = re.compile(r"(?:^|\.)compression(?:\.|$)")  # follow any content change
+# the compressed bytes follow any content change; the compressor's settings (ZIP method,
+# version needed and flags, gzip XFL and OS bytes, CAB compression type) do not
+COMPRESSED_BYTES = re.compile(r"(?:^|\.)compression\.(?:stream|size|data\d*)$")
 
 
 @dataclass
@@ -192,7 +195,7 @@ class _Comparison:
             diff = Difference(where.offset, where.length, region, kind, detail=detail)
             if not hidden and (
                 HEADER_CONSEQUENCES.search(key)
-                or (COMPRESSION.search(key) and content_same is not True)
+                or (COMPRESSED_BYTES.search(key) and content_same is not True)
             ):
                 self.found.consequences.append(replace(diff, cause=Cause.CONSEQUENCE))
             else:
