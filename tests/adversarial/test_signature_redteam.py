@@ -8,6 +8,7 @@ its fix, the docstring says so and what stops it now. The index is in `README.md
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import shutil
 import struct
@@ -370,10 +371,22 @@ def test_tar_of_a_signed_program_with_data_after_a_header_number(
     assert found[f"tar.member[app.exe].{field}"]["kind"] == "hidden"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(bool(MISSING), reason=f"{', '.join(MISSING)}: .ci/apt-packages.txt")
+BINARY = b"\x7fELF" + b"hello" * 100
+
+
+@pytest.fixture(scope="module")
+def rpm_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(an rpmbuild package of one file, the same built 100 s later), in folders of their own."""
+    if MISSING:
+        pytest.skip(f"{', '.join(MISSING)}: .ci/apt-packages.txt")
+    root = tmp_path_factory.mktemp("rpm")
+    released, rebuilt = folders(root)
+    return (build_rpm(root, released / "x.rpm", BINARY, 1_700_000_000),
+            build_rpm(root, rebuilt / "x.rpm", BINARY, 1_700_000_100))  # fmt: skip
+
+
 def test_rpm_file_digest_rewritten_beside_an_allowed_build_time(
-    tmp_path: Path, run_cli: Any
+    rpm_pair: tuple[Path, Path], tmp_path: Path, run_cli: Any
 ) -> None:
     """Two rpmbuild packages of one file at two build times (`archive.mtime` allows them),
     the released one's header file digest replaced by 32 chosen bytes: the header's digests
@@ -381,21 +394,40 @@ def test_rpm_file_digest_rewritten_beside_an_allowed_build_time(
     (`equivalent`). The RPM signature proof keeps the main header byte for byte; this is the
     path without it. Digests and sizes of files now follow only a file whose content
     differs."""
-    binary = b"\x7fELF" + b"hello" * 100
-    released, rebuilt = folders(tmp_path)
-    build_rpm(tmp_path, released / "x.rpm", binary, 1_700_000_000)
-    build_rpm(tmp_path, rebuilt / "x.rpm", binary, 1_700_000_100)
-    code, rep = report(run_cli, "diff", released / "x.rpm", rebuilt / "x.rpm",
-                       "--allow", "archive.mtime")  # fmt: skip
+    code, rep = report(run_cli, "diff", *rpm_pair, "--allow", "archive.mtime")
     assert code == 0, rep  # the control: the build time alone is allowed
-    data = (released / "x.rpm").read_bytes()
-    at = data.index(hashlib.sha256(binary).hexdigest().encode())
-    (released / "x.rpm").write_bytes(data[:at] + b"payload!" * 8 + data[at + 64 :])
-    code, rep = report(run_cli, "diff", released / "x.rpm", rebuilt / "x.rpm",
-                       "--allow", "archive.mtime")  # fmt: skip
+    data = rpm_pair[0].read_bytes()
+    at = data.index(hashlib.sha256(BINARY).hexdigest().encode())
+    (tmp_path / "released").mkdir()
+    released = tmp_path / "released" / "x.rpm"
+    released.write_bytes(data[:at] + b"payload!" * 8 + data[at + 64 :])
+    code, rep = report(run_cli, "diff", released, rpm_pair[1], "--allow", "archive.mtime")
     assert code == 1, rep
     outer = artifact(rep, "x.rpm")
     assert outer["verdict"] == "different"
     found = {d["region"]: d for d in outer["differences"]}
     assert not found["rpm.header.filedigests.digest"]["allowed"]
     assert any("digests or sizes of files differ but no file does" in n for n in outer["notes"])
+
+
+def test_rpm_payload_cpio_checksum_carries_bytes_beside_an_allowed_time(
+    rpm_pair: tuple[Path, Path], tmp_path: Path, run_cli: Any
+) -> None:
+    """The newc cpio header's checksum field, which rpm and cpio never read, set to
+    `DEADBEEF` in the released payload (recompressed; `archive.compression` and
+    `archive.mtime` allowed): a consequence allowed beside the times (`equivalent`). A newc
+    checksum but zero, or a header number that is not plain hex, is now a hidden field."""
+    data = rpm_pair[0].read_bytes()
+    at = data.index(b"\x1f\x8b\x08")
+    payload = bytearray(gzip.decompress(data[at:]))
+    assert payload[:6] == b"070701"
+    payload[102:110] = b"DEADBEEF"
+    (tmp_path / "released").mkdir()
+    released = tmp_path / "released" / "x.rpm"
+    released.write_bytes(data[:at] + gzip.compress(bytes(payload), mtime=0))
+    code, rep = report(run_cli, "diff", released, rpm_pair[1], "--allow", "archive.mtime",
+                       "--allow", "archive.compression")  # fmt: skip
+    assert code == 1, rep
+    found = {d["region"]: d for d in artifact(rep, "x.rpm")["differences"]}
+    field = found["cpio.member[./usr/bin/hello].checksum"]
+    assert not field["allowed"] and field["kind"] == "hidden"

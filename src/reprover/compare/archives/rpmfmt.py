@@ -5,7 +5,9 @@ header as a field (`rpm.header.buildtime`, `rpm.header.filemtimes`, `rpm.header.
 `rpm.signature.rsa`, ...; digests and sizes named `.digest`/`.size`, consequences of what they
 cover), the payload decompressed by `streams` and its cpio (newc) members with their header
 fields (`cpio.member[./usr/bin/x].mtime`), and as `Hidden` non-zero bytes between tag data,
-tag data overlapping, bytes between the headers and the payload, and after the cpio trailer.
+tag data overlapping, bytes between the headers and the payload, and after the cpio trailer;
+a cpio header number that is not plain hex, or a newc checksum that is not zero (readers
+skip it), is a hidden field.
 Header signatures (RSA, DSA, PGP, GPG) are reported in the notes; proving them is `rpmsig`'s.
 Does not own: decompression (`streams`), comparing (`driver`), signature proofs (`rpmsig`).
 
@@ -58,6 +60,7 @@ CPIO = (
 
 
 ALLOWABLE = ("buildtime", "filemtimes", "fileusername.owner", "filegroupname.owner")
+HEX = re.compile(rb"[0-9A-Fa-f]+")
 OWNER = re.compile(rb"[\x21-\x7e\x80-\xff][\x20-\x7e\x80-\xff]{0,254}")
 
 
@@ -263,6 +266,10 @@ def _cpio(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> None:
         for key, at in CPIO:
             width = 16 if key in ("device", "rdevice") else 8
             kind = Kind.TIMESTAMP if key == "mtime" else Kind.METADATA
+            if not HEX.fullmatch(head[at : at + width]) or (
+                key == "checksum" and head[:6] == b"070701" and values[key]
+            ):  # int() reads "+1_0" too; newc has no checksum (readers skip it): data
+                kind = Kind.HIDDEN
             show = when(values[key]) if key == "mtime" else (
                 f"{values[key]:o}" if key == "mode" else None)  # fmt: skip
             fields[key] = Field(head[at : at + width], pos + at, width, kind, show,
