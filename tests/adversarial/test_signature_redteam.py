@@ -40,11 +40,13 @@ from jar_support import (
     jarsigner_verifies,
     jdk,
     keystore,
+    manifest_for,
     signature_file,
     wrap,
     write_jar,
 )
 from rpm_support import MISSING, build_rpm
+from signature_support import osslsign
 
 CA = FIXTURES / "signature" / "ca.pem"
 DLL = FIXTURES / "ledger" / "pe-mingw-timestamp" / "a"
@@ -431,3 +433,51 @@ def test_rpm_payload_cpio_checksum_carries_bytes_beside_an_allowed_time(
     found = {d["region"]: d for d in artifact(rep, "x.rpm")["differences"]}
     field = found["cpio.member[./usr/bin/hello].checksum"]
     assert not field["allowed"] and field["kind"] == "hidden"
+
+
+@pytest.mark.skipif(not shutil.which("osslsigncode"), reason="osslsigncode: .ci/apt-packages.txt")
+@pytest.mark.parametrize("layers", ["zip", "tar in zip"])
+def test_program_signed_outside_the_pins_two_layers_down(
+    tmp_path: Path, run_cli: Any, layers: str
+) -> None:
+    """Already stopped: a program signed by a key of another CA (osslsigncode, a valid
+    signature) inside a ZIP, or a TAR inside a ZIP, checked with `--trusted` the release CA:
+    the pin reaches every layer, so the member is `different` and the bundle too; with no pin
+    the same bundle is signature-only (a signature proves integrity, the pin identity)."""
+    unsigned = FIXTURES / "signature" / "other-unsigned.exe"
+    osslsign(unsigned, tmp_path / "signed.exe", "other-leaf")
+    released, rebuilt = folders(tmp_path)
+    for folder, program in ((released, tmp_path / "signed.exe"), (rebuilt, unsigned)):
+        inner = {"app.exe": program.read_bytes()}
+        if layers == "tar in zip":
+            inner = {"app.tar": write_tar(folder / "app.tar", inner).read_bytes()}
+            (folder / "app.tar").unlink()
+        write_zip(folder / "bundle.zip", inner)
+    code, rep = report(run_cli, "sign-check", rebuilt / "bundle.zip", released / "bundle.zip",
+                       "--trusted", CA)  # fmt: skip
+    assert code == 1, rep
+    leaf = next(a for a in rep["artifacts"] if a["path"].endswith("!app.exe"))
+    assert leaf["verdict"] == "different"
+    assert artifact(rep, "bundle.zip")["verdict"] == "different"
+    code, rep = report(run_cli, "sign-check", rebuilt / "bundle.zip", released / "bundle.zip")
+    assert code == 0, rep
+
+
+def test_member_name_with_a_bracket_cannot_pose_as_a_signature_entry(
+    tmp_path: Path, run_cli: Any
+) -> None:
+    """Already stopped: an empty directory `META-INF/SIGNER.SF]x/` added to a signed JAR.
+    Unquoted, its region `zip.entry[META-INF/SIGNER.SF]x/]` would read as a field `x/]` of
+    the signature file (an effect of signing) and the proof skips empty directories; `quote`
+    escapes `]` (`%5D`), so the entry is itself, has no role, and is never allowed."""
+    manifest = manifest_for(CLASSES)
+    sf = signature_file(manifest)
+    entries = [("META-INF/MANIFEST.MF", manifest), ("META-INF/SIGNER.SF", sf),
+               ("META-INF/SIGNER.RSA", block(sf)), ("META-INF/SIGNER.SF]x/", b""),
+               *CLASSES.items()]  # fmt: skip
+    released, rebuilt = folders(tmp_path)
+    write_zip(released / "app.jar", entries)
+    write_jar(rebuilt / "app.jar")
+    outer = refused(run_cli, released / "app.jar", rebuilt / "app.jar")
+    found = {d["region"]: d for d in outer["differences"]}
+    assert not found["zip.entry[META-INF/SIGNER.SF%5Dx/]"]["allowed"]
