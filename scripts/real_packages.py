@@ -218,8 +218,8 @@ def times_cell(path: Path, work: Path) -> str:
     recompressed, _ = diff(path, times, "archive.mtime", "archive.compression")
     if plain == 1 and allowed == 0:
         return "only archive.mtime"
-    if plain == 1 and recompressed == 0:  # the vendor's deflate is not Python's zlib
-        return "archive.mtime + archive.compression (repack recompressed)"
+    if plain == 1 and recompressed == 0:  # the vendor's compressor is not the repacking one
+        return "archive.mtime + archive.compression"
     left = sorted({str(d["region"]) for a in _artifacts(report)
                    for d in a["differences"] if not d["allowed"]})  # type: ignore[attr-defined]  # fmt: skip
     return f"exit {plain}/{allowed}: {', '.join(left[:3])}"
