@@ -516,3 +516,26 @@ def test_deflate_block_choices_carry_a_payload_beside_an_allowed_time(
     code, rep = report(run_cli, "diff", released / "t.tar.gz", rebuilt / "t.tar.gz",
                        "--allow", "archive.mtime")  # fmt: skip
     assert code == 1, rep
+
+
+@pytest.mark.slow
+@needs_jdk
+def test_jarsigner_dropping_a_rebuilds_zip_comment_stays_signature_only(
+    tmp_path: Path, run_cli: Any, store: Path
+) -> None:
+    """The control beside the attacks on hidden bytes: jarsigner drops a ZIP comment, a field
+    of kind hidden. When hidden bytes of the rebuild alone became an effect of signing (for
+    MSI), every difference of kind hidden lost its role, so this genuine signature was
+    refused (`different`); hidden *bytes* (`archive.hidden`) keep that rule, fields go to the
+    prover, which checks the comment is dropped or kept."""
+    released, rebuilt = folders(tmp_path)
+    write_zip(rebuilt / "app.jar", [("META-INF/MANIFEST.MF", MANIFEST), *CLASSES.items()],
+              comment=b"built by the vendor")  # fmt: skip
+    jarsign(rebuilt / "app.jar", released / "app.jar", store)
+    assert not zipfile.ZipFile(released / "app.jar").comment  # jarsigner dropped it
+    code, rep = report(run_cli, "diff", released / "app.jar", rebuilt / "app.jar",
+                       "--allow", "signature", "--trusted", CA)  # fmt: skip
+    assert code == 0, rep
+    outer = artifact(rep, "app.jar")
+    assert outer["verdict"] == "signature-only"
+    assert {d["region"]: d for d in outer["differences"]}["zip.comment"]["rule"] == "signature"

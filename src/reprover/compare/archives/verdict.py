@@ -121,8 +121,9 @@ def verdict(found: Findings, policy: Policy, judge: Judge | None) -> ArtifactRes
 
 def _role(prover: Prover, found: Findings, d: Difference) -> Role | None:
     """A root difference's role; hidden bytes of the rebuild alone are an effect of a signer
-    that rewrites the container (`Prover.rewrites_container`), never of any other."""
-    if d.kind is Kind.HIDDEN:
+    that rewrites the container (`Prover.rewrites_container`), never of any other. A field
+    of kind hidden (a ZIP comment) is the prover's to judge: jarsigner drops the comment."""
+    if d.region == "archive.hidden":
         rebuilt_only = (d.offset, d.length, d.detail) in found.rebuilt_hidden
         return Role.EFFECT if rebuilt_only and prover.rewrites_container else None
     return prover.role(d.region, found.la)
