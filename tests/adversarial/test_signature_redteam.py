@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import random
 import shutil
 import struct
 import subprocess
@@ -539,3 +540,32 @@ def test_jarsigner_dropping_a_rebuilds_zip_comment_stays_signature_only(
     outer = artifact(rep, "app.jar")
     assert outer["verdict"] == "signature-only"
     assert {d["region"]: d for d in outer["differences"]}["zip.comment"]["rule"] == "signature"
+
+
+@pytest.mark.slow
+def test_large_msi_rewritten_as_version_4_and_a_minor_version_changed(
+    msis: tuple[Path, Path], tmp_path: Path, run_cli: Any
+) -> None:
+    """osslsigncode writes a large MSI (9 MiB here) anew as a version 4 compound file
+    (4096-byte sectors): `ole.header.version` differed and had no role, so a genuine
+    signature was `different`; a released version 3 or 4 is now an effect of signing. The
+    attack beside it: the header's minor version set to 0x3F (osslsigncode still verifies)
+    is no standard version, has no role, and stays `different`."""
+    (tmp_path / "rebuilt").mkdir()
+    rebuilt = write_msi(tmp_path / "rebuilt" / "setup.msi",
+                        DLL.read_bytes() + random.Random(7).randbytes(9 << 20))  # noqa: S311  # fmt: skip
+    (tmp_path / "released").mkdir()
+    released = sign_msi(rebuilt, tmp_path / "released" / "setup.msi")
+    assert released.read_bytes()[0x1A] == 4  # osslsigncode's rewrite: version 4
+    code, rep = report(run_cli, "diff", released, rebuilt, "--allow", "signature",
+                       "--trusted", CA)  # fmt: skip
+    assert code == 0, rep
+    assert artifact(rep, "setup.msi")["verdict"] == "signature-only"
+    signed, small = msis
+    data = bytearray(signed.read_bytes())
+    data[0x18] = 0x3F
+    (tmp_path / "minor").mkdir()
+    (tmp_path / "minor" / "setup.msi").write_bytes(bytes(data))
+    assert osslsigncode_verifies(tmp_path / "minor" / "setup.msi")
+    outer = refused(run_cli, tmp_path / "minor" / "setup.msi", small)
+    assert not {d["region"]: d for d in outer["differences"]}["ole.header.version"]["allowed"]

@@ -76,11 +76,16 @@ class MsiProver:
     rewrites_container = True
 
     def role(self, region: str, listing: Listing) -> Role | None:
-        """The signature streams' own entries, or the layout and order the new streams change."""
+        """The signature streams' own entries, or the layout and order the new streams change,
+        or the compound file's version when the released one is a standard version 3 or 4
+        (osslsigncode writes a large MSI anew with 4096-byte sectors, version 4)."""
         if region in (f"{listing.prefix}[{quote(n)}]" for n in (MSI_SIGNATURE, MSI_EXTENDED)):
             return Role.SIGNATURE
         if region in ("ole.layout", "ole.order"):
             return Role.EFFECT
+        version = listing.fields.get("ole.header.version")
+        if region == "ole.header.version" and version is not None:
+            return Role.EFFECT if version.value in ((0x3E, 3), (0x3E, 4)) else None
         return None
 
     def member_role(self, name: str) -> Role | None:
