@@ -281,3 +281,40 @@ def test_msi_signature_copied_from_another_msi(tmp_path: Path, run_cli) -> None:
     assert code == 1
     notes = " ".join(artifact(rep, "setup.msi")["notes"])
     assert "signature-only refused" in notes and "covers different content" in notes
+
+
+def _zip_with_extra(path: Path, extra: bytes) -> bytes:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in FILES.items():
+            info = zipfile.ZipInfo(name, (2024, 1, 2, 3, 4, 6))
+            info.external_attr, info.create_system = 0o644 << 16, 3
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.extra = extra  # zipfile writes it in the local header and the central record
+            z.writestr(info, content)
+    return path.read_bytes()
+
+
+def test_payload_in_a_local_extra_field_only(tmp_path: Path, run_cli) -> None:
+    """Equal central records must not stand for equal headers: the local extra differs."""
+    clean = _zip_with_extra(tmp_path / "clean.zip", b"\x34\x12\x04\x00pad!")
+    at = clean.index(b"\x34\x12\x04\x00pad!")  # the first member's local header comes first
+    dirty = clean[:at] + b"\x34\x12\x04\x00EVIL" + clean[at + 8 :]
+    code, rep = report(run_cli, "diff", *pair(tmp_path, dirty, clean), *ALLOW)
+    assert code == 1
+    assert "zip.entry[pkg/__init__.py].local.extra[0x1234]" in regions(artifact(rep, "bundle.zip"))
+
+
+def test_tar_member_bytes_changed_under_identical_headers(tmp_path: Path, run_cli) -> None:
+    """Members whose stored bytes are compared directly (not hashed): one byte at the end of
+    a member that fills its last block exactly, with every header byte equal."""
+    data = b"A" * 1024
+    clean = write_tar(tmp_path / "clean.tar", {"x.bin": data, "y.bin": b"same"}).read_bytes()
+    dirty = write_tar(
+        tmp_path / "dirty.tar", {"x.bin": data[:-1] + b"B", "y.bin": b"same"}
+    ).read_bytes()
+    code, rep = report(run_cli, "diff", *pair(tmp_path, dirty, clean, "bundle.tar"), *ALLOW)
+    assert code == 1
+    found = regions(artifact(rep, "bundle.tar"))
+    assert "tar.member[x.bin].data" in found
+    assert not [r for r in found if r.endswith((".uid", ".mtime", ".checksum"))]
+    assert artifact(rep, "bundle.tar!x.bin")["verdict"] == "different"
