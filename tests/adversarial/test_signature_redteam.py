@@ -485,12 +485,6 @@ def test_member_name_with_a_bracket_cannot_pose_as_a_signature_entry(
     assert not found["zip.entry[META-INF/SIGNER.SF%5Dx/]"]["allowed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a compressed stream whose content differs by an allowed change is a free "
-    "consequence, so its deflate encoding (block choices) carries data; closing it needs "
-    "recompression proof or a bound (red-team report)",
-)
 def test_deflate_block_choices_carry_a_payload_beside_an_allowed_time(
     tmp_path: Path, run_cli: Any
 ) -> None:
@@ -499,7 +493,9 @@ def test_deflate_block_choices_carry_a_payload_beside_an_allowed_time(
     a fixed one for 0; the stream still inflates to the same tar): 300 bytes ride in
     3.8 KB of compressed bytes, and the same holds for any member whose content differs by an
     allowed change (a signature included), so `sign-check` of a .tar.gz holding a signed
-    program accepts it too. Expected: `different`; today `equivalent`."""
+    program accepts it too. Stopped: the rebuild's stream is zlib level 9's, and the released
+    stream is not what level 9 makes of its content (`gzip.compression.encoding`, allowed only
+    by `archive.compression`); the honest stream of the same tar passes under the time alone."""
     files = {"a.txt": b"hello\n" * 100}
     released, rebuilt = folders(tmp_path)
     write_tar(rebuilt / "t.tar.gz", files, mtime=1_600_000_000, compression="gz")
@@ -517,6 +513,115 @@ def test_deflate_block_choices_carry_a_payload_beside_an_allowed_time(
     code, rep = report(run_cli, "diff", released / "t.tar.gz", rebuilt / "t.tar.gz",
                        "--allow", "archive.mtime")  # fmt: skip
     assert code == 1, rep
+    [encoding] = [d for d in artifact(rep, "t.tar.gz")["differences"]
+                  if d["region"] == "gzip.compression.encoding"]  # fmt: skip
+    assert not encoding["allowed"] and "zlib level 9" in encoding["detail"]
+    honest = zlib.compressobj(9, zlib.DEFLATED, -15)
+    data = head + honest.compress(raw) + honest.flush() + data[-8:]
+    (released / "t.tar.gz").write_bytes(data)
+    code, rep = report(run_cli, "diff", released / "t.tar.gz", rebuilt / "t.tar.gz",
+                       "--allow", "archive.mtime")  # fmt: skip
+    assert code == 0, rep
+
+
+def test_deflate_block_choices_in_a_zip_member_carry_no_payload(
+    tmp_path: Path, run_cli: Any
+) -> None:
+    """The same channel in a ZIP: a member (a tar) whose content differs by an allowed time,
+    deflated with one empty block per payload bit. The rebuild's member is zlib level 6's
+    (Python's zipfile), the released one is not what level 6 makes of its content."""
+    files = {"a.txt": b"hello\n" * 100}
+    released, rebuilt = folders(tmp_path)
+    old = write_tar(tmp_path / "old.tar", files, mtime=1_600_000_000).read_bytes()
+    new = write_tar(tmp_path / "new.tar", files, mtime=1_700_000_000).read_bytes()
+    with zipfile.ZipFile(rebuilt / "b.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("t.tar", (2020, 1, 1, 0, 0, 0)), old, zipfile.ZIP_DEFLATED)
+    engine = zlib.compressobj(6, zlib.DEFLATED, -15)
+    stream = engine.compress(new[:1])
+    for bit in "".join(f"{b:08b}" for b in b"SECRET"):
+        stream += engine.flush(zlib.Z_SYNC_FLUSH if bit == "1" else zlib.Z_PARTIAL_FLUSH)
+    stream += engine.compress(new[1:]) + engine.flush()
+    info = zipfile.ZipInfo("t.tar", (2020, 1, 1, 0, 0, 0))
+    with zipfile.ZipFile(released / "b.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(info, new, zipfile.ZIP_DEFLATED)
+    data = (released / "b.zip").read_bytes()
+    honest = zlib.compressobj(6, zlib.DEFLATED, -15)
+    plain = honest.compress(new) + honest.flush()
+    assert plain in data
+    code, rep = report(run_cli, "diff", released / "b.zip", rebuilt / "b.zip",
+                       "--allow", "archive.mtime")  # fmt: skip
+    assert code == 0, rep  # the honest member: its time alone, its encoding zlib's
+    with zipfile.ZipFile(released / "b.zip", "w", zipfile.ZIP_STORED) as z:
+        z.writestr(info, stream, zipfile.ZIP_STORED)  # the stuffed stream, then marked deflated
+    forged = _as_deflated(released / "b.zip", new)
+    (released / "b.zip").write_bytes(forged)
+    assert zipfile.ZipFile(released / "b.zip").read("t.tar") == new
+    code, rep = report(run_cli, "diff", released / "b.zip", rebuilt / "b.zip",
+                       "--allow", "archive.mtime")  # fmt: skip
+    assert code == 1, rep
+    [encoding] = [d for d in artifact(rep, "b.zip")["differences"]
+                  if d["region"].endswith("compression.encoding")]  # fmt: skip
+    assert not encoding["allowed"]
+
+
+def _compress(kind: str, data: bytes, strong: bool) -> bytes:
+    import bz2
+    import lzma
+
+    import zstandard
+
+    if kind == "gz":
+        return gzip.compress(data, 9 if strong else 1, mtime=0)
+    if kind == "xz":
+        return lzma.compress(data, preset=9 if strong else 0)
+    if kind == "bz2":
+        return bz2.compress(data, 9 if strong else 1)
+    return zstandard.ZstdCompressor(level=19 if strong else 1).compress(data)
+
+
+@pytest.mark.parametrize("kind", ["gz", "xz", "bz2", "zst"])
+def test_other_encoder_settings_beside_an_allowed_time_need_archive_compression(
+    tmp_path: Path, run_cli: Any, kind: str
+) -> None:
+    """A compressed tar whose tar differs by a member time, compressed with other encoder
+    settings than the rebuild's: the encoder's choices are free, so the stream's encoding is
+    a difference (`<fmt>.compression.encoding`) that only `archive.compression` allows; with
+    the rebuild's own settings the time alone passes."""
+    files = {"a.txt": bytes(range(256)) * 64}
+    released, rebuilt = folders(tmp_path)
+    old = write_tar(tmp_path / "old.tar", files, mtime=1_600_000_000).read_bytes()
+    new = write_tar(tmp_path / "new.tar", files, mtime=1_700_000_000).read_bytes()
+    name = f"t.tar.{kind}"
+    (rebuilt / name).write_bytes(_compress(kind, old, strong=True))
+    (released / name).write_bytes(_compress(kind, new, strong=True))
+    code, rep = report(run_cli, "diff", released / name, rebuilt / name,
+                       "--allow", "archive.mtime")  # fmt: skip
+    assert code == 0, rep
+    (released / name).write_bytes(_compress(kind, new, strong=False))
+    code, rep = report(run_cli, "diff", released / name, rebuilt / name,
+                       "--allow", "archive.mtime")  # fmt: skip
+    assert code == 1, rep
+    found = [d for d in artifact(rep, name)["differences"] if not d["allowed"]]
+    assert found, rep
+    code, rep = report(run_cli, "diff", released / name, rebuilt / name,
+                       "--allow", "archive.mtime", "--allow", "archive.compression")  # fmt: skip
+    assert code == 0, rep
+
+
+def _as_deflated(path: Path, content: bytes) -> bytes:
+    """A one-member stored ZIP whose data is a raw deflate stream, relabelled as deflated with
+    the CRC and size of `content` (what the stream inflates to)."""
+    data = bytearray(path.read_bytes())
+    crc, size = zlib.crc32(content), len(content)
+    for sig, method_at, crc_at, usize_at in (
+        (b"PK\x03\x04", 8, 14, 22),
+        (b"PK\x01\x02", 10, 16, 24),
+    ):
+        at = data.index(sig)
+        struct.pack_into("<H", data, at + method_at, 8)
+        struct.pack_into("<I", data, at + crc_at, crc)
+        struct.pack_into("<I", data, at + usize_at, size)
+    return bytes(data)
 
 
 @pytest.mark.slow

@@ -41,6 +41,7 @@ from reprover.compare.archives.listing import (
     quote,
     unsafe_name,
 )
+from reprover.compare.archives.recompress import encoding_region, member_check, stream_check
 from reprover.compare.archives.verdict import Findings, Judge, verdict
 from reprover.errors import InputError
 from reprover.model import (
@@ -193,11 +194,12 @@ class _Comparison:
             hidden = any(x is not None and x.kind is Kind.HIDDEN for x in (a, b))
             kind = Kind.HIDDEN if hidden else where.kind
             diff = Difference(where.offset, where.length, region, kind, detail=detail)
-            if not hidden and (
-                HEADER_CONSEQUENCES.search(key)
-                or (COMPRESSED_BYTES.search(key) and content_same is not True)
-            ):
+            compressed = COMPRESSED_BYTES.search(key) and content_same is not True
+            if not hidden and (HEADER_CONSEQUENCES.search(key) or compressed):
                 self.found.consequences.append(replace(diff, cause=Cause.CONSEQUENCE))
+                if compressed and a is not None and b is not None and not prefix:
+                    check = stream_check(key, a, b, self.found.files)
+                    self.found.encodings[encoding_region(prefix, key)] = (where.offset, check)
             else:
                 self.found.roots.append(diff)
 
@@ -308,6 +310,7 @@ class _Comparison:
             return 0
         content_same = da == db
         self._fields(prefix, fa, fb, content_same=content_same)
+        self._encoding(prefix, a, b, content_same=content_same)
         try:
             if content_same:
                 del self.found.names[child]
@@ -322,6 +325,12 @@ class _Comparison:
                           detail=f"content {own.verdict.value}: see {child}")  # fmt: skip
         self.found.contents.append((a.name, diff, own))
         return 0
+
+    def _encoding(self, prefix: str, a: Member, b: Member, *, content_same: bool) -> None:
+        """Register the encoding check of two compressed members whose content differs."""
+        check = None if content_same else member_check(self.la.format, a, b)
+        if check is not None:
+            self.found.encodings[encoding_region(prefix, "compression.")] = (a.offset, check)
 
     def _take(self, m: Member) -> tuple[Digest, Path]:
         """Hash `m`'s content and write it to a private file named by a counter (never by the

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from reprover.compare.archives.listing import Listing
+from reprover.compare.archives.listing import Listing, MalformedArchive
+from reprover.compare.archives.recompress import Check, Encoding
 from reprover.compare.archives.signing import PROVERS, Prover, Role
 from reprover.compare.signatures import quoted
 from reprover.errors import VerificationError
@@ -59,6 +60,9 @@ class Findings:
     rebuilt_hidden: set[tuple[int, int, str]] = field(default_factory=set)  # (offset, length,
     # detail) of hidden bytes found in the rebuilt file only
     signed: bool = False
+    # region -> (offset, check) of compressed bytes that differ because content does: their
+    # encoding must be the rebuild's compressor's (`recompress`), checked once all else is allowed
+    encodings: dict[str, tuple[int, Check]] = field(default_factory=dict)
 
 
 def verdict(found: Findings, policy: Policy, judge: Judge | None) -> ArtifactResult:
@@ -100,7 +104,9 @@ def verdict(found: Findings, policy: Policy, judge: Judge | None) -> ArtifactRes
         decided = False
         found.notes.append("the header's digests or sizes of files differ but no file does: "
                            "unexplained, never allowed")  # fmt: skip
-    differences = tuple(sorted((*everything, *follow), key=lambda d: d.offset))
+    encodings = _encodings(found, policy, judge) if decided else ()
+    decided = decided and all(d.allowed for d in encodings)
+    differences = tuple(sorted((*everything, *follow, *encodings), key=lambda d: d.offset))
     notes = list(found.notes)
     if not differences:
         why = "the files differ but no member or field does"
@@ -117,6 +123,26 @@ def verdict(found: Findings, policy: Policy, judge: Judge | None) -> ArtifactRes
     else:
         verdict = ArtifactVerdict.SIGNATURE_ONLY if signed else ArtifactVerdict.EQUIVALENT
     return ArtifactResult(found.path, verdict, *found.digests, differences, tuple(notes))
+
+
+def _encodings(found: Findings, policy: Policy, judge: Judge | None) -> tuple[Difference, ...]:
+    """Compressed bytes whose encoding is not the rebuild's compressor's, judged by the policy
+    (only `archive.compression` allows them): the encoder's free choices could carry data."""
+    out = []
+    for region, (offset, check) in sorted(found.encodings.items()):
+        try:
+            encoding = check()
+        except MalformedArchive as exc:
+            encoding = Encoding(False, f"the compressed bytes cannot be read again: {exc}")
+        if not encoding.canonical:
+            out.append(Difference(offset, 0, region, Kind.METADATA, detail=encoding.detail))
+    if out and judge is not None:
+        judged = judge(
+            ArtifactResult(found.path, ArtifactVerdict.DIFFERENT, *found.digests, tuple(out)),
+            policy,
+        )
+        return judged.differences
+    return tuple(out)
 
 
 def _role(prover: Prover, found: Findings, d: Difference) -> Role | None:
