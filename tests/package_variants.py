@@ -4,12 +4,15 @@ Each function takes a real package (a Debian .deb, a wheel, jar or ZIP, a gzip-c
 as an sdist or an npm tarball) and writes one variant of it:
 
 - `repack_times`: the same members repacked with other times only (dpkg-deb with another
-  SOURCE_DATE_EPOCH; zipfile or tarfile keeping order and every other field);
-- `flip_code`: one byte changed in an executable member (ELF or PE, in the middle of its code
-  section), found at any depth (`x.deb!data.tar.xz!./usr/lib/...so`), repacked keeping times; when
-  the package has no ELF or PE member, one byte of its first nested archive's first member, or of
-  its first regular member;
-- `hide_bytes`: the same package with bytes nothing accounts for between two members.
+  SOURCE_DATE_EPOCH; zipfile or tarfile keeping order and every other field), optionally the
+  jars inside a .deb too;
+- `flip_code`: one byte changed in the code section of an executable member (a signed PE
+  first, else any ELF or PE), found at any depth (`x.deb!data.tar.xz!./usr/lib/...so`),
+  repacked keeping times; with no ELF or PE member, one byte of a Java class inside a jar inside
+  a .deb, else of the first member;
+- `hide_bytes`: the same package with bytes nothing accounts for between two members;
+- `strip_signatures`, `replace_in_deb`, `rebuild_deb`: the package with its signed PE files
+  unsigned, with one file replaced, or rebuilt by dpkg-deb (another compressor).
 
 Used by tests/test_archive_real.py on the small packages under tests/fixtures/real-packages and
 by scripts/real_packages.py on a fetched cache of larger ones.
