@@ -39,6 +39,8 @@ LZ4 = "liblz4-1_1.9.4-1_amd64.deb"
 CLI = "libcommons-cli-java_1.5.0-1_all.deb"
 COMMITTED = sorted(p.name for p in FIXTURES.iterdir() if p.name != "README.md")
 DERIVED = ["liblz4-zstd.deb", "liblz4-gzip.deb", "liblz4-none.deb", "commons-cli.jar"]
+# node-tar, not Python's tarfile, writes npm tarballs (other header spellings): its times-only
+# repack is made with npm's own node-tar by scripts/real_packages.py, not here
 NPM = "is-number-7.0.0.tgz"
 
 
