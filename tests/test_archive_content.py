@@ -152,3 +152,16 @@ def test_streams_cut_differently_compare_by_their_bytes(a: list[bytes], b: list[
     assert same_stream(lambda: iter(a), lambda: iter(b)) == (b"".join(a) == b"".join(b))
     whole = b"".join(a)
     assert same_stream(lambda: iter(a), lambda: iter([whole]))
+
+
+def test_corrupt_stream_on_one_side_is_compared_as_bytes(tmp_path: Path) -> None:
+    """Both sides are expanded at once; one failing ends the pair without waiting for the
+    other, and the file is compared as bytes with the reason noted."""
+    good = write_tar(tmp_path / "good.tar.gz", {"x": bytes(8 << 20), "y": b"y"}, compression="gz")
+    data = good.read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    results = _compare(cut, good, tmp_path / "members")
+    assert [r.verdict for r in results] == [ArtifactVerdict.DIFFERENT]
+    assert any("not read as gzip" in n for n in results[0].notes), results[0].notes
+    assert list((tmp_path / "members").iterdir()) == []

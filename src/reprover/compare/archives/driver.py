@@ -121,10 +121,13 @@ def _compare_archive(
             fa = stack.enter_context(files[0].open("rb"))
             fb = stack.enter_context(files[1].open("rb"))
             if fmt in STREAMS:  # decompression is most of the work: both sides at once
-                with ThreadPoolExecutor(2) as pool:
+                pool = ThreadPoolExecutor(2)
+                try:
                     ja = pool.submit(open_listing, fmt, fa, ctx.budget, stack, path)
                     jb = pool.submit(open_listing, fmt, fb, ctx.budget, stack, path)
                     la, lb = ja.result(), jb.result()
+                finally:  # on an error (or Ctrl-C) the other side is not waited for: it stops
+                    pool.shutdown(wait=False)  # at its next block, its file closed below
             else:
                 la = open_listing(fmt, fa, ctx.budget, stack, path)
                 lb = open_listing(fmt, fb, ctx.budget, stack, path)
