@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import olefile
 import pytest
 
 from archive_support import (
@@ -248,7 +249,7 @@ def _table_entry(data: bytearray, table: int, index: int, value: int) -> None:
 @pytest.mark.parametrize(
     "where",
     ["sector marked FATSECT", "FAT past the last sector", "MiniFAT past the mini stream",
-     "transaction signature", "header DIFAT past the FAT"],
+     "transaction signature", "header DIFAT past the FAT", "chain longer than its stream"],
 )  # fmt: skip
 def test_msi_allocation_entries_no_chain_reads_carry_bytes(
     msis: tuple[Path, Path], tmp_path: Path, run_cli: Any, where: str
@@ -271,8 +272,21 @@ def test_msi_allocation_entries_no_chain_reads_carry_bytes(
         _table_entry(data, 0x3C, 127, 0x41414141)
     elif where == "transaction signature":
         data[0x34:0x38] = b"EVIL"
-    else:
+    elif where == "header DIFAT past the FAT":
         data[0x4C + 4 * 100 : 0x4C + 4 * 102] = b"EVILEVIL"
+    else:  # already stopped: a payload sector chained after the cabinet stream's last one
+        with olefile.OleFileIO(str(signed)) as ole:
+            cab = max(
+                (e for e in ole.direntries if e is not None and e.entry_type == 2),
+                key=lambda e: e.size,
+            )  # the embedded cabinet, named in MSI's encoding
+            sect = cab.isectStart
+            while ole.fat[sect] != 0xFFFFFFFE:
+                sect = ole.fat[sect]
+        extra = len(data) // 512 - 1
+        data += b"payload!" * 64
+        _table_entry(data, 0x4C, sect, extra)
+        _table_entry(data, 0x4C, extra, 0xFFFFFFFE)
     (tmp_path / "released").mkdir()
     released = tmp_path / "released" / "setup.msi"
     released.write_bytes(bytes(data))
@@ -284,6 +298,7 @@ def test_msi_allocation_entries_no_chain_reads_carry_bytes(
         "MiniFAT past the mini stream": "MiniFAT entries of mini sectors no stream uses",
         "transaction signature": "a transaction signature",
         "header DIFAT past the FAT": "DIFAT entries past the FAT's sectors",
+        "chain longer than its stream": "data after the end of stream 'product.cab'",
     }
     assert reason[where] in hidden(outer), hidden(outer)  # fmt: skip
 
