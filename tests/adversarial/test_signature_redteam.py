@@ -8,8 +8,10 @@ its fix, the docstring says so and what stops it now. The index is in `README.md
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
+import lzma
 import random
 import shutil
 import struct
@@ -48,6 +50,7 @@ from jar_support import (
     wrap,
     write_jar,
 )
+from reprover.compare.archives import recompress
 from rpm_support import MISSING, build_rpm
 from signature_support import osslsign
 
@@ -689,3 +692,26 @@ def test_large_msi_rewritten_as_version_4_and_a_minor_version_changed(
     assert osslsigncode_verifies(tmp_path / "minor" / "setup.msi")
     outer = refused(run_cli, tmp_path / "minor" / "setup.msi", small)
     assert not {d["region"]: d for d in outer["differences"]}["ole.header.version"]["allowed"]
+
+
+@pytest.mark.parametrize("fmt", ["deflate", "xz", "bz2"])
+def test_recompression_check_expands_a_bomb_in_bounded_pieces(fmt: str) -> None:
+    """The encoding check inflates a stream again to recompress it; one unbounded call per
+    1 MiB block held the whole expansion (a 300 KB .tar.gz of 300 MB of zeros beside an
+    allowed time took 660 MB of memory, against 54 MB without the check). Each piece is now
+    at most 1 MiB, and the pieces still add up. (zstd is fed 2 KiB at a time, as `streams`
+    does: its binding cannot bound one call's output.)"""
+    content = bytes(16 << 20)
+    if fmt == "deflate":
+        engine = zlib.compressobj(9, zlib.DEFLATED, -15)
+        blob, decoder = engine.compress(content) + engine.flush(), zlib.decompressobj(-15)
+    elif fmt == "xz":
+        blob, decoder = lzma.compress(content), lzma.LZMADecompressor(lzma.FORMAT_XZ)
+    else:
+        blob, decoder = bz2.compress(content), bz2.BZ2Decompressor()
+    total, largest = 0, 0
+    for at in range(0, len(blob), 1 << 20):
+        for piece in recompress._expand(decoder, blob[at : at + (1 << 20)]):
+            total, largest = total + len(piece), max(largest, len(piece))
+    assert total == len(content)
+    assert largest <= (1 << 20), largest

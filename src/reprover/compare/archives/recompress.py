@@ -8,8 +8,9 @@ choices carry data no comparison of content sees (one empty deflate block per bi
 bytes in a 4 KB stream that inflates to the same tar). A check finds the encoder settings that
 reproduce the rebuilt stream, byte for byte, from the rebuilt stream's own content, then
 requires the released stream to be exactly what those settings make of the released content.
-Both are streamed: decompress, compress again, compare as the bytes come, stop at the first
-difference. Encoders tried: zlib levels 1-9 (memory levels 8 and 9) for gzip and ZIP deflate;
+Both are streamed: decompress (at most 1 MiB of output at a time; zstd fed 2 KiB at a time,
+as `streams` does), compress again, compare as the bytes come, stop at the first difference.
+Encoders tried: zlib levels 1-9 (memory levels 8 and 9) for gzip and ZIP deflate;
 liblzma presets 0-9 and 0e-9e with the rebuild's integrity check for xz; libbzip2 at the block
 size the header names; libzstd levels 1-22 with the rebuild's frame flags for one-frame zstd.
 A rebuild made by another encoder (GNU gzip's own deflate, 7-Zip, multi-threaded xz or zstd,
@@ -58,6 +59,38 @@ Encoder = Callable[[], Any]  # a fresh compressor: .compress(bytes), .flush()
 Decoder = Callable[[], Any]  # a fresh decompressor: .decompress(bytes), .eof, .unused_data
 
 
+ZSTD_SLICE = 2048  # zstd cannot bound one call's output: feed it little (<= 64 MiB out)
+ZSTD_OBJECT = type(zstandard.ZstdDecompressor().decompressobj())
+
+
+def _expand(inflate: Any, block: bytes) -> Iterator[bytes]:
+    """`inflate`'s output for `block`, at most CHUNK bytes at a time (or what a ZSTD_SLICE of
+    input makes), so memory stays flat however far the content expands (a 300 KB gzip of
+    zeros is 300 MB of content: one unbounded call held it all)."""
+    if isinstance(inflate, ZSTD_OBJECT):
+        for at in range(0, len(block), ZSTD_SLICE):  # zstd: no bound on one call's output
+            out = inflate.decompress(block[at : at + ZSTD_SLICE])
+            if out:
+                yield out
+        return
+    if hasattr(inflate, "unconsumed_tail"):  # zlib
+        data = block
+        while data and not inflate.eof:
+            out = inflate.decompress(data, CHUNK)
+            data = inflate.unconsumed_tail
+            if out:
+                yield out
+        return
+    data = block  # lzma, bz2
+    while not inflate.eof:
+        out = inflate.decompress(data, CHUNK)
+        data = b""
+        if out:
+            yield out
+        if inflate.needs_input:
+            return
+
+
 def _reproduces(raw: Iterator[bytes], decoder: Decoder, encoder: Encoder) -> bool:
     """Whether `encoder` compresses the content of the stream `raw` back into `raw`."""
     inflate, deflate = decoder(), encoder()
@@ -75,9 +108,10 @@ def _reproduces(raw: Iterator[bytes], decoder: Decoder, encoder: Encoder) -> boo
             if inflate.eof:
                 return False  # bytes after the end of the stream
             expected += block
-            made += deflate.compress(inflate.decompress(block))
-            if not agree():
-                return False
+            for piece in _expand(inflate, block):
+                made += deflate.compress(piece)
+                if not agree():
+                    return False
         if not inflate.eof or inflate.unused_data:
             return False
         made += deflate.flush()
@@ -106,7 +140,8 @@ class Tool:
             inflate = decoder()
             try:
                 for block in raw():
-                    plain.write(inflate.decompress(block))
+                    for piece in _expand(inflate, block):
+                        plain.write(piece)
             except (lzma.LZMAError, EOFError, ValueError, zstandard.ZstdError):
                 return False
             if not inflate.eof or inflate.unused_data:
