@@ -282,3 +282,21 @@ def contained(base: Path, relative: str, *, what: str) -> Path:
             hint="a symlink in the folder points outside it; replace it with the file itself",
         )
     return candidate
+
+
+MEMBER_SEPARATOR = "!"  # outer!inner names archive members in reports
+
+
+def refuse_member_separator(name: str, what: str = "released artifact") -> None:
+    """Refuse a file name holding `!`, the separator of archive members in reports.
+
+    Raises:
+        InputError: `name` holds it (`a.zip!b` would read as member `b` of `a.zip`).
+    """
+    if MEMBER_SEPARATOR in name:
+        raise InputError(
+            f"{what} {name!r} has {MEMBER_SEPARATOR!r} in its name, the separator "
+            "reprover uses for archive members ('setup.zip!engine.dll'): its results could "
+            "not be told from a member's",
+            hint="rename the file (or leave it out of the folder)",
+        )

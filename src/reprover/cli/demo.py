@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reprover import demo
 from reprover.cli.common import add_common_options, err
 from reprover.render import render
 
@@ -42,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         Error: when the scenario cannot run (missing tools, vendor build failure).
     """
+    from reprover import demo  # noqa: PLC0415 - the demo's imports would slow every command
+
     progress = (lambda _msg: None) if args.quiet else (lambda msg: err(f"reprover: {msg}"))
     result = demo.run(args.workspace, progress)
     out = sys.stdout

@@ -13,9 +13,8 @@ from reprover.compare import compare_artifact
 from reprover.compare.ledger import DEFAULT_MAX_RUNS
 from reprover.digest import hash_files
 from reprover.errors import InputError
-from reprover.fsutil import input_path, list_folder, regular_file
+from reprover.fsutil import input_path, list_folder, refuse_member_separator, regular_file
 from reprover.model import ArtifactResult, ArtifactVerdict, CheckResult, Policy, Report
-from reprover.verify.release import refuse_member_separator
 
 
 def register(sub: Any) -> None:

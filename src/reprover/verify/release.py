@@ -15,10 +15,14 @@ from pathlib import Path
 
 from reprover.digest import hash_files
 from reprover.errors import InputError
-from reprover.fsutil import contained, input_path, list_folder, regular_file
+from reprover.fsutil import (
+    contained,
+    input_path,
+    list_folder,
+    refuse_member_separator,
+    regular_file,
+)
 from reprover.model import ArtifactResult, ArtifactVerdict, CheckResult, Manifest
-
-MEMBER_SEPARATOR = "!"  # outer!inner names archive members in reports
 
 
 def released_artifacts(spec: Manifest) -> dict[str, Path]:
@@ -57,21 +61,6 @@ def released_artifacts(spec: Manifest) -> dict[str, Path]:
         regular_file(path, what="released artifact")
         files[name] = path
     return files
-
-
-def refuse_member_separator(name: str, what: str = "released artifact") -> None:
-    """Refuse a file name holding `!`, the separator of archive members in reports.
-
-    Raises:
-        InputError: `name` holds it (`a.zip!b` would read as member `b` of `a.zip`).
-    """
-    if MEMBER_SEPARATOR in name:
-        raise InputError(
-            f"{what} {name!r} has {MEMBER_SEPARATOR!r} in its name, the separator "
-            "reprover uses for archive members ('setup.zip!engine.dll'): its results could "
-            "not be told from a member's",
-            hint="rename the file (or leave it out of the folder)",
-        )
 
 
 def unverified_results(
