@@ -60,8 +60,6 @@ class Pkg:
 CORPUS = (
     Pkg("deb", "hello", "2.10-3",
         "2e6e2f1a0007dc43bc91c273fd36e91e40a4f1c2765a03eca68b70a42103878a"),
-    Pkg("deb", "bzip2", "1.0.8-5+b1",
-        "438871b3f5c5c7a357a9840951dab9dab8db7eb1ff760a563226fafa111b99e5"),
     Pkg("deb", "libzstd1", "1.5.4+dfsg2-5+deb12u1",
         "67dc1ee693e5c22b1a2be2bb70d8244b040836ce3f5dd79e006f7806bc3d9f1c"),
     Pkg("deb", "zstd", "1.5.4+dfsg2-5+deb12u1",
