@@ -41,6 +41,8 @@ def test_zip_whose_signed_exe_also_changed_code_fails(tmp_path: Path, run_cli) -
     assert code == 1, rep
     assert not rep["checks"][0]["passed"]
     assert artifact(rep, "bundle.zip!bin/app.exe")["verdict"] == "different"
+    [member] = [f for f in rep["checks"][0]["findings"] if f.startswith("bundle.zip!bin/app.exe")]
+    assert member.startswith("bundle.zip!bin/app.exe: different: signature-only refused: ")
 
 
 def test_zip_with_an_unsigned_change_beside_a_signed_exe_fails(tmp_path: Path, run_cli) -> None:

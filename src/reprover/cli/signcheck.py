@@ -30,6 +30,7 @@ from reprover.fsutil import regular_file
 from reprover.model import ArtifactVerdict, CheckResult, Policy, Report
 
 SIGNATURE_RULE = "signature"
+PROOF_NOTES = ("released = ", "signature-only refused")  # an archive prover's outcome
 
 
 def register(sub: Any) -> None:
@@ -140,7 +141,7 @@ def _archive(unsigned: Path, signed: Path, trusted: tuple[Path, ...]) -> Report:
     results = compare_artifact(signed.name, signed, unsigned, policy, digests=digests)
     outer = results[0]
     passed = outer.verdict is ArtifactVerdict.SIGNATURE_ONLY
-    found = [n for n in outer.notes if n.startswith(("released = ", "signature-only refused"))]
+    found = [n for n in outer.notes if n.startswith(PROOF_NOTES)]
     if found:
         detail = found[0]
     elif passed:
@@ -148,7 +149,12 @@ def _archive(unsigned: Path, signed: Path, trusted: tuple[Path, ...]) -> Report:
         detail = "every member that differs is proven signature-only: " + ", ".join(signed_members)
     else:
         detail = "the archive differs from its rebuild outside a proven signature"
-    check = CheckResult("archive-signatures", passed, detail, tuple(outer.notes))
+    findings = list(outer.notes)
+    for member in results[1:]:  # each layer's verdict, with its own proof or refusal
+        proof = [n for n in member.notes if n.startswith(PROOF_NOTES)]
+        why = f": {proof[0]}" if proof else ""
+        findings.append(f"{member.path}: {member.verdict.value}{why}")
+    check = CheckResult("archive-signatures", passed, detail, tuple(findings))
     inputs = [str(unsigned), str(signed)]
     for pin in trusted:
         inputs += ["--trusted", str(pin)]
