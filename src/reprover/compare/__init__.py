@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from reprover.compare.archives import Budget, Context, Limits, compare_tree
+from reprover.compare.isolation.worker import warm
 from reprover.compare.ledger import DEFAULT_MAX_RUNS, explain
 from reprover.compare.signatures.authenticode import prove_signature_only
 from reprover.compare.signatures.macho import is_macho, prove_macho_signature_only
@@ -50,6 +51,7 @@ def compare_artifact(
     """
     if digests[0] == digests[1]:
         return (ArtifactResult(path, ArtifactVerdict.IDENTICAL, *digests),)
+    warm()  # the files differ: the parsing worker will likely be asked; start it meanwhile
     budget = Budget(limits or Limits(), max(d.size for d in digests))
 
     def leaf(name: str, a: Path, b: Path, pair: tuple[Digest, Digest]) -> ArtifactResult:

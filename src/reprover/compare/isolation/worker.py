@@ -138,6 +138,21 @@ def ask(request: dict[str, Any], *, timeout: float = MIN_TIMEOUT) -> bytes | Unp
     return _ask({**request, "memory": MIN_MEMORY, "cpu": int(timeout) + 1}, timeout)
 
 
+def warm() -> None:
+    """Start the fork server now, so its start-up (importing LIEF) overlaps the caller's own
+    work (an archive being read) instead of delaying the first parse. Never raises: a server
+    that cannot start now is started, or reported, on first use."""
+    global _server  # noqa: PLW0603 - one fork server per process
+    with _lock:
+        if _server is None or not _server.alive():
+            try:
+                _server = _Server()
+            except OSError:
+                _server = None
+                return
+            atexit.register(_server.close)
+
+
 def _ask(request: dict[str, Any], timeout: float) -> bytes | Unparsed:
     global _server  # noqa: PLW0603 - one fork server per process, started on first use
     with _lock:
