@@ -26,16 +26,17 @@ The proof adds:
 - each block is a detached PKCS#7 over its `.SF` (`signatures.pkcs7.verify_detached`, an
   RFC 3161 timestamp from `jarsigner -tsa` included) whose key type matches its extension,
   chaining to pinned certificates when there are any;
-- what jarsigner's ZIP writer changes: members under `META-INF/` first (keeping their order),
-  the ZIP comment dropped, and on each entry the UTF-8 name flag (only for ASCII names, which
-  it does not change) and the data-descriptor flag; the entries of the manifest and the
-  signature files carry no comment, no extra field of any kind (times and owners too) and no
-  flag but UTF-8's, as jarsigner writes them (their version and file attributes, 8 bytes
-  each, are not checked).
+- what jarsigner's ZIP writer changes (`jarzip.check_container`): members under `META-INF/`
+  first (keeping their order), the ZIP comment dropped, and on each entry the UTF-8 name
+  flag (only for ASCII names, which it does not change) and the data-descriptor flag; the
+  entries of the manifest and the signature files carry no comment, no extra field of any
+  kind (times and owners too) and no flag but UTF-8's, as jarsigner writes them (their
+  version and file attributes, 8 bytes each, are not checked).
 
 Digests: SHA-256, SHA-384 and SHA-512 prove; SHA-1 and MD5 are checked when present but never
 suffice (a section or signer with only those refuses the proof); any other is refused.
-Does not own: the manifest grammar (`jarmf`), CMS and trust (`signatures`), the verdict.
+Does not own: the manifest grammar (`jarmf`), the ZIP container's rules and which names are
+signature files (`jarzip`), CMS and trust (`signatures`), the verdict.
 """
 
 from __future__ import annotations
@@ -44,19 +45,17 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
 from reprover.compare.archives.jarmf import Manifest, Section, parse_manifest
+from reprover.compare.archives.jarzip import MANIFEST, META, check_container, signing_related
 from reprover.compare.archives.limits import LimitHit
-from reprover.compare.archives.listing import Field, Listing, MalformedArchive, Member
+from reprover.compare.archives.listing import Listing, MalformedArchive, Member
 from reprover.compare.signatures import cms
 from reprover.compare.signatures.pkcs7 import SignerDetails, verify_detached
 from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import VerificationError
 
-META = "META-INF/"
-MANIFEST = "META-INF/MANIFEST.MF"
 STRONG = {"SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
 WEAK = {"SHA1": "sha1", "SHA-1": "sha1", "MD5": "md5"}
 SF_NAME = re.compile(r"META-INF/([A-Z0-9_-]+)\.SF")
@@ -64,24 +63,6 @@ BLOCK_NAME = re.compile(r"META-INF/([A-Z0-9_-]+)\.(RSA|EC|DSA)")
 KEY_TYPES = {"RSA": "rsa", "EC": "ec"}  # a block's extension -> its key type (`cms.SIGNATURES`)
 SF_MAIN = ("Signature-Version", "Created-By")
 MAX_SIGNING_FILE = 64 << 20
-# entry fields jarsigner's ZIP writer rewrites on every member, and the bits it may change:
-# the UTF-8 name flag (harmless for an ASCII name) and the data-descriptor flag
-REWRITTEN = {".flags": 0x0800, ".compression.flags": 0x0008}
-
-
-def signing_related(name: str) -> bool:
-    """Whether Java treats `name` as the manifest or a signature file (case-blind, as Java)."""
-    upper = name.upper()
-    if not upper.startswith(META):
-        return False
-    rest = upper[len(META) :]
-    if not rest or "/" in rest:
-        return False
-    return (
-        rest == "MANIFEST.MF"
-        or rest.endswith((".SF", ".RSA", ".EC", ".DSA"))
-        or (rest.startswith("SIG-"))
-    )
 
 
 def prove_jar_signature_only(
@@ -105,7 +86,7 @@ def prove_jar_signature_only(
     base = parse_manifest(_read(reb[MANIFEST]), "the rebuilt manifest") if MANIFEST in reb else None
     _main(manifest, base)
     _entries(manifest, base, rel, reb)
-    _container(released, rebuilt, [MANIFEST, *(n for pair in pairs for n in pair)])
+    check_container(released, rebuilt, [MANIFEST, *(n for pair in pairs for n in pair)])
     signers = []
     for sf_name, block_name in pairs:
         sf_bytes = _read(rel[sf_name])
@@ -353,67 +334,6 @@ def _section(
 
 def _plain(section: Section) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in section.attributes[1:] if not k.lower().endswith("-digest"))
-
-
-def _container(released: Listing, rebuilt: Listing, signing: list[str]) -> None:
-    """Order, comment and the signature files' entries: only what jarsigner changes.
-
-    Raises:
-        VerificationError: another order, a comment kept but changed, or extra bytes.
-    """
-    names = {m.name for m in rebuilt.members}
-    order = [m.name for m in released.members if m.name in names]
-    mine = set(order)
-    theirs = [m.name for m in rebuilt.members if m.name in mine]
-    moved = sorted(theirs, key=lambda n: 0 if n == MANIFEST else 1 if n.startswith(META) else 2)
-    if order not in (theirs, moved):
-        raise VerificationError(
-            "members are stored in another order than the rebuild's with META-INF/ first "
-            "(the only reordering jarsigner does)"
-        )
-    comment = released.fields.get("zip.comment")
-    if comment is not None and comment.value not in (b"", _value(rebuilt.fields, "zip.comment")):
-        raise VerificationError("the ZIP comment is neither the rebuild's nor empty")
-    by_name = {m.name: m for m in released.members}
-    for member in rebuilt.members:
-        if member.name in by_name and not signing_related(member.name):
-            _rewritten(by_name[member.name], member)
-    for name in signing:
-        fields = by_name[name].fields
-        extra = [k for k in fields if k.startswith(("extra", "local.extra"))]  # times too
-        extra += ["comment"] if fields["comment"].value else []
-        flags = _value(fields, "flags")
-        if not isinstance(flags, int) or flags & ~REWRITTEN[".flags"]:
-            extra.append("flags")
-        if extra:
-            raise VerificationError(
-                f"the entry of {name} carries bytes no signature covers ({', '.join(extra)})"
-            )
-
-
-def _value(fields: Mapping[str, Field], key: str) -> object:
-    found = fields.get(key)
-    return None if found is None else found.value
-
-
-def _rewritten(mine: Member, theirs: Member) -> None:
-    """An entry's flags differ from the rebuild's only in bits jarsigner's ZIP writer sets.
-
-    Raises:
-        VerificationError: other bits, or the UTF-8 flag on a name it would change.
-    """
-    if mine.key is not None and mine.key == theirs.key:
-        return  # equal headers: equal fields
-    ours, rebuilt = mine.fields, theirs.fields  # built on each read: once
-    for key, bits in REWRITTEN.items():
-        a, b = _value(ours, key[1:]), _value(rebuilt, key[1:])
-        if a == b:
-            continue
-        if not isinstance(a, int) or not isinstance(b, int) or (a ^ b) & ~bits:
-            raise VerificationError(f"entry {mine.name!r}: {key[1:]} {b} -> {a} is more than "
-                                    "jarsigner's ZIP writer changes")  # fmt: skip
-        if bits == 0x0800 and not mine.name.isascii():
-            raise VerificationError(f"entry {mine.name!r}: UTF-8 flag changed on a non-ASCII name")
 
 
 def _signature_file(sf: Manifest, manifest: Manifest, what: str) -> None:

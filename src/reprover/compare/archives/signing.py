@@ -18,12 +18,8 @@ from pathlib import Path
 from typing import Protocol
 
 from reprover.compare.archives.cabsig import prove_cab_signature_only
-from reprover.compare.archives.jarsig import (
-    MANIFEST,
-    REWRITTEN,
-    prove_jar_signature_only,
-    signing_related,
-)
+from reprover.compare.archives.jarsig import prove_jar_signature_only
+from reprover.compare.archives.jarzip import MANIFEST, REWRITTEN, signing_related
 from reprover.compare.archives.listing import Listing, quote
 from reprover.compare.archives.msisig import EXTENDED as MSI_EXTENDED
 from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
