@@ -35,20 +35,13 @@ from reprover.compare.archives.listing import (
     Member,
     byte_range,
     decode_name,
+    read_exact,
 )
 from reprover.model import Kind
 
 MAGIC = b"MSCF"
 RESERVE, PREV, NEXT = 4, 1, 2
 WINDOW = 32768
-
-
-def _read(f: BinaryIO, offset: int, size: int) -> bytes:
-    f.seek(offset)
-    data = f.read(size)
-    if len(data) != size:
-        raise MalformedArchive(f"cabinet truncated at {offset}")
-    return data
 
 
 def _cstring(f: BinaryIO, offset: int) -> bytes:
@@ -79,16 +72,16 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
     """
     listing = Listing("cab", "cab.file")
     spans: list[tuple[int, int, str]] = []
-    head = _read(f, 0, 36)
+    head = read_exact(f, 0, 36, "cabinet")
     (_, r1, cb_cabinet, r2, coff_files, r3, minor, major, n_folders, n_files, flags, set_id,
      index) = struct.unpack("<4sIIIIIBBHHHHH", head)  # fmt: skip
     _reserved(listing, (r1, r2, r3))
     pos = 36
     cb_header = cb_folder = cb_data = 0
     if flags & RESERVE:
-        cb_header, cb_folder, cb_data = struct.unpack("<HBB", _read(f, 36, 4))
+        cb_header, cb_folder, cb_data = struct.unpack("<HBB", read_exact(f, 36, 4, "cabinet"))
         pos = 40
-    reserve = _read(f, pos, cb_header)
+    reserve = read_exact(f, pos, cb_header, "cabinet")
     fields = listing.fields
     fields["cab.header.version"] = Field((major, minor), 24, 2)
     fields["cab.header.flags"] = Field(flags, 30, 2)
@@ -112,11 +105,11 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
     spans.append((0, pos, "the header"))
     folders = []
     for i in range(n_folders):
-        start, n_data, kind = struct.unpack("<IHH", _read(f, pos, 8))
+        start, n_data, kind = struct.unpack("<IHH", read_exact(f, pos, 8, "cabinet"))
         fields[f"cab.compression.type{i}"] = Field(kind, pos + 6, 2)
         if cb_folder:
             fields[f"cab.folder{i}.reserve"] = Field(
-                _read(f, pos + 8, cb_folder), pos + 8, cb_folder
+                read_exact(f, pos + 8, cb_folder, "cabinet"), pos + 8, cb_folder
             )
         spans.append((pos, pos + 8 + cb_folder, f"folder {i}"))
         folders.append((start, n_data, kind))
@@ -126,7 +119,9 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
     listing.inner = _inner(data_files)
     pos = coff_files
     for _ in range(n_files):
-        cb_file, offset, folder, date, time, attribs = struct.unpack("<IIHHHH", _read(f, pos, 16))
+        cb_file, offset, folder, date, time, attribs = struct.unpack(
+            "<IIHHHH", read_exact(f, pos, 16, "cabinet")
+        )
         raw_name = _cstring(f, pos + 16)
         budget.member(raw_name)
         name = decode_name(raw_name, utf8=bool(attribs & 0x80) or raw_name.isascii())
@@ -148,8 +143,8 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
     if signature is not None:
         sig_at, sig_len = signature
         spans.append((sig_at, sig_at + sig_len, "the signature"))
-        fields["cab.signature"] = Field(hashlib.sha256(_read(f, sig_at, sig_len)).hexdigest(),
-                                        sig_at, sig_len, Kind.SIGNATURE)  # fmt: skip
+        digest = hashlib.sha256(read_exact(f, sig_at, sig_len, "cabinet")).hexdigest()
+        fields["cab.signature"] = Field(digest, sig_at, sig_len, Kind.SIGNATURE)
     _account(spans, size, cb_cabinet, listing)
     return listing
 
@@ -192,9 +187,9 @@ def _folder(  # noqa: PLR0917 - the walk's state, passed once
     raw, reserved = hashlib.sha256(), hashlib.sha256()
     window, pos, total = b"", start, 0
     for block in range(n_data):
-        head = _read(f, pos, 8 + cb_data)
+        head = read_exact(f, pos, 8 + cb_data, "cabinet")
         csum, cb, cb_uncomp = struct.unpack_from("<IHH", head)
-        data = _read(f, pos + 8 + cb_data, cb)
+        data = read_exact(f, pos + 8 + cb_data, cb, "cabinet")
         raw.update(head + data)
         reserved.update(head[8:])
         if csum and csum != checksum(head[4:8], checksum(data, 0)):

@@ -30,6 +30,19 @@ class MalformedArchive(Exception):  # noqa: N818 - a finding about the input
     """The bytes are not a well-formed archive of the format they claim."""
 
 
+def read_exact(f: BinaryIO, offset: int, size: int, what: str = "archive") -> bytes:
+    """`size` bytes of `f` at `offset`.
+
+    Raises:
+        MalformedArchive: the file ends first ("`what` truncated at `offset`").
+    """
+    f.seek(offset)
+    data = f.read(size)
+    if len(data) != size:
+        raise MalformedArchive(f"{what} truncated at {offset} (wanted {size} bytes)")
+    return data
+
+
 def byte_range(f: BinaryIO, start: int, size: int, what: str) -> Opener:
     """An opener streaming `size` bytes of `f` from `start` in CHUNK blocks.
 

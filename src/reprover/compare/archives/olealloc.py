@@ -19,18 +19,10 @@ from typing import BinaryIO
 
 import olefile
 
-from reprover.compare.archives.listing import Hidden, Listing, MalformedArchive
+from reprover.compare.archives.listing import Hidden, Listing, MalformedArchive, read_exact
 
 FREESECT, ENDOFCHAIN = 0xFFFFFFFF, 0xFFFFFFFE
 HEADER_DIFAT, HEADER_DIFAT_AT = 109, 0x4C
-
-
-def _read(f: BinaryIO, offset: int, size: int) -> bytes:
-    f.seek(offset)
-    data = f.read(size)
-    if len(data) != size:
-        raise MalformedArchive(f"ole: truncated table at {offset}")
-    return data
 
 
 def _unused(listing: Listing, places: list[tuple[int, int]], what: str) -> None:
@@ -49,7 +41,7 @@ def table_sectors(f: BinaryIO, ole: olefile.OleFileIO, listing: Listing) -> tupl
     Raises:
         MalformedArchive: the DIFAT chain leaves the file or loops.
     """
-    head = _read(f, 0, 512)
+    head = read_exact(f, 0, 512, "ole: table")
     (num_fat,) = struct.unpack_from("<I", head, 0x2C)
     (transaction,) = struct.unpack_from("<I", head, 0x34)
     first_difat, num_difat = struct.unpack_from("<II", head, 0x44)
@@ -70,7 +62,7 @@ def table_sectors(f: BinaryIO, ole: olefile.OleFileIO, listing: Listing) -> tupl
             raise MalformedArchive("ole: the DIFAT chain leaves the file or loops")
         difat.append(sect)
         at = (sect + 1) * ssize
-        values = struct.unpack(f"<{per}I", _read(f, at, ssize))
+        values = struct.unpack(f"<{per}I", read_exact(f, at, ssize, "ole: table"))
         places += [(at + 4 * i, v) for i, v in enumerate(values[:-1])]
         sect = values[-1]
     fat = [v for _, v in places[:num_fat]]
@@ -80,7 +72,7 @@ def table_sectors(f: BinaryIO, ole: olefile.OleFileIO, listing: Listing) -> tupl
     tail = []
     for index in range(ole.nb_sect, len(fat) * per):
         at = (fat[index // per] + 1) * ssize + 4 * (index % per)
-        tail.append((at, struct.unpack("<I", _read(f, at, 4))[0]))
+        tail.append((at, struct.unpack("<I", read_exact(f, at, 4, "ole: table"))[0]))
     _unused(listing, tail, "FAT entries past the last sector")
     return fat, difat
 
@@ -96,7 +88,9 @@ def minifat_slack(
     places = []
     for k, sect in enumerate(chain):
         at = (sect + 1) * ssize
-        for i, value in enumerate(struct.unpack(f"<{per}I", _read(f, at, ssize))):
+        for i, value in enumerate(
+            struct.unpack(f"<{per}I", read_exact(f, at, ssize, "ole: table"))
+        ):
             index = k * per + i
             if index not in used and not (index == after and value == ENDOFCHAIN):
                 places.append((at + 4 * i, value))

@@ -39,7 +39,15 @@ from typing import IO, Any
 
 import zstandard
 
-from reprover.compare.archives.listing import CHUNK, Field, MalformedArchive, Member, Opener, Span
+from reprover.compare.archives.listing import (
+    CHUNK,
+    Field,
+    MalformedArchive,
+    Member,
+    Opener,
+    Span,
+    byte_range,
+)
 
 LEVELS = (9, 6, 1, 2, 3, 4, 5, 7, 8)  # the common ones first; each attempt stops early
 XZ_PRESETS = (6, 9, 6 | lzma.PRESET_EXTREME, 9 | lzma.PRESET_EXTREME, 0, 1, 2, 3, 4, 5, 7, 8)
@@ -363,17 +371,13 @@ def _opener(stored: Span | Opener) -> Opener:
 
 
 def _file_range(path: Path, start: int, size: int) -> Opener:
+    """`byte_range` of a file opened for each read (the check runs after the listing's own
+    handles may be gone)."""
+
     def blocks() -> Iterator[bytes]:
         if size < 0:
             raise MalformedArchive("compressed stream shorter than its trailer")
         with path.open("rb") as f:
-            f.seek(start)
-            left = size
-            while left:
-                block = f.read(min(CHUNK, left))
-                if not block:
-                    raise MalformedArchive("compressed stream truncated")
-                left -= len(block)
-                yield block
+            yield from byte_range(f, start, size, "compressed stream")()
 
     return blocks

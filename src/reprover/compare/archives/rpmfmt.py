@@ -33,6 +33,7 @@ from reprover.compare.archives.listing import (
     Member,
     byte_range,
     decode_name,
+    read_exact,
     when,
 )
 from reprover.compare.archives.streams import stream_format, unwrap
@@ -80,14 +81,6 @@ def _one_time_per_file(listing: Listing, section: str, counts: dict[int, int]) -
     if times is not None and counts.get(1034) != counts.get(1030):
         del listing.fields[f"rpm.{section}.filemtimes"]
         listing.fields[f"rpm.{section}.tag[1034]"] = replace(times, kind=Kind.METADATA)
-
-
-def _read(f: BinaryIO, offset: int, size: int) -> bytes:
-    f.seek(offset)
-    data = f.read(size)
-    if len(data) != size:
-        raise MalformedArchive(f"rpm truncated at {offset}")
-    return data
 
 
 def _strings(store: bytes, at: int, count: int) -> int:
@@ -144,15 +137,15 @@ def _show(kind: int, count: int, data: bytes) -> str:
 
 def _header(f: BinaryIO, start: int, section: str, listing: Listing) -> int:  # noqa: PLR0912
     """Read one header structure at `start` into fields; return where it ends."""
-    head = _read(f, start, 16)
+    head = read_exact(f, start, 16, "rpm")
     if head[:4] != HEADER_MAGIC:
         raise MalformedArchive(f"no rpm {section} header at {start}")
     count, size = struct.unpack(">II", head[8:16])
     if count > 65536 or size > 64 << 20:
         raise MalformedArchive(f"rpm {section} header too large")
-    index = _read(f, start + 16, 16 * count)
+    index = read_exact(f, start + 16, 16 * count, "rpm")
     base = start + 16 + 16 * count
-    store = _read(f, base, size)
+    store = read_exact(f, base, size, "rpm")
     spans = []
     counts: dict[int, int] = {}
     check_strings(index, size, f"rpm {section} header")
@@ -217,11 +210,11 @@ def read_rpm(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
         LimitHit: a bound of `budget` was reached, or the payload is not newc cpio.
     """
     listing = Listing("rpm", "cpio.member")
-    lead = _read(f, 0, 96)
+    lead = read_exact(f, 0, 96, "rpm")
     listing.fields["rpm.lead"] = Field(lead, 0, 96)
     end = _header(f, 96, "signature", listing)
     pad = (8 - end % 8) % 8
-    if _read(f, end, pad).strip(b"\0"):
+    if read_exact(f, end, pad, "rpm").strip(b"\0"):
         listing.hidden.append(Hidden(end, pad, "data in the signature header's padding"))
     payload = _header(f, end + pad, "header", listing)
     f.seek(payload)
@@ -248,14 +241,14 @@ def read_rpm(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
 def _cpio(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> None:
     pos = 0
     while True:
-        head = _read(f, pos, 110)
+        head = read_exact(f, pos, 110, "rpm")
         if head[:6] not in (b"070701", b"070702"):
             raise LimitHit("archive.unsupported", f"cpio format {head[:6]!r} (newc only)")
         try:
             values = {key: int(head[at : at + 8], 16) for key, at in CPIO}
         except ValueError as exc:
             raise MalformedArchive(f"cpio header at {pos}: {exc}") from exc
-        raw_name = _read(f, pos + 110, values["namesize"])[:-1]
+        raw_name = read_exact(f, pos + 110, values["namesize"], "rpm")[:-1]
         data = (pos + 110 + values["namesize"] + 3) // 4 * 4
         end = (data + values["size"] + 3) // 4 * 4
         if raw_name == b"TRAILER!!!":
@@ -279,7 +272,9 @@ def _cpio(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> None:
         member = Member(decode_name(raw_name), kind_name, fields, pos,
                         opener=byte_range(f, data, values["size"], "rpm member"))  # fmt: skip
         if kind_name == "symlink":
-            member.target = _read(f, data, values["size"]).decode("utf-8", "surrogateescape")
+            member.target = read_exact(f, data, values["size"], "rpm").decode(
+                "utf-8", "surrogateescape"
+            )
         listing.members.append(member)
         pos = end
         if pos > size:

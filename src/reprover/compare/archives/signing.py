@@ -88,16 +88,7 @@ class MsiProver:
         """Only the signature streams."""
         return Role.SIGNATURE if name in (MSI_SIGNATURE, MSI_EXTENDED) else None
 
-    def prove(
-        self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
-    ) -> tuple[SignerDetails, ...]:
-        """See `msisig.prove_msi_signature_only`.
-
-        Raises:
-            VerificationError: the proof fails.
-            InputError: a pinned certificate cannot be read.
-        """
-        return prove_msi_signature_only(files, listings, trusted)
+    prove = staticmethod(prove_msi_signature_only)  # see `msisig.prove_msi_signature_only`
 
 
 class CabProver:
@@ -123,16 +114,7 @@ class CabProver:
         del name
         return None
 
-    def prove(
-        self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
-    ) -> tuple[SignerDetails, ...]:
-        """See `cabsig.prove_cab_signature_only`.
-
-        Raises:
-            VerificationError: the proof fails.
-            InputError: a pinned certificate cannot be read.
-        """
-        return prove_cab_signature_only(files, listings, trusted)
+    prove = staticmethod(prove_cab_signature_only)  # see `cabsig.prove_cab_signature_only`
 
 
 class RpmProver:
@@ -204,16 +186,7 @@ class JarProver:
             return Role.EFFECT
         return Role.SIGNATURE if signing_related(name) else None
 
-    def prove(
-        self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
-    ) -> tuple[SignerDetails, ...]:
-        """See `jarsig.prove_jar_signature_only`.
-
-        Raises:
-            VerificationError: the proof fails.
-            InputError: a pinned certificate cannot be read.
-        """
-        return prove_jar_signature_only(files, listings, trusted)
+    prove = staticmethod(prove_jar_signature_only)  # see `jarsig.prove_jar_signature_only`
 
 
 PROVERS: dict[str, Prover] = {

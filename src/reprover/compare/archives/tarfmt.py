@@ -29,6 +29,7 @@ from reprover.compare.archives.listing import (
     MalformedArchive,
     Member,
     Span,
+    read_exact,
     when,
 )
 from reprover.model import Kind
@@ -134,27 +135,19 @@ def _int(raw: bytes) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def _read(f: BinaryIO, offset: int, size: int) -> bytes:
-    f.seek(offset)
-    data = f.read(size)
-    if len(data) != size:
-        raise MalformedArchive(f"tar truncated at {offset}")
-    return data
-
-
 def _extensions(f: BinaryIO, start: int, main: int) -> dict[str, Field]:
     """Fields of the extension headers (pax `x`, GNU `L`/`K`) between `start` and `main`."""
     fields: dict[str, Field] = {}
     pos = start
     while pos < main:
-        block = _read(f, pos, BLOCK)
+        block = read_exact(f, pos, BLOCK, "tar")
         kind = chr(block[156])
         label = {"x": "pax.header.", "L": "longname.header.", "K": "longlink.header."}.get(
             kind, f"extension[{kind}].header."
         )
         fields.update(_block_fields(block, pos, label))
         size = _octal(block[124:136]) or 0
-        data = _read(f, pos + BLOCK, size)
+        data = read_exact(f, pos + BLOCK, size, "tar")
         if kind == "x":
             fields.update(_pax_fields(data, pos + BLOCK))
         else:
@@ -166,7 +159,7 @@ def _extensions(f: BinaryIO, start: int, main: int) -> dict[str, Field]:
 def _header_fields(f: BinaryIO, start: int, main: int) -> dict[str, Field]:
     """Fields of a member's extension headers and its main header block at `main`."""
     fields = _extensions(f, start, main)
-    fields.update(_block_fields(_read(f, main, BLOCK), main, ""))
+    fields.update(_block_fields(read_exact(f, main, BLOCK, "tar"), main, ""))
     return fields
 
 
@@ -212,7 +205,7 @@ def read_tar(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> Listin
             if info.offset != pos:
                 listing.hidden.append(Hidden(pos, info.offset - pos, "bytes between members"))
             main = info.offset_data - BLOCK
-            header = _read(f, info.offset, info.offset_data - info.offset)
+            header = read_exact(f, info.offset, info.offset_data - info.offset, "tar")
             # every member's data is compared, whatever its type: GNU tar extracts an unknown
             # typeflag as a regular file, so data under one is content, not padding
             end = info.offset_data + (info.size + BLOCK - 1) // BLOCK * BLOCK

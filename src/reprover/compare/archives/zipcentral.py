@@ -17,7 +17,14 @@ from datetime import datetime
 from typing import BinaryIO
 
 from reprover.compare.archives.limits import Budget
-from reprover.compare.archives.listing import Field, Hidden, Listing, MalformedArchive, decode_name
+from reprover.compare.archives.listing import (
+    Field,
+    Hidden,
+    Listing,
+    MalformedArchive,
+    decode_name,
+    read_exact,
+)
 from reprover.model import Kind
 
 EOCD, EOCD64, LOC64 = b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07"
@@ -99,14 +106,6 @@ class Entry:
     def key(self) -> bytes:
         """Bytes whose equality on two entries implies equal fields."""
         return self.record + self.local_extra if self.local_extra else self.record
-
-
-def read_exact(f: BinaryIO, offset: int, size: int) -> bytes:
-    f.seek(offset)
-    data = f.read(size)
-    if len(data) != size:
-        raise MalformedArchive(f"truncated: wanted {size} bytes at {offset}")
-    return data
 
 
 def extra_records(extra: bytes) -> list[tuple[int, int, bytes]] | None:

@@ -36,6 +36,7 @@ from reprover.compare.archives.listing import (
     Member,
     Opener,
     Span,
+    read_exact,
 )
 from reprover.compare.archives.zipcentral import (
     Entry,
@@ -44,7 +45,6 @@ from reprover.compare.archives.zipcentral import (
     entry_fields,
     entry_kind,
     extra_records,
-    read_exact,
 )
 
 LOC, DESCRIPTOR = b"PK\x03\x04", b"PK\x07\x08"

@@ -166,6 +166,18 @@ def verify_detached(
         chain = chain_to_trust(
             signer.cert, sd.certs, trusted, usage=CODE_SIGNING, at=at, what=label
         )
+    digest = f"{signer.digest}:{cms.hash_bytes(signer.digest, content).hex()}"
+    return _details(signer, label, digest, chain, stamps)
+
+
+def _details(
+    signer: cms.Signer,
+    label: str,
+    content_digest: str,
+    chain: tuple[str, ...],
+    stamps: Sequence[Countersignature],
+) -> SignerDetails:
+    """What a report says of one verified signer."""
     cert = signer.cert
     return SignerDetails(
         label=label,
@@ -176,7 +188,7 @@ def verify_detached(
         signature_algorithm=cms.SIGNATURE_NAMES.get(
             signer.signature_algorithm, signer.signature_algorithm
         ),
-        content_digest=f"{signer.digest}:{cms.hash_bytes(signer.digest, content).hex()}",
+        content_digest=content_digest,
         chain=chain,
         countersignatures=tuple(stamps),
     )
@@ -223,20 +235,7 @@ def _verify_one(
             )
         except VerificationError as exc:
             missing.append(exc.message)
-    cert = signer.cert
-    details = SignerDetails(
-        label=what,
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        serial=f"{cert.serial_number:x}",
-        digest_algorithm=signer.digest,
-        signature_algorithm=cms.SIGNATURE_NAMES.get(
-            signer.signature_algorithm, signer.signature_algorithm
-        ),
-        content_digest=f"{algorithm}:{claimed.hex()}",
-        chain=chain,
-        countersignatures=tuple(stamps),
-    )
+    details = _details(signer, what, f"{algorithm}:{claimed.hex()}", chain, stamps)
     return details, nested, missing
 
 
