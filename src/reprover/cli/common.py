@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from reprover.errors import ExitCode
-from reprover.fsutil import check_outputs, write_atomic
+from reprover.fsutil import check_outputs, regular_file, write_atomic
 from reprover.model import Report, Verdict
 from reprover.render import RENDERERS, render
 from reprover.render.safe import visible
@@ -78,6 +78,32 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress or summary on stderr"
     )
+
+
+def add_trusted_option(parser: argparse.ArgumentParser) -> None:
+    """Add --trusted, the pinned signers of `diff` and `sign-check` (one wording for both)."""
+    parser.add_argument(
+        "--trusted",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="CERT.pem|KEY.asc",
+        help="pinned CA or signer certificate (Authenticode, Mach-O CMS, JAR: every signer must "
+        "chain to one) or OpenPGP public key (RPM: every signature must be made by one); "
+        "repeatable",
+    )
+
+
+def trusted_pins(args: argparse.Namespace) -> tuple[Path, ...]:
+    """The --trusted files, each checked to be a regular file before anything reads it.
+
+    Raises:
+        InputError: a pin is missing or not a regular file (a FIFO would block the read).
+    """
+    pins = tuple(args.trusted)
+    for pin in pins:
+        regular_file(pin, what="--trusted file")
+    return pins
 
 
 def add_report_options(parser: argparse.ArgumentParser) -> None:

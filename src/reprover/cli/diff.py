@@ -8,12 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from reprover import policy as policies
-from reprover.cli.common import add_report_options, check_report_outputs, emit_report
+from reprover.cli.common import (
+    add_report_options,
+    add_trusted_option,
+    check_report_outputs,
+    emit_report,
+    trusted_pins,
+)
 from reprover.compare import compare_artifact
 from reprover.compare.ledger import DEFAULT_MAX_RUNS
 from reprover.digest import hash_files
 from reprover.errors import InputError
-from reprover.fsutil import input_path, list_folder, refuse_member_separator, regular_file
+from reprover.fsutil import input_path, list_folder, refuse_member_separator
 from reprover.model import ArtifactResult, ArtifactVerdict, CheckResult, Policy, Report
 
 
@@ -40,15 +46,7 @@ def register(sub: Any) -> None:
         help="policy rule whose differences are allowed (repeatable): "
         + ", ".join(sorted(policies.RULES)),
     )
-    parser.add_argument(
-        "--trusted",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="CERT.pem|KEY.asc",
-        help="pinned X.509 certificate (Authenticode, Mach-O CMS) or OpenPGP public key (RPM) "
-        "that signers must chain to or be, for the signature rule (repeatable)",
-    )
+    add_trusted_option(parser)
     parser.add_argument(
         "--max-runs",
         type=_positive,
@@ -82,9 +80,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     if kinds[0] != kinds[1]:
         raise InputError(f"cannot compare {old} with {new}: one is a folder, the other is not")
-    trusted = tuple(args.trusted)
-    for pin in trusted:
-        regular_file(pin, what="--trusted file")
+    trusted = trusted_pins(args)
     policy = Policy(
         allow=policies.validate_rules(args.allow, where="--allow"), trusted_signers=trusted
     )

@@ -18,7 +18,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reprover.cli.common import add_report_options, check_report_outputs, emit_report, err
+from reprover.cli.common import (
+    add_report_options,
+    add_trusted_option,
+    check_report_outputs,
+    emit_report,
+    err,
+    trusted_pins,
+)
 from reprover.compare import compare_artifact, compare_files
 from reprover.compare.archives.formats import HEAD, sniff
 from reprover.compare.signatures.authenticode import prove_signature_only as prove_pe
@@ -49,16 +56,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("unsigned", type=Path, help="the file before signing (or a rebuild)")
     parser.add_argument("signed", type=Path, help="the signed file to publish")
-    parser.add_argument(
-        "--trusted",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="CERT.pem|KEY.asc",
-        help="pinned CA or signer certificate (Authenticode, Mach-O CMS: every signer must "
-        "chain to one) or OpenPGP public key (RPM: every signature must be made by one); "
-        "repeatable",
-    )
+    add_trusted_option(parser)
     parser.add_argument(
         "--macho-identifier",
         metavar="ID",
@@ -174,9 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if _kind(unsigned) != kind:
         raise InputError(f"{unsigned} and {signed} are not the same format")
     pins = _pins(args, kind)
-    trusted = tuple(args.trusted)
-    for pin in trusted:
-        regular_file(pin, what="--trusted file")
+    trusted = trusted_pins(args)
     extra = [p for p in (args.entitlements,) if p is not None]
     check_report_outputs(args, [unsigned, signed, *trusted, *extra])
     if kind.startswith("archive:"):
