@@ -214,3 +214,47 @@ def test_directory_entry_bytes_no_field_shows(
               if d["region"] == "archive.hidden"]  # fmt: skip
     assert hidden and all(d["kind"] == "hidden" and not d["allowed"] for d in hidden)
     assert any(reason in d["detail"] for d in hidden), hidden
+
+
+@pytest.mark.parametrize("where", ["in the extra sector", "in the last sector's slack"])
+def test_stream_chain_longer_than_its_size_hides_bytes(
+    unsigned: Path, tmp_path: Path, run_cli, where: str
+) -> None:
+    """One more sector chained after a stream's last: the size says the stream ends before, so
+    nothing reads it. Data in it, or (the extra sector zero) in the real last sector's slack,
+    which a slack check that takes the chain's last sector for the stream's would not see."""
+    with olefile.OleFileIO(str(unsigned)) as ole:
+        name = next(e.name for e in ole.direntries
+                    if e is not None and e.entry_type == olefile.STGTY_STREAM
+                    and e.size >= ole.minisectorcutoff and e.size % 512)  # fmt: skip
+        entry = ole.direntries[ole._find(name)]
+        chain, sect = [], entry.isectStart
+        while sect < 0xFFFFFFF0:
+            chain.append(sect)
+            sect = ole.fat[sect]
+        new, size = ole.nb_sect, entry.size
+        fat_sector = struct.unpack_from("<I", unsigned.read_bytes(), 0x4C)[0]
+        assert new < 128 and ole.sectorsize == 512, "the fixture's FAT has room in its first sector"
+    blob = bytearray(unsigned.read_bytes())
+    fat_at = (fat_sector + 1) * 512
+    struct.pack_into("<I", blob, fat_at + 4 * chain[-1], new)
+    struct.pack_into("<I", blob, fat_at + 4 * new, 0xFFFFFFFE)
+    if where == "in the extra sector":
+        blob += b"HIDDEN!!" * 64
+    else:
+        blob += bytes(512)
+        slack = (chain[-1] + 1) * 512 + size % 512
+        blob[slack : slack + 7] = b"HIDDEN!"
+    released = side(tmp_path, "released")
+    released.write_bytes(bytes(blob))
+    with olefile.OleFileIO(str(released)) as ole, olefile.OleFileIO(str(unsigned)) as old:
+        assert ole.openstream(name).read() == old.openstream(name).read()  # olefile reads it
+    code, rep = report(run_cli, "diff", released, unsigned, *RULES)
+    assert code == 1, rep
+    hidden = [d for d in artifact(rep, "setup.msi")["differences"]
+              if d["region"] == "archive.hidden"]  # fmt: skip
+    assert hidden and not any(d["allowed"] for d in hidden)
+    expected = {"sector after the end"}  # the extra sector, whatever it holds
+    if where == "in the last sector's slack":
+        expected.add("data after the end")
+    assert {d["detail"].split(" of stream")[0] for d in hidden} == expected, hidden

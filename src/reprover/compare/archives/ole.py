@@ -176,7 +176,7 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
         if entry.size >= ole.minisectorcutoff:
             chain = sectors.chain(entry.isectStart, f"stream {name!r}")
             places = [sectors.offset(s) for s in chain]
-            _slack(f, listing, places, ssize, size=entry.size, name=name)
+            places = _slack(f, listing, places, ssize, size=entry.size, name=name)
             member.opener = _opener(f, places, ssize, entry.size)
             unit = ssize
         else:
@@ -196,7 +196,7 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
                 if big is None:
                     raise MalformedArchive(f"{name!r}: mini sector outside the mini stream")
                 places.append(sectors.offset(big) + (m * msize) % ssize)
-            _slack(f, listing, places, msize, size=entry.size, name=name)
+            places = _slack(f, listing, places, msize, size=entry.size, name=name)
             member.opener = _opener(f, places, msize, entry.size)
             unit = msize
         if name == SUMMARY and entry.size > SUMMARY_LIMIT:
@@ -288,11 +288,26 @@ def entry_offset(ole: olefile.OleFileIO, sid: int) -> int:
 
 def _slack(
     f: BinaryIO, listing: Listing, places: list[int], unit: int, *, size: int, name: str
-) -> None:
-    used = size - (len(places) - 1) * unit if places else 0
-    if places and used < unit and not _zero(f, places[-1] + used, unit - used):
-        listing.hidden.append(Hidden(places[-1] + used, unit - used,
+) -> list[int]:
+    """The places that hold the stream's `size` bytes; what its chain holds beyond is hidden.
+
+    Sectors chained after the ones the size needs are read by nothing: each is hidden data,
+    whatever it holds (its allocation-table entries would otherwise look used). The last
+    needed sector's bytes after the size must be zero.
+
+    Raises:
+        MalformedArchive: the chain is shorter than the size.
+    """
+    need = -(-size // unit)
+    if len(places) < need:
+        raise MalformedArchive(f"stream {name!r}: its sector chain is shorter than its size")
+    for at in places[need:]:
+        listing.hidden.append(Hidden(at, unit, f"sector after the end of stream {name!r}"))
+    used = size - (need - 1) * unit
+    if need and used < unit and not _zero(f, places[need - 1] + used, unit - used):
+        listing.hidden.append(Hidden(places[need - 1] + used, unit - used,
                                      f"data after the end of stream {name!r}"))  # fmt: skip
+    return places[:need]
 
 
 def _free(
