@@ -154,7 +154,9 @@ def test_timestamped_signature_is_verified(jars, run_cli) -> None:
     assert jarsigner_verifies(jars["stamped"])
     code, rep = report(run_cli, "sign-check", jars["unsigned"], jars["stamped"], "--trusted", CA)
     assert code == 0, rep
-    assert any(SIGNER in n for n in artifact(rep, "app.jar")["notes"])
+    notes = artifact(rep, "app.jar")["notes"]
+    assert any(SIGNER in n for n in notes)
+    assert any("rfc3161 countersignature at" in n and "CN=reprover test TSA" in n for n in notes)
     with zipfile.ZipFile(jars["stamped"]) as z:
         sf, blob = z.read("META-INF/SIGNER.SF"), z.read("META-INF/SIGNER.RSA")
     signer = verify_detached(blob, sf, trusted=load_trusted((CA,)), label="SIGNER.RSA")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,22 @@ def test_nested_storages_hashed_as_osslsigncode_verify_does(msis, run_cli, tmp_p
     outer = artifact(rep, "base.msi")
     assert outer["verdict"] == "signature-only"
     assert "ole.stream[OuterStorageXYZ/NestedLast/x].mtime" in regions(outer)
+
+
+def test_timestamp_of_the_msi_signature_is_listed(msis, run_cli, tmp_path: Path) -> None:
+    """osslsigncode -ts (a local RFC 3161 TSA): the report names the timestamp and its TSA."""
+    from jar_support import local_tsa
+
+    unsigned, _ = msis
+    keys = FIXTURES / "signature"
+    stamped = tmp_path / "signed" / "setup.msi"
+    stamped.parent.mkdir()
+    with local_tsa(tmp_path / "tsa") as url:
+        subprocess.run(["osslsigncode", "sign", "-certs", str(keys / "leaf.pem"), "-key",
+                        str(keys / "leaf.key"), "-ts", url, "-in", str(unsigned),
+                        "-out", str(stamped)], check=True, capture_output=True)  # fmt: skip
+    code, rep = report(run_cli, "sign-check", unsigned, stamped, "--trusted", CA)
+    assert code == 0, rep
+    notes = artifact(rep, "setup.msi")["notes"]
+    stamp = [n for n in notes if "rfc3161 countersignature at" in n]
+    assert stamp and "CN=reprover test TSA" in stamp[0] and "(pinned)" in stamp[0], notes

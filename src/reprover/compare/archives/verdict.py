@@ -196,9 +196,7 @@ def _signature(
     pinned = "chains to pinned trust" if trusted else "signer not pinned"
     subject = quoted(signers[0].subject) if signers else "no named signer"
     found.notes.append(f"released = rebuilt + {prover.label}; signed by {subject} ({pinned})")
-    found.notes.extend(
-        f"{s.label}: subject {quoted(s.subject)}; issuer {quoted(s.issuer)}" for s in signers
-    )
+    found.notes.extend(line for s in signers for line in s.describe())
     signing = {p for p, name in found.names.items() if prover.member_role(name) is not None}
     found.members = [
         m for m in found.members if not any(m.path == s or m.path.startswith(s + "!")

@@ -84,21 +84,7 @@ class SignatureProof:
 
     def findings(self) -> tuple[str, ...]:
         """Lines describing every signer and every region, for reports."""
-        lines: list[str] = []
-        for s in self.signers:
-            lines.append(
-                f"{s.label}: subject {quoted(s.subject)}; issuer {quoted(s.issuer)}; "
-                f"serial {s.serial}; "
-                f"digest {s.digest_algorithm}; signature {s.signature_algorithm}; "
-                f"signed content {s.content_digest}"
-            )
-            lines.extend(f"{s.label}: chain {link}" for link in s.chain)
-            for c in s.countersignatures:
-                lines.append(
-                    f"{s.label}: {c.kind} countersignature at {c.time.isoformat()} by {c.signer}"
-                    f"{' (pinned)' if c.trusted else ' (TSA not pinned)'}"
-                )
-                lines.extend(f"{s.label}: timestamp token carries {a}" for a in c.attribute_certs)
+        lines = [line for s in self.signers for line in s.describe()]
         lines.append(f"checksum: {self.checksum_rule}")
         return tuple(lines)
 

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 
 from cryptography import x509
 
-from reprover.compare.signatures import cms, der
+from reprover.compare.signatures import cms, der, quoted
 from reprover.compare.signatures.der import Tlv
 from reprover.compare.signatures.timestamps import (
     COUNTERSIGNATURE,
@@ -72,6 +72,22 @@ class SignerDetails:
     content_digest: str
     chain: tuple[str, ...]
     countersignatures: tuple[Countersignature, ...]
+
+    def describe(self) -> tuple[str, ...]:
+        """The report's lines for this signer: who, over what, its chain and its timestamps."""
+        lines = [
+            f"{self.label}: subject {quoted(self.subject)}; issuer {quoted(self.issuer)}; "
+            f"serial {self.serial}; digest {self.digest_algorithm}; "
+            f"signature {self.signature_algorithm}; signed content {self.content_digest}",
+            *(f"{self.label}: chain {link}" for link in self.chain),
+        ]
+        for c in self.countersignatures:
+            lines.append(
+                f"{self.label}: {c.kind} countersignature at {c.time.isoformat()} by {c.signer}"
+                f"{' (pinned)' if c.trusted else ' (TSA not pinned)'}"
+            )
+            lines.extend(f"{self.label}: timestamp token carries {a}" for a in c.attribute_certs)
+        return tuple(lines)
 
 
 def verify_authenticode(
