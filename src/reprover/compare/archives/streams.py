@@ -2,8 +2,9 @@
 
 Owns: `unwrap`, which streams one compressed file into a temporary file (bounded by the
 budget: a bomb stops at the limit, memory stays flat), and returns the container's metadata
-(`gzip.header.mtime`, the gzip name, flags, XFL and OS bytes, and a digest of the compressed
-bytes, `<format>.compression.stream`) and any bytes after the compressed stream as `Hidden`.
+(`gzip.header.mtime`, the gzip name, flags, XFL and OS bytes, the header CRC (hidden unless it
+is the header's), and a digest of the compressed bytes, `<format>.compression.stream`) and any
+bytes after the compressed stream as `Hidden`.
 Does not own: what the decompressed bytes hold (`tarfmt`, or a single member), comparing.
 
 The gzip header is read here rather than by `gzip.GzipFile`, which hides the header fields and
@@ -72,8 +73,16 @@ def _gzip_header(f: BinaryIO, fields: dict[str, Field]) -> None:
             at = f.tell()
             value = _cstring(f)
             fields[key] = Field(value, at, len(value) + 1, show=value.decode("latin-1"))
-    if flags & FHCRC:
-        f.read(2)
+    if flags & FHCRC:  # CRC-32 of the header's bytes, low half: a consequence, or else data
+        at = f.tell()
+        f.seek(0)
+        header = f.read(at)
+        raw = f.read(2)
+        if len(raw) != 2:
+            raise MalformedArchive("gzip header truncated")
+        (crc,) = struct.unpack("<H", raw)
+        kind = Kind.METADATA if crc == zlib.crc32(header) & 0xFFFF else Kind.HIDDEN
+        fields["gzip.header.checksum"] = Field(crc, at, 2, kind, f"{crc:#06x}")
     if flags & 0xE0:
         raise MalformedArchive("gzip header has reserved flags set")
 

@@ -3,7 +3,8 @@
 Owns: reading a tar stream (plain, or already decompressed by `streams`) into a `Listing`:
 members from stdlib `tarfile`, then each member's header block compared as raw fields (name,
 mode, uid, gid, size, mtime, checksum, type, link, magic, uname, gname, device, prefix or the
-GNU atime/ctime), its pax records and its extension headers; `Hidden` for a gap between
+GNU atime/ctime; a number or name with bytes after its NUL is kind hidden: tar never reads
+them), its pax records and its extension headers; `Hidden` for a gap between
 members, non-zero padding after member data and non-zero bytes after the end-of-archive
 marker.
 Does not own: decompression (`streams`), comparing two listings (`driver`).
@@ -41,6 +42,7 @@ USTAR = (
     ("format", 257, 8), ("uname", 265, 32), ("gname", 297, 32), ("device", 329, 16),
 )  # fmt: skip
 USTAR_TAIL = (("prefix", 345, 155), ("pad", 500, 12))
+TEXT = frozenset({"name", "target", "uname", "gname", "prefix"})  # NUL-terminated strings
 GNU_TAIL = (("atime", 345, 12), ("ctime", 357, 12), ("gnu", 369, 143))
 PAX_KEYS = {
     "mtime": "mtime", "atime": "atime", "ctime": "ctime", "uid": "uid", "gid": "gid",
@@ -91,6 +93,8 @@ def _block_fields(block: bytes, base: int, prefix: str) -> dict[str, Field]:
         number = _octal(raw) if numeric else None
         if numeric and (number is None or not _clean(raw)):
             kind = Kind.HIDDEN  # not a number, or bytes after it: data, which no rule allows
+        if key in TEXT and raw.partition(b"\0")[2].strip(b"\0"):
+            kind = Kind.HIDDEN  # bytes after a name's NUL: no tar reads them, no rule allows them
         if key == "mode" and number is not None:
             show = f"{number:o}"
         elif kind is Kind.TIMESTAMP and number is not None:
