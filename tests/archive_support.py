@@ -149,7 +149,7 @@ WXS = """<?xml version="1.0" encoding="utf-8"?>
   <Product Id="12345678-1234-1234-1234-123456789012" Name="Engine" Language="1033"
            Version="1.0.0" Manufacturer="Vendor" UpgradeCode="12345678-1234-1234-1234-123456789013">
     <Package InstallerVersion="200" Compressed="yes" Comments="engine"/>
-    <Media Id="1" Cabinet="product.cab" EmbedCab="yes"/>
+    <Media Id="1" Cabinet="product.cab" EmbedCab="yes"/>{binary}
     <Directory Id="TARGETDIR" Name="SourceDir">
       <Directory Id="ProgramFilesFolder">
         <Directory Id="INSTALLDIR" Name="Engine">
@@ -165,17 +165,64 @@ WXS = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
-def write_msi(path: Path, dll: bytes) -> Path:
-    """An MSI made by wixl holding `dll` as engine.dll in its embedded cabinet product.cab."""
+def write_msi(path: Path, dll: bytes, *, helper: bytes | None = None) -> Path:
+    """An MSI made by wixl holding `dll` as engine.dll in its embedded cabinet product.cab,
+    and with `helper` a custom-action DLL in its `Binary` table (stream `Binary.helper`).
+
+    The input files' times are fixed (the cabinet records engine.dll's), so two builds of
+    the same files differ only by the summary wixl writes anew (see `pin_summary`)."""
+    import os
     import subprocess
     import tempfile
 
+    binary = ""
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "engine.dll").write_bytes(dll)
-        (Path(tmp) / "setup.wxs").write_text(WXS)
+        os.utime(Path(tmp) / "engine.dll", (1_700_000_000, 1_700_000_000))
+        if helper is not None:
+            (Path(tmp) / "helper.dll").write_bytes(helper)
+            binary = '\n    <Binary Id="helper" SourceFile="helper.dll"/>'
+        (Path(tmp) / "setup.wxs").write_text(WXS.format(binary=binary))
         subprocess.run(["wixl", "-o", str(path.resolve()), "setup.wxs"], cwd=tmp, check=True,
                        capture_output=True)  # fmt: skip
     return path
+
+
+def pin_summary(msi: Path, like: Path) -> Path:
+    """Overwrite `msi`'s summary stream, in place, with `like`'s (the same length).
+
+    wixl writes a random package code (`msi.summary.revision`) and the current time on every
+    build, and ignores `<Package Id>`: this makes two builds share them, so they differ only
+    where their inputs do.
+    """
+    import olefile
+
+    from reprover.compare.archives.olesummary import NAME
+
+    with olefile.OleFileIO(str(like)) as ole:
+        summary = ole.openstream(NAME).read()
+    with olefile.OleFileIO(str(msi), write_mode=True) as ole:
+        assert ole.get_size(NAME) == len(summary)
+        ole.write_stream(NAME, summary)
+    return msi
+
+
+def msi_with_helper(
+    folder: Path,
+    rebuilt: Path,
+    engine: bytes,
+    helper: bytes,
+    *,
+    signer: str = "leaf",
+    dse: bool = False,
+) -> Path:
+    """The vendor's release flow: `helper` (a custom-action DLL, usually signed already) packed
+    into the `Binary` table of a wixl MSI whose summary is `rebuilt`'s (`pin_summary`), then the
+    MSI signed (`sign_msi`); written to `folder`/setup.msi."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "unsigned").mkdir(exist_ok=True)
+    unsigned = write_msi(folder / "unsigned" / "setup.msi", engine, helper=helper)
+    return sign_msi(pin_summary(unsigned, rebuilt), folder / "setup.msi", signer=signer, dse=dse)
 
 
 def flip_code_byte(pe: bytes, at: int = 16) -> bytes:

@@ -94,7 +94,7 @@ def test_extended_signature_over_metadata_the_released_file_does_not_have(
     assert not osslsigncode_verifies(released)
     code, rep = report(run_cli, "diff", released, unsigned, *RULES)
     assert code == 1
-    refused(rep, "MsiDigitalSignatureEx covers the rebuild's entry metadata, not the released")
+    refused(rep, "MsiDigitalSignatureEx is not the pre-hash of the released file's entry metadata")
     # and the other way round: the rebuild's metadata is not what the signer hashed
     rebuilt = side(tmp_path, "reb")
     shutil.copyfile(unsigned, rebuilt)
@@ -102,7 +102,7 @@ def test_extended_signature_over_metadata_the_released_file_does_not_have(
     code, rep = report(run_cli, "diff", sign_msi(unsigned, side(tmp_path, "rel2"), dse=True),
                        rebuilt, *RULES)  # fmt: skip
     assert code == 1
-    refused(rep, "MsiDigitalSignatureEx is not the pre-hash of the rebuild's entry metadata")
+    refused(rep, "the released file's entry metadata is not the rebuild's")
 
 
 def test_extended_signature_stream_beside_a_signature_that_does_not_cover_it(

@@ -37,7 +37,8 @@ from reprover.fsutil import regular_file
 from reprover.model import ArtifactVerdict, CheckResult, Policy, Report
 
 SIGNATURE_RULE = "signature"
-PROOF_NOTES = ("released = ", "signature-only refused")  # an archive prover's outcome
+# an archive prover's outcome, or why it did not run
+PROOF_NOTES = ("released = ", "signature-only refused", "signature-only not proven")
 
 
 def register(sub: Any) -> None:

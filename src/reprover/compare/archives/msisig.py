@@ -7,21 +7,25 @@ on a tie), a stream's bytes, a storage recursively, then the storage's CLSID; th
 `\\x05MsiDigitalSignatureEx` stream the hash starts with the metadata pre-hash (per entry in
 the same order: name, size or CLSID, state bits, creation and modification times), which that
 stream must hold. And `prove_msi_signature_only`: the released file's entries are the rebuilt
-file's, storage by storage, raw name by raw name, byte for byte, plus the signature stream(s)
-at the root and nothing else; every CLSID is the same; the extended stream, if present, is the
-pre-hash of the rebuild's metadata and of the released file's (so the released entries'
-times and sizes are the rebuild's); the PKCS#7 names the rebuild's hash (SpcSipInfo) and
-verifies (`signatures.pkcs7`), chaining to pinned certificates when there are any. Everything
-else the two compound files differ in is their sector layout, which `ole.read_ole` has already
-accounted for byte by byte.
+file's, storage by storage, raw name by raw name, plus the signature stream(s) at the root and
+nothing else; every kind and CLSID is the same; every stream is byte for byte the rebuild's
+except the `accepted` ones (their content differs but the driver already accepted it: a custom
+action DLL in the `Binary` table proven signature-only on its own, signed before packing); the
+PKCS#7 names the hash of the RELEASED file's streams (SpcSipInfo: the signature covers exactly
+the released bytes, signed inner DLLs included) and verifies (`signatures.pkcs7`), chaining to
+pinned certificates when there are any. The extended stream, if present, is the pre-hash of
+the released file's metadata, which must be the rebuild's but for the sizes of the accepted
+streams (so every name, time and state bit is the rebuild's). Everything else the two compound
+files differ in is their sector layout, which `ole.read_ole` has already accounted for byte by
+byte.
 Does not own: the PKCS#7 grammar and trust (`signatures.pkcs7`, `signatures.trust`), deciding
-the verdict (`driver`).
+the verdict or which members are accepted (`driver`, `verdict`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cmp_to_key
 from pathlib import Path
@@ -63,12 +67,18 @@ class Node:
     def clsid(self) -> bytes:
         return self.raw[0x50:0x60]
 
-    def metadata(self) -> bytes:
-        """What the pre-hash takes of this entry (osslsigncode `prehash_metadata`)."""
+    @property
+    def size(self) -> bytes:
+        """A stream's size as the pre-hash takes it (the low 32 bits, as stored)."""
+        return self.raw[0x78:0x7C]
+
+    def metadata(self, size: bytes | None = None) -> bytes:
+        """What the pre-hash takes of this entry (osslsigncode `prehash_metadata`), a
+        stream's size replaced by `size` when given."""
         raw, out = self.raw, b""
         if self.kind != ROOT:
             out += self.name[:-2]
-        out += raw[0x78:0x7C] if self.kind == STREAM else self.clsid
+        out += (self.size if size is None else size) if self.kind == STREAM else self.clsid
         out += raw[0x60:0x64]
         if self.kind != ROOT:
             out += raw[0x64:0x74]
@@ -165,15 +175,17 @@ def msi_hash(root: Node, members: dict[str, Member], algorithm: str, prehash: by
     return digest.digest()
 
 
-def metadata_prehash(root: Node, algorithm: str) -> bytes:
-    """The MsiDigitalSignatureEx pre-hash: every entry's metadata, in hash order."""
+def metadata_prehash(root: Node, algorithm: str, sizes: Mapping[str, bytes] | None = None) -> bytes:
+    """The MsiDigitalSignatureEx pre-hash: every entry's metadata, in hash order; the streams
+    named (by path) in `sizes` take that size instead of their own."""
     digest = hashlib.new(algorithm)
+    sizes = sizes or {}
 
     def walk(node: Node, *, root: bool) -> None:
         digest.update(node.metadata())
         for kid in node.ordered(root=root):
             if kid.kind == STREAM:
-                digest.update(kid.metadata())
+                digest.update(kid.metadata(sizes.get(kid.path)))
             else:
                 walk(kid, root=False)
 
@@ -181,11 +193,20 @@ def metadata_prehash(root: Node, algorithm: str) -> bytes:
     return digest.digest()
 
 
-def _same(rel: Node, reb: Node, members: tuple[dict[str, Member], dict[str, Member]]) -> None:
-    """Released = rebuilt below `rel`/`reb`, except the root's signature streams.
+def _same(
+    rel: Node,
+    reb: Node,
+    members: tuple[dict[str, Member], dict[str, Member]],
+    accepted: frozenset[str],
+    differing: dict[str, Node],
+) -> None:
+    """Released = rebuilt below `rel`/`reb`, except the root's signature streams and the
+    content of `accepted` streams; put each released stream whose content differs (all
+    accepted) into `differing`, by path.
 
     Raises:
-        VerificationError: an entry, a kind, a CLSID or a stream's bytes differ.
+        VerificationError: an entry, a kind or a CLSID differs, or the bytes of a stream
+            not accepted.
     """
     if rel.clsid != reb.clsid:
         raise VerificationError(
@@ -206,10 +227,37 @@ def _same(rel: Node, reb: Node, members: tuple[dict[str, Member], dict[str, Memb
         if kid.kind != other.kind:
             raise VerificationError(f"{kid.path!r} is a stream on one side, a storage on the other")
         if kid.kind == STREAM:
-            if _sha(_content(kid, members[0])) != _sha(_content(other, members[1])):
-                raise VerificationError(f"stream {kid.path!r} differs from the rebuild's")
+            if _sha(_content(kid, members[0])) == _sha(_content(other, members[1])):
+                continue
+            if kid.path not in accepted:
+                raise VerificationError(f"stream {kid.path!r} differs from the rebuild's and "
+                                        "is not accepted on its own")  # fmt: skip
+            differing[kid.path] = kid
         else:
-            _same(kid, other, members)
+            _same(kid, other, members, accepted, differing)
+
+
+def _prehash(
+    dse: bytes, trees: tuple[Node, Node], sizes: Mapping[str, bytes], algorithm: str
+) -> bytes:
+    """The pre-hash an extended signature must hold: the released file's entry metadata,
+    which is the rebuild's but for the sizes of the differing (accepted) streams, `sizes`.
+
+    Raises:
+        VerificationError: `dse` is not that pre-hash, or the metadata differ otherwise.
+    """
+    prehash = metadata_prehash(trees[0], algorithm)
+    if dse != prehash:
+        raise VerificationError(
+            f"MsiDigitalSignatureEx is not the pre-hash of the released file's entry metadata "
+            f"({algorithm})"
+        )
+    if metadata_prehash(trees[1], algorithm, sizes) != prehash:
+        raise VerificationError(
+            "the released file's entry metadata is not the rebuild's (names, state bits, "
+            "times, or sizes of streams equal to the rebuild's differ)"
+        )
+    return prehash
 
 
 def _sha(blocks: Iterator[bytes]) -> bytes:
@@ -220,11 +268,17 @@ def _sha(blocks: Iterator[bytes]) -> bytes:
 
 
 def prove_msi_signature_only(
-    files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
+    files: tuple[Path, Path],
+    listings: tuple[Listing, Listing],
+    trusted: tuple[Path, ...],
+    accepted: frozenset[str] = frozenset(),
 ) -> tuple[SignerDetails, ...]:
     """Prove released = rebuilt + an Authenticode signature (extended or not); return signers.
 
-    `files` and `listings` are (released, rebuilt), the listings from `ole.read_ole`.
+    `files` and `listings` are (released, rebuilt), the listings from `ole.read_ole`;
+    `accepted` names the streams whose content may differ (the driver accepted each on its
+    own): the signature must then cover the released streams, and an extended signature the
+    released metadata, which differs from the rebuild's only in those streams' sizes.
 
     Raises:
         VerificationError: any part of the proof fails; the message says which.
@@ -242,7 +296,9 @@ def prove_msi_signature_only(
     if any(k.kind != STREAM for k in signs.values()):
         raise VerificationError("a signature entry is a storage, not a stream")
     members = (members_by_path(listings[0]), members_by_path(listings[1]))
-    _same(rel, reb, members)
+    differing: dict[str, Node] = {}
+    _same(rel, reb, members, accepted, differing)
+    sizes = {path: node.size for path, node in differing.items()}
     blob = b"".join(_content(signs[RAW_SIGNATURE], members[0]))
     extended = signs.get(RAW_EXTENDED)
     dse = None if extended is None else b"".join(_content(extended, members[0]))
@@ -250,17 +306,9 @@ def prove_msi_signature_only(
 
     def expected(algorithm: str) -> bytes:
         if algorithm not in cache:
-            prehash = b""
-            if dse is not None:
-                prehash = metadata_prehash(reb, algorithm)
-                if dse != prehash:
-                    raise VerificationError("MsiDigitalSignatureEx is not the pre-hash of the "
-                                            f"rebuild's entry metadata ({algorithm})")  # fmt: skip
-                if metadata_prehash(rel, algorithm) != prehash:
-                    raise VerificationError("MsiDigitalSignatureEx covers the rebuild's entry "
-                                            "metadata, not the released file's (names, sizes, "
-                                            "state bits or times differ)")  # fmt: skip
-            cache[algorithm] = msi_hash(reb, members[1], algorithm, prehash)
+            prehash = b"" if dse is None else _prehash(dse, (rel, reb), sizes, algorithm)
+            # the streams as released (equal to the rebuild's but the accepted ones, checked)
+            cache[algorithm] = msi_hash(rel, members[0], algorithm, prehash)
         return cache[algorithm]
 
     signers = verify_authenticode(blob, expected, trusted=anchors, label="MSI signature",

@@ -6,7 +6,10 @@ the differences signing makes (`role`: the signature itself, or what signing nec
 changes beside it, such as a compound file's sector layout) and proves, from the bytes, that the
 released archive is the rebuilt one plus a valid signature (`prove`). The driver allows those
 differences under the `signature` rule only when every other difference is already allowed and
-the proof holds.
+the proof holds. Members whose content differs but that the driver accepted on their own
+(a DLL proven signature-only, signed before it was packed) are passed to the proof
+(`accepted`); only the MSI proof supports them (the signature then covers the released
+streams); the others refuse them, saying so.
 Does not own: the proofs' details (one module per format: `msisig`, `cabsig`, `rpmsig`,
 `jarsig`), comparing (`driver`).
 """
@@ -26,6 +29,7 @@ from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
 from reprover.compare.archives.msisig import prove_msi_signature_only
 from reprover.compare.archives.rpmsig import prove_rpm_signature_only
 from reprover.compare.signatures.pkcs7 import SignerDetails
+from reprover.errors import VerificationError
 
 
 class Role(Enum):
@@ -52,11 +56,18 @@ class Prover(Protocol):
         """What a member named `name` whose content differs, or that only one side has, is."""
 
     def prove(
-        self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
+        self,
+        files: tuple[Path, Path],
+        listings: tuple[Listing, Listing],
+        trusted: tuple[Path, ...],
+        accepted: frozenset[str],
     ) -> tuple[SignerDetails, ...]:
         """Prove released = rebuilt + this signature; return every signer, outermost first.
 
-        `files` and `listings` are (released, rebuilt), open for the whole call.
+        `files` and `listings` are (released, rebuilt), open for the whole call. `accepted`
+        names the members (raw names) whose content differs from the rebuild's but that the
+        driver accepted on their own (verdict `signature-only`, or `equivalent` by their own
+        rules); every other member must be the rebuild's.
 
         Raises:
             VerificationError: any part of the proof fails; the message says which.
@@ -114,7 +125,21 @@ class CabProver:
         del name
         return None
 
-    prove = staticmethod(prove_cab_signature_only)  # see `cabsig.prove_cab_signature_only`
+    def prove(
+        self,
+        files: tuple[Path, Path],
+        listings: tuple[Listing, Listing],
+        trusted: tuple[Path, ...],
+        accepted: frozenset[str],
+    ) -> tuple[SignerDetails, ...]:
+        """See `cabsig.prove_cab_signature_only`; no member may differ.
+
+        Raises:
+            VerificationError: the proof fails, or a member's content differs.
+            InputError: a pinned certificate cannot be read.
+        """
+        refuse_accepted(self.label, accepted)
+        return prove_cab_signature_only(files, listings, trusted)
 
 
 class RpmProver:
@@ -139,16 +164,22 @@ class RpmProver:
         return None
 
     def prove(
-        self, files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
+        self,
+        files: tuple[Path, Path],
+        listings: tuple[Listing, Listing],
+        trusted: tuple[Path, ...],
+        accepted: frozenset[str],
     ) -> tuple[SignerDetails, ...]:
         """See `rpmsig.prove_rpm_signature_only` (it reads the files; the listings are unused).
 
         Raises:
-            VerificationError: the proof fails, or no OpenPGP key is pinned.
+            VerificationError: the proof fails, no OpenPGP key is pinned, or a member's
+                content differs.
             InputError: a pinned file is neither a certificate nor an OpenPGP public key.
             ToolMissingError: gpg or gpgv is missing.
         """
         del listings
+        refuse_accepted(self.label, accepted)
         return prove_rpm_signature_only(files, trusted)
 
 
@@ -186,7 +217,36 @@ class JarProver:
             return Role.EFFECT
         return Role.SIGNATURE if signing_related(name) else None
 
-    prove = staticmethod(prove_jar_signature_only)  # see `jarsig.prove_jar_signature_only`
+    def prove(
+        self,
+        files: tuple[Path, Path],
+        listings: tuple[Listing, Listing],
+        trusted: tuple[Path, ...],
+        accepted: frozenset[str],
+    ) -> tuple[SignerDetails, ...]:
+        """See `jarsig.prove_jar_signature_only`; no member may differ.
+
+        Raises:
+            VerificationError: the proof fails, or a member's content differs.
+            InputError: a pinned certificate cannot be read.
+        """
+        refuse_accepted(self.label, accepted)
+        return prove_jar_signature_only(files, listings, trusted)
+
+
+def refuse_accepted(label: str, accepted: frozenset[str]) -> None:
+    """Refuse members whose content differs: a proof that covers only the rebuild's members.
+
+    Raises:
+        VerificationError: `accepted` names a member.
+    """
+    if accepted:
+        names = ", ".join(repr(quote(n)) for n in sorted(accepted))
+        raise VerificationError(
+            f"{names} differ(s) from the rebuild's (accepted on its own), but the {label} "
+            "proof covers only members equal to the rebuild's: signing a container of signed "
+            "members is not proven for this format"
+        )
 
 
 PROVERS: dict[str, Prover] = {

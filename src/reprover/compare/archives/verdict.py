@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from reprover.compare.archives.listing import Listing, MalformedArchive
+from reprover.compare.archives.listing import Listing, MalformedArchive, quote
 from reprover.compare.archives.recompress import Check, Encoding
 from reprover.compare.archives.signing import PROVERS, Prover, Role
 from reprover.compare.signatures import quoted
@@ -162,9 +162,11 @@ def _signature(
 
     Runs when the format has a prover, the policy allows `signature`, nothing is undecided,
     every difference not already allowed is the signature or an effect of signing, and at
-    least one is the signature itself. Proven: those differences are allowed under
-    `signature`, and the signing members' own results are dropped (the outer artifact's
-    differences still name them).
+    least one is the signature itself. Members whose content differs and is already allowed
+    (accepted on their own) are passed to the proof, which must cover them or refuse; a
+    member that differs and is not accepted stops the proof, with a note naming it. Proven:
+    those differences are allowed under `signature`, and the signing members' own results are
+    dropped (the outer artifact's differences still name them).
     """
     prover = PROVERS.get(found.la.format)
     if prover is None or SIGNATURE_RULE not in policy.allow or found.undecided:
@@ -178,10 +180,23 @@ def _signature(
         (d, r) for d, r in zip((*roots, *contents), (*root_roles, *member_roles), strict=True)
         if not d.allowed
     ]  # fmt: skip
-    if any(r is None for _, r in pending) or all(r is not Role.SIGNATURE for _, r in pending):
+    if all(r is not Role.SIGNATURE for _, r in pending):
         return roots, contents
+    blocking = [
+        f"{quote(name)} ({own.verdict.value})"
+        for (name, _, own), d, r in zip(found.contents, contents, member_roles, strict=True)
+        if not d.allowed and r is None
+    ]  # fmt: skip
+    if blocking:
+        found.notes.append("signature-only not proven: member(s) differ and are not accepted on "
+                           "their own: " + ", ".join(blocking))  # fmt: skip
+    if any(r is None for _, r in pending):
+        return roots, contents
+    accepted = frozenset(
+        name for (name, _, _), d in zip(found.contents, contents, strict=True) if d.allowed
+    )
     try:
-        signers = prover.prove(found.files, (found.la, found.lb), policy.trusted_signers)
+        signers = prover.prove(found.files, (found.la, found.lb), policy.trusted_signers, accepted)
     except VerificationError as exc:
         found.notes.append(f"signature-only refused: {exc.message}")
         return roots, contents
@@ -197,6 +212,13 @@ def _signature(
     subject = quoted(signers[0].subject) if signers else "no named signer"
     found.notes.append(f"released = rebuilt + {prover.label}; signed by {subject} ({pinned})")
     found.notes.extend(line for s in signers for line in s.describe())
+    if accepted:
+        covered = ", ".join(
+            f"{quote(name)} ({own.verdict.value}: see {found.path}!{quote(name)})"
+            for name, _, own in found.contents if name in accepted
+        )  # fmt: skip
+        found.notes.append(f"the signature covers the released bytes of member(s) that differ "
+                           f"from the rebuild's, each accepted on its own: {covered}")  # fmt: skip
     signing = {p for p, name in found.names.items() if prover.member_role(name) is not None}
     found.members = [
         m for m in found.members if not any(m.path == s or m.path.startswith(s + "!")
