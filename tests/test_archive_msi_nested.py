@@ -106,10 +106,12 @@ def test_signed_dll_with_a_code_byte_flipped(built, run_cli) -> None:
     assert rep["checks"][0]["detail"].startswith("signature-only not proven")
 
 
-@pytest.mark.parametrize("fmt", ["cab", "zip", "rpm"])
+@pytest.mark.parametrize("fmt", ["cab", "rpm"])
 def test_provers_without_nested_support_refuse_differing_members(fmt, tmp_path) -> None:
-    """CAB, JAR and RPM proofs cover only members equal to the rebuild's: given a member that
-    differs (accepted on its own), they refuse before reading anything, saying why."""
+    """CAB and RPM proofs cover only members equal to the rebuild's: given a member that
+    differs (accepted on its own), they refuse before reading anything, saying why. (The JAR
+    proof refuses such a member itself, naming its manifest digest:
+    `test_jar_signature_attacks::test_digests_of_released_content_not_rebuilt_content`.)"""
     from reprover.compare.archives.listing import Listing
     from reprover.compare.archives.signing import PROVERS
     from reprover.errors import VerificationError

@@ -226,12 +226,16 @@ class JarProver:
     ) -> tuple[SignerDetails, ...]:
         """See `jarsig.prove_jar_signature_only`; no member may differ.
 
+        The JAR proof runs first: it already refuses a member that differs, naming the
+        manifest digest that fails (each must match the rebuilt and the released content).
+
         Raises:
             VerificationError: the proof fails, or a member's content differs.
             InputError: a pinned certificate cannot be read.
         """
+        signers = prove_jar_signature_only(files, listings, trusted)
         refuse_accepted(self.label, accepted)
-        return prove_jar_signature_only(files, listings, trusted)
+        return signers
 
 
 def refuse_accepted(label: str, accepted: frozenset[str]) -> None:
