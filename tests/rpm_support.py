@@ -13,6 +13,8 @@ Debian does not ship ("gpg exec failed").
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 import shutil
 import struct
@@ -239,3 +241,36 @@ def rpms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rpms]:
     finally:
         signer.close()
         other.close()
+
+
+def _set(data: bytearray, start: int, tag: int, value: bytes) -> None:
+    """Write `value` over the data of `tag` in the header at `start` (same length)."""
+    count = struct.unpack(">I", data[start + 8 : start + 12])[0]
+    base = start + 16 + 16 * count
+    for i in range(count):
+        t, _, offset, _ = struct.unpack_from(">IIII", data, start + 16 + 16 * i)
+        if t == tag:
+            data[base + offset : base + offset + len(value)] = value
+            return
+
+
+def restate(rpm: bytes, keep: tuple[int, ...] = ()) -> bytes:
+    """`rpm` with every digest and size rpm checks made right again after an edit of its
+    main header or gzip payload (what a vendor does so that `rpmkeys -K` says digests OK),
+    but the main header's tags in `keep` (5092, 5097: the payload digests) left as they are."""
+    data = bytearray(rpm)
+    _, end = _header(rpm, 96)
+    main = end + (8 - end % 8) % 8
+    count, size = struct.unpack(">II", rpm[main + 8 : main + 16])
+    payload = main + 16 + 16 * count + size
+    expanded = gzip.decompress(rpm[payload:])
+    for tag, value in ((5092, rpm[payload:]), (5097, expanded)):
+        if tag not in keep:
+            _set(data, main, tag, hashlib.sha256(value).hexdigest().encode())
+    header, whole = bytes(data[main:payload]), bytes(data[main:])
+    _set(data, 96, 269, hashlib.sha1(header).hexdigest().encode())  # noqa: S324 - rpm's
+    _set(data, 96, 273, hashlib.sha256(header).hexdigest().encode())
+    _set(data, 96, 1004, hashlib.md5(whole).digest())  # noqa: S324 - rpm's
+    _set(data, 96, 1000, struct.pack(">I", len(whole)))
+    _set(data, 96, 1007, struct.pack(">I", len(expanded)))
+    return bytes(data)

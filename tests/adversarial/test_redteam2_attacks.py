@@ -142,3 +142,153 @@ def test_gzip_header_crc_of_its_own_header_follows_the_time(tmp_path: Path, run_
     code, rep = report(run_cli, "diff", a, b, "--allow", "archive.mtime")
     assert code == 0, rep
     assert artifact(rep, "a.tar.gz")["verdict"] == "equivalent"
+
+
+# --- RPM: bytes of the cpio payload and header that restate or pad ----------------------------
+
+RPM_BINARY = b"\x7fELF" + b"hello" * 100 + b"!"  # 505 bytes: its data is padded to 508
+
+
+@pytest.fixture(scope="module")
+def rpms(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Path]:
+    """(an rpmbuild package of one file, the same package built 100 s later, in a folder)."""
+    from rpm_support import MISSING, build_rpm
+
+    if MISSING:
+        pytest.skip(f"{', '.join(MISSING)}: .ci/apt-packages.txt")
+    root = tmp_path_factory.mktemp("rpm")
+    released = build_rpm(root, root / "rel" / "x.rpm", RPM_BINARY, 1_700_000_000)
+    rebuilt = build_rpm(root, root / "reb" / "x.rpm", RPM_BINARY, 1_700_000_100)
+    return released.read_bytes(), rebuilt
+
+
+def with_payload(rpm: bytes, edit) -> bytes:
+    """`rpm` with its gzip payload edited, recompressed by zlib level 9 (what rpmbuild's
+    gzip payload is: the encoding check holds) and every digest rpm checks made right."""
+    import gzip
+    import zlib
+
+    from rpm_support import restate
+
+    at = rpm.index(b"\x1f\x8b\x08")
+    cpio = edit(bytearray(gzip.decompress(rpm[at:])))
+    engine = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = engine.compress(bytes(cpio)) + engine.flush()
+    trailer = zlib.crc32(cpio).to_bytes(4, "little") + len(cpio).to_bytes(4, "little")
+    return restate(rpm[:at] + rpm[at : at + 10] + body + trailer)
+
+
+def rpm_digests_ok(path: Path) -> None:
+    """rpm itself checks every digest of the package and lists it."""
+    out = subprocess.run(["rpmkeys", "-Kv", str(path)], check=True, capture_output=True,
+                         text=True).stdout  # fmt: skip
+    assert "digest: OK" in out and "BAD" not in out, out
+    subprocess.run(["rpm", "-qlp", str(path)], check=True, capture_output=True)
+
+
+def _trailer_data(cpio: bytearray) -> bytearray:
+    """The cpio trailer given 1 KB of data (its size field set): rpm and cpio skip it."""
+    at = cpio.rindex(b"070701", 0, cpio.rindex(b"TRAILER!!!"))
+    payload = b"EVIL" * 256
+    cpio[at + 54 : at + 62] = b"%08X" % len(payload)
+    data = (at + 110 + 11 + 3) // 4 * 4
+    out = cpio[:data] + payload
+    return out + bytes(-len(out) % 512)
+
+
+def _name_padding(cpio: bytearray) -> bytearray:
+    """Two bytes in the padding after the first member's name (110 + 16 -> 128)."""
+    cpio[126:128] = b"PP"
+    return cpio
+
+
+def _data_padding(cpio: bytearray) -> bytearray:
+    """Three bytes in the padding after the first member's 505 bytes of data."""
+    cpio[128 + len(RPM_BINARY) : 128 + 508] = b"PPP"
+    return cpio
+
+
+def _name_terminator(cpio: bytearray) -> bytearray:
+    """A byte in place of the NUL that ends the first member's name (namesize counts it)."""
+    cpio[125] = ord("N")
+    return cpio
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (_trailer_data, "data of the cpio trailer"),
+        (_name_padding, "the NUL and padding after"),
+        (_data_padding, "the padding after"),
+        (_name_terminator, "the NUL and padding after"),
+    ],
+    ids=["1 KB as the trailer's data", "name padding", "data padding", "name terminator"],
+)
+def test_rpm_cpio_bytes_no_reader_reads_beside_an_allowed_time(
+    rpms: tuple[bytes, Path], tmp_path: Path, run_cli, edit, why: str
+) -> None:
+    """Bytes of the cpio payload that rpm and cpio skip (the trailer's data, the padding after
+    a name or data, a name's terminator), every digest made right (`rpmkeys -K`: OK), beside
+    the build times under `archive.mtime`: the payload's bytes were consequences of the times
+    (`equivalent`). They are hidden now, and the trailer's header a field of its own."""
+    released, rebuilt = rpms
+    path = tmp_path / "rel" / "x.rpm"
+    path.parent.mkdir()
+    path.write_bytes(with_payload(released, edit))
+    if edit is not _name_terminator:  # rpm reads the name by its length: it refuses that one
+        rpm_digests_ok(path)
+    code, rep = report(run_cli, "diff", path, rebuilt, "--allow", "archive.mtime")
+    assert code == 1, rep
+    hidden = [d for d in artifact(rep, "x.rpm")["differences"] if d["region"] == "archive.hidden"]
+    assert any(why in d["detail"] for d in hidden), hidden
+
+
+def test_rpm_honest_restated_rebuild_stays_equivalent(
+    rpms: tuple[bytes, Path], tmp_path: Path, run_cli
+) -> None:
+    """(control) The released package's payload recompressed and every digest restated:
+    each digest is what the package's own bytes give, so they follow the times."""
+    released, rebuilt = rpms
+    path = tmp_path / "rel" / "x.rpm"
+    path.parent.mkdir()
+    path.write_bytes(with_payload(released, lambda cpio: cpio))
+    rpm_digests_ok(path)
+    code, rep = report(run_cli, "diff", path, rebuilt, "--allow", "archive.mtime")
+    assert code == 0, rep
+
+
+@pytest.mark.parametrize(
+    ("tag", "region"),
+    [(5092, "rpm.header.payloaddigest.digest"), (5097, "rpm.header.payloaddigestalt.digest")],
+)
+def test_rpm_payload_digest_holds_chosen_bytes_beside_an_allowed_time(
+    rpms: tuple[bytes, Path], tmp_path: Path, run_cli, tag: int, region: str
+) -> None:
+    """32 chosen bytes as the header's payload digest (the signature header's digests of the
+    header made right, so only this tag lies): digests were consequences of anything allowed
+    (`equivalent`); a tag that restates the package's own bytes must now hold what they give."""
+    import hashlib
+    import struct
+
+    from rpm_support import _header, restate
+
+    released, rebuilt = rpms
+    _, end = _header(released, 96)
+    main = end + (8 - end % 8) % 8
+    data = bytearray(released)
+    count = struct.unpack(">I", data[main + 8 : main + 12])[0]
+    base = main + 16 + 16 * count
+    for i in range(count):
+        t, _, offset, _ = struct.unpack_from(">IIII", data, main + 16 + 16 * i)
+        if t == tag:
+            data[base + offset : base + offset + 64] = b"deadbeef" * 8
+    evil = restate(bytes(data), keep=(tag,))  # the signature header's digests made right
+    at = evil.index(b"\x1f\x8b\x08")
+    assert hashlib.sha256(evil[main:at]).hexdigest().encode() in evil[:main]
+    path = tmp_path / "rel" / "x.rpm"
+    path.parent.mkdir()
+    path.write_bytes(evil)
+    code, rep = report(run_cli, "diff", path, rebuilt, "--allow", "archive.mtime")
+    assert code == 1, rep
+    found = regions(artifact(rep, "x.rpm"))[region]
+    assert (found["kind"], found["allowed"]) == ("hidden", False)

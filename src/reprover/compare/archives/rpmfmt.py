@@ -4,10 +4,12 @@ Owns: reading an .rpm into a `Listing`: the lead, every tag of the signature hea
 header as a field (`rpm.header.buildtime`, `rpm.header.filemtimes`, `rpm.header.filemodes`,
 `rpm.signature.rsa`, ...; digests and sizes named `.digest`/`.size`, consequences of what they
 cover), the payload decompressed by `streams` and its cpio (newc) members with their header
-fields (`cpio.member[./usr/bin/x].mtime`), and as `Hidden` non-zero bytes between tag data,
-tag data overlapping, bytes between the headers and the payload, and after the cpio trailer;
-a cpio header number that is not plain hex, or a newc checksum that is not zero (readers
-skip it), is a hidden field.
+fields (`cpio.member[./usr/bin/x].mtime`; the trailer's header is the field `cpio.trailer`),
+and as `Hidden` non-zero bytes between tag data, tag data overlapping, bytes between the
+headers and the payload, in a cpio name's terminator or padding, in the trailer's data and
+after it; a cpio header number that is not plain hex, or a newc checksum that is not zero
+(readers skip it), is a hidden field, and so is a tag restating the package's own bytes
+wrongly (`rpmdigests`).
 Header signatures (RSA, DSA, PGP, GPG) are reported in the notes; proving them is `rpmsig`'s.
 Does not own: decompression (`streams`), comparing (`driver`), signature proofs (`rpmsig`).
 
@@ -26,6 +28,7 @@ from typing import BinaryIO
 
 from reprover.compare.archives.limits import Budget, LimitHit
 from reprover.compare.archives.listing import (
+    CHUNK,
     Field,
     Hidden,
     Listing,
@@ -36,6 +39,7 @@ from reprover.compare.archives.listing import (
     read_exact,
     when,
 )
+from reprover.compare.archives.rpmdigests import Layout, check_restated
 from reprover.compare.archives.streams import stream_format, unwrap
 from reprover.model import Kind
 
@@ -234,8 +238,20 @@ def read_rpm(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
                                     value.show)  # fmt: skip
     listing.hidden.extend(Hidden(payload + h.offset, h.length, h.reason) for h in hidden)
     listing.notes.append(f"cpio offsets are in the {fmt}-decompressed payload")
-    _cpio(raw, raw.tell(), budget, listing)
+    expanded = raw.tell()
+    _cpio(raw, expanded, budget, listing)
+    counts = {section: struct.unpack(">I", read_exact(f, at + 8, 4, "rpm"))[0]
+              for section, at in (("signature", 96), ("header", end + pad))}  # fmt: skip
+    check_restated(listing, f, Layout((end + pad, payload), (payload, size), counts, expanded, raw))
     return listing
+
+
+def _zero(f: BinaryIO, listing: Listing, start: int, end: int, what: str) -> None:
+    """Bytes `start`..`end` of the payload that only structure explains: hidden unless NULs."""
+    for at in range(start, end, CHUNK):
+        if read_exact(f, at, min(CHUNK, end - at), "rpm").strip(b"\0"):
+            listing.hidden.append(Hidden(start, end - start, f"non-zero bytes in {what}"))
+            return
 
 
 def _cpio(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> None:
@@ -248,10 +264,16 @@ def _cpio(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> None:
             values = {key: int(head[at : at + 8], 16) for key, at in CPIO}
         except ValueError as exc:
             raise MalformedArchive(f"cpio header at {pos}: {exc}") from exc
-        raw_name = read_exact(f, pos + 110, values["namesize"], "rpm")[:-1]
-        data = (pos + 110 + values["namesize"] + 3) // 4 * 4
+        name_at = pos + 110
+        raw_name = read_exact(f, name_at, values["namesize"], "rpm")[:-1]
+        data = (name_at + values["namesize"] + 3) // 4 * 4
         end = (data + values["size"] + 3) // 4 * 4
-        if raw_name == b"TRAILER!!!":
+        # the name's NUL and the padding after the name and the data: nothing reads them
+        _zero(f, listing, name_at + len(raw_name), data, f"the NUL and padding after {raw_name!r}")
+        _zero(f, listing, data + values["size"], end, f"the padding after {raw_name!r}")
+        if raw_name == b"TRAILER!!!":  # no member: its header is a field, its data hidden
+            listing.fields["cpio.trailer"] = Field(head, pos, 110)
+            _zero(f, listing, data, data + values["size"], "data of the cpio trailer")
             pos = end
             break
         budget.member(raw_name)
