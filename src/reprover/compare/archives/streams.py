@@ -8,8 +8,10 @@ bytes after the compressed stream as `Hidden`.
 Does not own: what the decompressed bytes hold (`tarfmt`, or a single member), comparing.
 
 The gzip header is read here rather than by `gzip.GzipFile`, which hides the header fields and
-silently reads a second concatenated member; the body is inflated with `zlib`. xz, bzip2 and
-zstd use `lzma`, `bz2` and `zstandard`; a second stream after the first is reported hidden.
+silently reads a second concatenated member; the body is inflated with ISA-L (`isal`, the
+same raw deflate and CRC-32 as `zlib`, about twice as fast: inflating is most of the time of
+comparing a .deb). xz, bzip2 and zstd use `lzma`, `bz2` and `zstandard`; a second stream after
+the first is reported hidden.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ import bz2
 import hashlib
 import lzma
 import struct
-import zlib
 from collections.abc import Callable, Iterator
 from typing import BinaryIO, Protocol
+
+from isal import isal_zlib
 
 from reprover.compare.archives.limits import Budget
 from reprover.compare.archives.listing import CHUNK, Field, Hidden, MalformedArchive, when
 from reprover.model import Kind
+
+# isal's stubs type `error` as an instance; at run time it is the exception class it raises
+INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 
 MAGIC = {
     b"\x1f\x8b": "gzip",
@@ -89,7 +95,7 @@ def _gzip_header(f: BinaryIO, fields: dict[str, Field]) -> None:
 
 class _Gzip:
     def __init__(self) -> None:
-        self.engine = zlib.decompressobj(-15)
+        self.engine = isal_zlib.decompressobj(-15)
         self.crc = 0
         self.size = 0
 
@@ -98,7 +104,7 @@ class _Gzip:
         while data and not self.engine.eof:
             out = self.engine.decompress(data, CHUNK)
             data = self.engine.unconsumed_tail
-            self.crc = zlib.crc32(out, self.crc)
+            self.crc = isal_zlib.crc32(out, self.crc)
             self.size += len(out)
             yield out
 
@@ -190,7 +196,7 @@ def unwrap(
                 budget.spend(len(piece))
                 inner.update(piece)
                 out.write(piece)
-        except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as exc:
+        except (INFLATE_ERROR, lzma.LZMAError, OSError, EOFError, ValueError) as exc:
             raise MalformedArchive(f"{fmt}: {exc}") from exc
         if engine.eof:
             unused, done = engine.unused_data, True
