@@ -14,15 +14,19 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reprover.compare.archives import Budget, Context, Limits, compare_tree
-from reprover.compare.isolation.worker import warm
-from reprover.compare.ledger import DEFAULT_MAX_RUNS, explain
-from reprover.compare.signatures.authenticode import prove_signature_only
-from reprover.compare.signatures.macho import is_macho, prove_macho_signature_only
-from reprover.compare.signatures.macho_assertions import MachOPins
+from reprover.compare.ledger import DEFAULT_MAX_RUNS
 from reprover.errors import VerificationError
 from reprover.model import ArtifactResult, ArtifactVerdict, Digest, Policy
+
+if TYPE_CHECKING:
+    from reprover.compare.archives import Limits
+    from reprover.compare.signatures.macho_assertions import MachOPins
+
+# The parsing worker (`isolation.parse_child`) imports this package first: what is imported
+# here it pays for on every start, beside LIEF, so the archive readers, the signature proofs
+# and cryptography are imported where they are used, not here.
 
 SIGNATURE_RULE = "signature"
 
@@ -49,6 +53,9 @@ def compare_artifact(
     Raises:
         InputError: a file cannot be read, or the policy names an unknown rule.
     """
+    from reprover.compare.archives import Budget, Context, Limits, compare_tree  # noqa: PLC0415
+    from reprover.compare.isolation.worker import warm  # noqa: PLC0415
+
     if digests[0] == digests[1]:
         return (ArtifactResult(path, ArtifactVerdict.IDENTICAL, *digests),)
     warm()  # the files differ: the parsing worker will likely be asked; start it meanwhile
@@ -88,6 +95,8 @@ def compare_files(
     Raises:
         InputError: a file cannot be read, or the policy names an unknown rule.
     """
+    from reprover.compare.ledger import explain  # noqa: PLC0415
+
     released_digest, rebuilt_digest = digests
     if released_digest == rebuilt_digest:
         return ArtifactResult(path, ArtifactVerdict.IDENTICAL, released_digest, rebuilt_digest)
@@ -122,6 +131,8 @@ def _macho_pins(policy: Policy) -> MachOPins:
     Raises:
         VerificationError: `[signature] entitlements` is set but its bytes were not read.
     """
+    from reprover.compare.signatures.macho_assertions import MachOPins  # noqa: PLC0415
+
     if policy.entitlements is not None and policy.entitlements_data is None:
         raise VerificationError(
             f"the entitlements pin {policy.entitlements!r} was not read from the source"
@@ -137,6 +148,12 @@ def _signature_only(
     Raises:
         InputError: a file or a pinned certificate cannot be read.
     """
+    from reprover.compare.signatures.authenticode import prove_signature_only  # noqa: PLC0415
+    from reprover.compare.signatures.macho import (  # noqa: PLC0415
+        is_macho,
+        prove_macho_signature_only,
+    )
+
     with released.open("rb") as stream:
         head = stream.read(4096)
     try:
