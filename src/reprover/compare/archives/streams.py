@@ -87,7 +87,7 @@ def _gzip_header(f: BinaryIO, fields: dict[str, Field]) -> None:
         if len(raw) != 2:
             raise MalformedArchive("gzip header truncated")
         (crc,) = struct.unpack("<H", raw)
-        kind = Kind.METADATA if crc == zlib.crc32(header) & 0xFFFF else Kind.HIDDEN
+        kind = Kind.METADATA if crc == isal_zlib.crc32(header) & 0xFFFF else Kind.HIDDEN
         fields["gzip.header.checksum"] = Field(crc, at, 2, kind, f"{crc:#06x}")
     if flags & 0xE0:
         raise MalformedArchive("gzip header has reserved flags set")
