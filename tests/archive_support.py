@@ -11,6 +11,7 @@ import json
 import struct
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -354,3 +355,55 @@ def stored_cab(files: list[tuple[bytes, bytes]], *, data_reserve: bytes = b"") -
     head = struct.pack("<4sIIIIIBBHHHHH", b"MSCF", 0, size, 0, coff, 0, 3, 1, len(files),
                        len(files), 4 if data_reserve else 0, 0x1234, 0)  # fmt: skip
     return head + reserve + folders + entries + blocks
+
+
+def reblock_cab(cab: bytes, blocks: Callable[[bytes], list[tuple[bytes, bytes]]]) -> bytes:
+    """gcab's cabinet `cab` (one folder, no reserve) with its data blocks written anew:
+    `blocks(content)` gives each block's (content, data); sizes, checksums, the block count
+    and cbCabinet are set to match, so the cabinet is valid and holds the same files."""
+    from reprover.compare.archives.cabfmt import checksum
+
+    start, count, kind = struct.unpack_from("<IHH", cab, 36)
+    assert struct.unpack_from("<H", cab, 30)[0] == 0 and kind in (0, 1)
+    content, pos, window = b"", start, b""
+    for _ in range(count):
+        size = struct.unpack_from("<H", cab, pos + 4)[0]
+        data = cab[pos + 8 : pos + 8 + size]
+        if kind == 1:
+            engine = zlib.decompressobj(-15, zdict=window) if window else zlib.decompressobj(-15)
+            data = engine.decompress(data[2:])
+            window = (window + data)[-32768:]
+        content += data
+        pos += 8 + size
+    out = bytearray(cab[:start])
+    made = blocks(content)
+    for plain, data in made:
+        sizes = struct.pack("<HH", len(data), len(plain))
+        out += struct.pack("<I", checksum(sizes, checksum(data, 0))) + sizes + data
+    struct.pack_into("<I", out, 8, len(out))
+    struct.pack_into("<H", out, 40, len(made))
+    return bytes(out)
+
+
+def mszip_blocks(
+    content: bytes,
+    *,
+    level: int = 6,
+    cut: int = 32768,
+    flush: bool = False,
+    chained: bool = False,
+) -> list[tuple[bytes, bytes]]:
+    """MSZIP blocks of `content` cut every `cut` bytes, each one deflate stream at `level`;
+    `flush` adds an empty stored block (a sync flush) inside each; `chained` gives each
+    stream the content before it as its dictionary (Microsoft's MSZIP carries the window)."""
+    out = []
+    for at in range(0, len(content), cut):
+        plain, window = content[at : at + cut], content[max(0, at - 32768) : at]
+        engine = (zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY,
+                                   zdict=window) if chained and window
+                  else zlib.compressobj(level, zlib.DEFLATED, -15))  # fmt: skip
+        data = engine.compress(plain)
+        if flush:
+            data += engine.flush(zlib.Z_SYNC_FLUSH)
+        out.append((plain, b"CK" + data + engine.flush()))
+    return out

@@ -41,7 +41,12 @@ from reprover.compare.archives.listing import (
     quote,
     unsafe_name,
 )
-from reprover.compare.archives.recompress import encoding_region, member_check, stream_check
+from reprover.compare.archives.recompress import (
+    all_of,
+    encoding_region,
+    member_check,
+    stream_check,
+)
 from reprover.compare.archives.verdict import Findings, Judge, verdict
 from reprover.errors import InputError
 from reprover.model import (
@@ -202,7 +207,11 @@ class _Comparison:
                 self.found.consequences.append(replace(diff, cause=Cause.CONSEQUENCE))
                 if compressed and a is not None and b is not None and not prefix:
                     check = stream_check(key, a, b, self.found.files)
-                    self.found.encodings[encoding_region(prefix, key)] = (where.offset, check)
+                    region, offset = encoding_region(prefix, key), where.offset
+                    if region in self.found.encodings:  # a cabinet's folders: one region
+                        offset, earlier = self.found.encodings[region]
+                        check = all_of(earlier, check)
+                    self.found.encodings[region] = (offset, check)
             else:
                 self.found.roots.append(diff)
 

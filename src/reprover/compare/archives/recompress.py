@@ -15,8 +15,9 @@ liblzma presets 0-9 and 0e-9e with the rebuild's integrity check for xz; libbzip
 size the header names; libzstd levels 1-22 with the rebuild's frame flags for one-frame zstd.
 A rebuild made by another encoder (GNU gzip's own deflate, 7-Zip, multi-threaded xz or zstd,
 a zlib fork) is not reproduced, so the released encoding cannot be checked and the difference
-fails closed: only `archive.compression` allows it. So do CAB folders' MSZIP blocks and ZIP
-methods other than stored and deflate (not reproduced here).
+fails closed: only `archive.compression` allows it. So do ZIP methods other than stored and
+deflate (not reproduced here). CAB folders (`cab.compression.dataN`) are checked against gcab's
+blocks (`cabzip`: wixl's embedded cabinets); Microsoft's MSZIP is not reproduced.
 
 `member_check` and `stream_check` make the check for a ZIP member and for a compressed stream
 (`<fmt>.compression.stream`); the driver registers one wherever compressed bytes differ
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import re
 import shutil
 import subprocess
 import tempfile
@@ -39,6 +41,7 @@ from typing import IO, Any
 
 import zstandard
 
+from reprover.compare.archives.cabzip import gcab_encoding
 from reprover.compare.archives.listing import (
     CHUNK,
     Field,
@@ -302,6 +305,7 @@ def _zstd_content_size(head: bytes) -> int | None:
 
 
 Check = Callable[[], Encoding]
+CAB_FOLDER = re.compile(r"cab\.compression\.data(\d+)")
 STORED, DEFLATED = 0, 8
 GZIP_TRAILER = 8
 
@@ -336,6 +340,10 @@ def stream_check(key: str, a: Field, b: Field, files: tuple[Path, Path]) -> Chec
         ra = _file_range(files[0], a.offset, a.length - GZIP_TRAILER)
         rb = _file_range(files[1], b.offset, b.length - GZIP_TRAILER)
         return lambda: deflate_encoding(ra, rb)
+    folder = CAB_FOLDER.fullmatch(key)
+    if folder is not None:
+        index = int(folder.group(1))
+        return lambda: Encoding(*gcab_encoding(files, index, (a, b)))
     checks = {"xz": xz_encoding, "bz2": bz2_encoding, "zstd": zstd_encoding}
     if key == f"{fmt}.compression.stream" and fmt in checks:
         ra, rb = (
@@ -351,6 +359,17 @@ def stream_check(key: str, a: Field, b: Field, files: tuple[Path, Path]) -> Chec
 
         return check
     return _unchecked(fmt)
+
+
+def all_of(first: Check, second: Check) -> Check:
+    """One check of two streams under one region (a cabinet's folders): canonical when both
+    are; otherwise the first one's reason."""
+
+    def check() -> Encoding:
+        one = first()
+        return second() if one.canonical else one
+
+    return check
 
 
 def _method(m: Member) -> int | None:
