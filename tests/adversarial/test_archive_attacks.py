@@ -227,14 +227,36 @@ def test_many_tiny_members_hit_the_member_limit(tmp_path: Path) -> None:
         policy,
         digests=(hash_file(a), hash_file(b)),
         judge=judge,
-        limits=Limits(members=2000),
+        limits=Limits(members_per_side=2000),
     )
     assert results[0].verdict is ArtifactVerdict.INCONCLUSIVE
-    assert "archive.limit.members" in results[0].notes[0]
+    assert "archive.limit.members_per_side" in results[0].notes[0]
+    assert "in the released archive" in results[0].notes[0]
     results = compare_artifact(
         "a.zip", a, b, policy, digests=(hash_file(a), hash_file(b)), judge=judge
     )
     assert results[0].verdict is ArtifactVerdict.EQUIVALENT
+
+
+def test_member_bound_is_per_side_and_counts_each_side_alone(tmp_path: Path) -> None:
+    """1,500 members a side under a bound of 2,000 a side: compared, although the pair has
+    3,000 (the bound once counted both sides together). A rebuilt archive over the bound while
+    the released one is under it is inconclusive, the rebuilt side named."""
+    policy = Policy(allow=RULES)
+    limits = Limits(members_per_side=2000)
+    members = {f"m/{i:05d}": b"" for i in range(1500)}
+    a = write_zip(tmp_path / "a.zip", members)
+    b = write_zip(tmp_path / "b.zip", members, date=(2030, 1, 1, 0, 0, 0))
+    digests = (hash_file(a), hash_file(b))
+    results = compare_artifact("a.zip", a, b, policy, digests=digests, judge=judge, limits=limits)
+    assert results[0].verdict is ArtifactVerdict.EQUIVALENT, results[0].notes
+    more = write_zip(tmp_path / "c.zip", {**members, **{f"n/{i:05d}": b"" for i in range(501)}})
+    digests = (hash_file(a), hash_file(more))
+    results = compare_artifact("a.zip", a, more, policy, digests=digests, judge=judge,
+                               limits=limits)  # fmt: skip
+    assert results[0].verdict is ArtifactVerdict.INCONCLUSIVE
+    assert "archive.limit.members_per_side" in results[0].notes[0]
+    assert "more than 2000 members in the rebuilt archive" in results[0].notes[0]
 
 
 def test_polyglot_zip_appended_to_a_pe(tmp_path: Path, run_cli) -> None:

@@ -122,20 +122,21 @@ def _compare_archive(
 ) -> tuple[ArtifactResult, ...]:
     try:
         ctx.budget.nest(ctx.depth)
+        released, rebuilt = ctx.budget.for_side(0), ctx.budget.for_side(1)  # members per side
         with ExitStack() as stack:
             fa = stack.enter_context(files[0].open("rb"))
             fb = stack.enter_context(files[1].open("rb"))
             if fmt in STREAMS:  # decompression is most of the work: both sides at once
                 pool = ThreadPoolExecutor(2)
                 try:
-                    ja = pool.submit(open_listing, fmt, fa, ctx.budget, stack, path)
-                    jb = pool.submit(open_listing, fmt, fb, ctx.budget, stack, path)
+                    ja = pool.submit(open_listing, fmt, fa, released, stack, path)
+                    jb = pool.submit(open_listing, fmt, fb, rebuilt, stack, path)
                     la, lb = ja.result(), jb.result()
                 finally:  # on an error (or Ctrl-C) the other side is not waited for: it stops
                     pool.shutdown(wait=False)  # at its next block, its file closed below
             else:
-                la = open_listing(fmt, fa, ctx.budget, stack, path)
-                lb = open_listing(fmt, fb, ctx.budget, stack, path)
+                la = open_listing(fmt, fa, released, stack, path)
+                lb = open_listing(fmt, fb, rebuilt, stack, path)
             found = Findings(path, la, lb, digests, files, notes=[*la.notes])
             return _Comparison(found, ctx).run()
     except LimitHit as exc:

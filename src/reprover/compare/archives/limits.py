@@ -1,7 +1,9 @@
 """Bounds on opening untrusted archives: bytes, depth, members, names and time.
 
 Owns: `Limits` (the bounds, with their defaults), `Budget` (what one top-level comparison has
-spent so far, shared by every layer under it) and `LimitHit`, raised when a bound is reached.
+spent so far, shared by every layer under it; the member count is kept per side, so the bound
+on members is a bound on each archive of the pair, not on both together) and `LimitHit`,
+raised when a bound is reached.
 Does not own: what a hit means for the verdict (the recursion driver reports the member, or
 the archive, `inconclusive` with the limit named; never a crash, never a pass).
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from reprover.errors import InconclusiveError
 
@@ -29,7 +31,7 @@ class Limits:
     floor: int = 1 * GiB  # expanded bytes always allowed, whatever the input size
     cap: int = 64 * GiB  # expanded bytes never exceeded
     depth: int = 8  # nesting levels below the top-level artifact
-    members: int = 200_000  # members over the whole tree
+    members_per_side: int = 200_000  # members of one side (released or rebuilt), all layers
     name: int = 4096  # bytes in one member name
     seconds: float = 900.0  # wall-clock time for the whole tree
 
@@ -47,15 +49,34 @@ class LimitHit(InconclusiveError):  # noqa: N818 - a hit, not a program error
 
 
 @dataclass
+class Spent:
+    """What both sides of one top-level comparison have spent, over all its layers."""
+
+    expanded: int = 0
+    members: list[int] = field(default_factory=lambda: [0, 0])  # released, rebuilt
+    started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+
+SIDES = ("released", "rebuilt")
+
+
+@dataclass(frozen=True)
 class Budget:
-    """What one top-level comparison may still spend; shared by all its layers."""
+    """What one top-level comparison may still spend; shared by all its layers.
+
+    `side` (0 released, 1 rebuilt) is the archive whose members this view counts: the readers
+    of one side get `for_side(side)`; expanded bytes and time are counted over both sides.
+    """
 
     limits: Limits
     input_size: int
-    expanded: int = 0
-    members: int = 0
-    started: float = field(default_factory=time.monotonic)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    side: int = 0
+    spent: Spent = field(default_factory=Spent)
+
+    def for_side(self, side: int) -> Budget:
+        """The same budget, counting members against `side` (0 released, 1 rebuilt)."""
+        return replace(self, side=side)
 
     def spend(self, size: int) -> None:
         """Count `size` expanded bytes.
@@ -63,10 +84,11 @@ class Budget:
         Raises:
             LimitHit: the expanded-bytes bound or the time bound is reached.
         """
-        with self.lock:  # both sides of a pair may be expanded at once
-            self.expanded += size
+        spent = self.spent
+        with spent.lock:  # both sides of a pair may be expanded at once
+            spent.expanded += size
         allowed = self.limits.byte_budget(self.input_size)
-        if self.expanded > allowed:
+        if spent.expanded > allowed:
             raise LimitHit(
                 "archive.limit.bytes",
                 f"more than {allowed} bytes expanded from a {self.input_size}-byte input "
@@ -76,16 +98,20 @@ class Budget:
         self.clock()
 
     def member(self, name: bytes) -> None:
-        """Count one member and check its name's length.
+        """Count one member of this side and check its name's length.
 
         Raises:
-            LimitHit: too many members, a name too long, or out of time.
+            LimitHit: too many members on this side, a name too long, or out of time.
         """
-        with self.lock:
-            self.members += 1
-        if self.members > self.limits.members:
+        spent, bound = self.spent, self.limits.members_per_side
+        with spent.lock:
+            spent.members[self.side] += 1
+            count = spent.members[self.side]
+        if count > bound:
             raise LimitHit(
-                "archive.limit.members", f"more than {self.limits.members} members in all"
+                "archive.limit.members_per_side",
+                f"more than {bound} members in the {SIDES[self.side]} archive, all its layers "
+                f"counted (the bound is per side)",
             )
         if len(name) > self.limits.name:
             raise LimitHit(
@@ -107,7 +133,7 @@ class Budget:
 
     def clock(self) -> None:
         """Raises: LimitHit: the time bound is reached."""
-        if time.monotonic() - self.started > self.limits.seconds:
+        if time.monotonic() - self.spent.started > self.limits.seconds:
             raise LimitHit(
                 "archive.limit.time", f"more than {self.limits.seconds:.0f} s opening archives"
             )
