@@ -104,3 +104,27 @@ def test_product_cab_of_a_signed_msi_holding_a_signed_dll(signed_dll, tmp_path, 
     assert cab["verdict"] == "signature-only", cab
     assert artifact(rep, "setup.msi!product.cab!engine.dll")["verdict"] == "signature-only"
     assert "cab.compression.encoding" not in regions(cab)
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["mszip", "stored"])
+def test_signed_cabinet_of_a_signed_dll(signed_dll, tmp_path, run_cli, compress) -> None:
+    """The vendor signs the DLL, packs it (gcab), signs the cabinet (osslsigncode); the rebuild
+    is unsigned twice over: `signature-only`, each signer at its own layer."""
+    ca = FIXTURES / "signature" / "ca.pem"
+    inner = write_cab(tmp_path / "pre" / "x.cab", {"engine.dll": signed_dll}, compress=compress)
+    (tmp_path / "rel").mkdir()
+    released = tmp_path / "rel" / "x.cab"
+    osslsign(inner, released, "leaf")
+    rebuilt = write_cab(tmp_path / "reb" / "x.cab", {"engine.dll": DLL.read_bytes()},
+                        compress=compress)  # fmt: skip
+    code, rep = report(run_cli, "diff", released, rebuilt, "--allow", "signature",
+                       "--trusted", ca)  # fmt: skip
+    assert code == 0, rep
+    outer, member = artifact(rep, "x.cab"), artifact(rep, "x.cab!engine.dll")
+    assert (outer["verdict"], member["verdict"]) == ("signature-only", "signature-only")
+    notes = " ".join(outer["notes"])
+    assert "released = rebuilt + CAB Authenticode signature" in notes
+    assert "engine.dll (signature-only: see x.cab!engine.dll)" in notes
+    assert "released = rebuilt + Authenticode signature" in " ".join(member["notes"])
+    code, rep = report(run_cli, "sign-check", rebuilt, released, "--trusted", ca)
+    assert code == 0, rep

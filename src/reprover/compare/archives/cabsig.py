@@ -11,6 +11,11 @@ then one DER PKCS#7 and at most 7 zero bytes of padding up to the end of the fil
 PKCS#7 names the CAB hash of the rebuild as signed (computed from the rebuild, never from the
 released file's claims) and verifies (`signatures.pkcs7`), chaining to pinned certificates
 when any are given.
+With files whose content differs but that the driver accepted on their own (signed DLLs
+packed before the cabinet was signed), the released cabinet before signing (its header with
+the reserve taken out) is the one signed: the header must be what signing gives for it, and
+the signature must name the hash of the released bytes; every other difference from the
+rebuild (sizes, data blocks, which `cabzip` checks are gcab's) is the driver's.
 Does not own: the PKCS#7 grammar and trust (`signatures.pkcs7`, `signatures.trust`), reading
 the cabinet's members (`cabfmt`), deciding the verdict (`driver`).
 
@@ -24,6 +29,7 @@ hashing the names but verifies with them, so which bytes Windows signs there is 
 from __future__ import annotations
 
 import hashlib
+import io
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,13 +78,12 @@ def _read(f: BinaryIO, offset: int, size: int, what: str) -> bytes:
     return data
 
 
-def unsigned_layout(f: BinaryIO, size: int) -> Unsigned:
-    """Read the rebuilt (unsigned) cabinet's header.
+def unsigned_layout(f: BinaryIO, size: int, what: str = "the rebuilt cabinet") -> Unsigned:
+    """Read the header of an unsigned cabinet (`what`: the rebuild, by default).
 
     Raises:
         VerificationError: it is not an unsigned cabinet osslsigncode would sign as is.
     """
-    what = "the rebuilt cabinet"
     head = _read(f, 0, HEADER, what)
     magic, cb_cabinet, coff_files, folders, flags = (
         head[:4], *struct.unpack_from("<I", head, 8), *struct.unpack_from("<I", head, 16),
@@ -149,7 +154,7 @@ def _stream(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
     while left:
         block = f.read(min(CHUNK, left))
         if not block:
-            raise VerificationError("the rebuilt cabinet is truncated")
+            raise VerificationError("a cabinet is truncated")
         left -= len(block)
         yield block
 
@@ -197,12 +202,44 @@ def _pkcs7(blob: bytes, base: int) -> bytes:
     return tlv.raw
 
 
+def _before_signing(fa: BinaryIO, sig_at: int) -> tuple[BinaryIO, Unsigned]:
+    """The released cabinet's header and folder entries as they were before signing (the
+    reserve taken out, its flag cleared, cbCabinet, coffFiles and every folder's offset moved
+    24 bytes back), and that cabinet's layout (`sig_at - 24` bytes long).
+
+    Raises:
+        VerificationError: the released cabinet has no reserve, or is not a cabinet that
+            signing an unsigned one gives (a set, a declared size that is not the signature's
+            offset, file entries that do not follow its folders).
+    """
+    what = "the released cabinet"
+    head = bytearray(_read(fa, 0, HEADER, what))
+    (folders,), (flags,) = struct.unpack_from("<H", head, 26), struct.unpack_from("<H", head, 30)
+    if not flags & RESERVE_FLAG or sig_at < SHIFT:
+        raise VerificationError(f"{what} has no signature reserve")
+    entries = bytearray(_read(fa, SIGNED_HEADER, 8 * folders, what))
+    for at, table in [(8, head), (16, head)] + [(8 * i, entries) for i in range(folders)]:
+        (value,) = struct.unpack_from("<I", table, at)
+        struct.pack_into("<I", table, at, (value - SHIFT) % (1 << 32))
+    struct.pack_into("<H", head, 30, flags & ~RESERVE_FLAG)
+    view = io.BytesIO(bytes(head + entries))
+    return view, unsigned_layout(view, sig_at - SHIFT, f"{what} before signing")
+
+
 def prove_cab_signature_only(
-    files: tuple[Path, Path], listings: tuple[Listing, Listing], trusted: tuple[Path, ...]
+    files: tuple[Path, Path],
+    listings: tuple[Listing, Listing],
+    trusted: tuple[Path, ...],
+    accepted: frozenset[str] = frozenset(),
 ) -> tuple[SignerDetails, ...]:
     """Prove released = rebuilt + a cabinet Authenticode signature; return the signers.
 
-    `files` are (released, rebuilt); the proof reads their bytes, not `listings`.
+    `files` are (released, rebuilt); the proof reads their bytes, not `listings`. With
+    `accepted` (files whose content differs, each accepted on its own: a DLL signed before it
+    was packed), the released cabinet before signing is not the rebuild: the driver has
+    compared it with the rebuild (every field, member, block and byte), and the proof holds
+    it to what osslsigncode writes into THAT cabinet (the reserve, the offsets) and the
+    signature to its own hash (from the released bytes).
 
     Raises:
         VerificationError: any part of the proof fails; the message says which.
@@ -215,7 +252,12 @@ def prove_cab_signature_only(
         layout = unsigned_layout(fb, reb_size)
         reserve = _read(fa, 36, 16, "the released cabinet")
         sig_at, sig_len = struct.unpack_from("<II", reserve, 8)
-        if sig_at != reb_size + SHIFT:
+        source: BinaryIO = fb  # what was signed: its header, and the bytes after it
+        body: BinaryIO = fb
+        if accepted:
+            source, layout = _before_signing(fa, sig_at)
+            body = fa
+        elif sig_at != reb_size + SHIFT:
             raise VerificationError(
                 f"the signature offset {sig_at} is not the end of the rebuild as signed "
                 f"({reb_size + SHIFT}): the signature would overlap or leave bytes unaccounted"
@@ -227,22 +269,25 @@ def prove_cab_signature_only(
             )
         if not 0 < sig_len <= MAX_SIGNATURE:
             raise VerificationError(f"a signature of {sig_len} bytes is refused")
-        head = signed_head(fb, layout, sig_len)
+        head = signed_head(source, layout, sig_len)
         released_head = _read(fa, 0, len(head), "the released cabinet")
         if released_head != head:
             at = next(i for i in range(len(head)) if released_head[i] != head[i])
+            signed = "its own header" if accepted else "the rebuild's"
             raise VerificationError(
-                f"the released header differs from the rebuild's as signed at offset {at} "
+                f"the released header differs from {signed} as signed at offset {at} "
                 f"({_field(at)}): signing changes no such byte"
             )
-        _same_body(fa, fb, (len(head), layout.coff_files), reb_size - layout.coff_files)
+        if not accepted:
+            _same_body(fa, fb, (len(head), layout.coff_files), reb_size - layout.coff_files)
         blob = _pkcs7(_read(fa, sig_at, sig_len, "the released cabinet"), sig_at)
         cache: dict[str, bytes] = {}
+        start = layout.coff_files + (SHIFT if accepted else 0)  # the file entries in `body`
 
         def expected(algorithm: str) -> bytes:
             if algorithm not in cache:
-                body = _stream(fb, layout.coff_files, reb_size)
-                cache[algorithm] = cab_hash(head, body, algorithm)
+                blocks = _stream(body, start, start + layout.size - layout.coff_files)
+                cache[algorithm] = cab_hash(head, blocks, algorithm)
             return cache[algorithm]
 
         signers = verify_authenticode(blob, expected, trusted=anchors, label="CAB signature",

@@ -8,8 +8,8 @@ released archive is the rebuilt one plus a valid signature (`prove`). The driver
 differences under the `signature` rule only when every other difference is already allowed and
 the proof holds. Members whose content differs but that the driver accepted on their own
 (a DLL proven signature-only, signed before it was packed) are passed to the proof
-(`accepted`); only the MSI proof supports them (the signature then covers the released
-streams); the others refuse them, saying so.
+(`accepted`); the MSI and CAB proofs support them (the signature then covers the released
+bytes); the JAR and RPM proofs refuse them, saying so.
 Does not own: the proofs' details (one module per format: `msisig`, `cabsig`, `rpmsig`,
 `jarsig`), comparing (`driver`).
 """
@@ -132,14 +132,13 @@ class CabProver:
         trusted: tuple[Path, ...],
         accepted: frozenset[str],
     ) -> tuple[SignerDetails, ...]:
-        """See `cabsig.prove_cab_signature_only`; no member may differ.
+        """See `cabsig.prove_cab_signature_only`, which takes the accepted members.
 
         Raises:
-            VerificationError: the proof fails, or a member's content differs.
+            VerificationError: the proof fails.
             InputError: a pinned certificate cannot be read.
         """
-        refuse_accepted(self.label, accepted)
-        return prove_cab_signature_only(files, listings, trusted)
+        return prove_cab_signature_only(files, listings, trusted, accepted)
 
 
 class RpmProver:
