@@ -9,6 +9,9 @@ once each, hashed and written to a private file named by a counter, never by its
 same pass (`content.take`), and compared by recursion, down to the byte ledger of the leaf.
 Both sides of a compressed stream (a .deb's data.tar.gz) are expanded at once, in two threads.
 A limit hit makes that member, or the archive, `inconclusive` with the limit named.
+Members restating other members' digests (a wheel's RECORD, a .deb's md5sums) are compared
+after the members they name and resolved by `restated` (`Roles`; the scope reaches one layer
+down through `Context.link`); results are still reported in the archive's order.
 Does not own: reading formats (`formats` and one module each), the verdict and signature
 proofs (`verdict`), the leaf comparison (passed in as `leaf`), the policy vocabulary (`judge`).
 
@@ -47,6 +50,7 @@ from reprover.compare.archives.recompress import (
     member_check,
     stream_check,
 )
+from reprover.compare.archives.restated import Link, Roles, Scope
 from reprover.compare.archives.verdict import Findings, Judge, verdict
 from reprover.errors import InputError
 from reprover.model import (
@@ -80,6 +84,7 @@ class Context:
     tmp: Path
     depth: int = 0
     counter: Iterator[int] = field(default_factory=itertools.count)
+    link: tuple[Scope, Link] | None = None  # the scope one layer up (`restated`)
 
 
 def compare_tree(
@@ -151,6 +156,7 @@ class _Comparison:
     def __init__(self, found: Findings, ctx: Context) -> None:
         self.found, self.ctx = found, ctx
         self.la, self.lb = found.la, found.lb
+        self.roles = Roles(found.path, self.la, self.lb, ctx.link)  # restated digests
 
     def run(self) -> tuple[ArtifactResult, ...]:
         for side, listing in (("", self.la), ("in the rebuilt file: ", self.lb)):
@@ -245,8 +251,14 @@ class _Comparison:
             )
         del order_b
         identical = 0
-        for m in common:
+        blocks: dict[str, list[ArtifactResult]] = {}  # restating members compared last,
+        for m in sorted(common, key=lambda m: self.roles.deferred(m.name)):  # reported in order
+            start = len(self.found.members)
             identical += self._pair(m, first_b[m.name])
+            blocks[m.name] = self.found.members[start:]
+            del self.found.members[start:]
+        for m in common:
+            self.found.members.extend(blocks.pop(m.name))
         if identical:
             self.found.notes.append(f"{identical} member(s) identical")
 
@@ -309,16 +321,8 @@ class _Comparison:
             except BaseException:
                 pa.unlink(missing_ok=True)
                 raise
-        except LimitHit as exc:
-            self.found.members.append(
-                ArtifactResult(child, ArtifactVerdict.INCONCLUSIVE, None, None,
-                               notes=(f"limit hit: {exc.message}",))
-            )  # fmt: skip
-            self.found.undecided.append(child)
-            self._fields(prefix, fa, fb, content_same=None)
-            return 0
-        except MalformedArchive as exc:
-            self._hidden(a.offset, 0, str(exc))
+        except (LimitHit, MalformedArchive) as exc:
+            self._unreadable(a, child, exc)
             self._fields(prefix, fa, fb, content_same=None)
             return 0
         content_same = da == db
@@ -328,7 +332,8 @@ class _Comparison:
             if content_same:
                 del self.found.names[child]
                 return int(self._recompressed(a, b, prefix) and fields_same and same_kind)
-            results = self._recurse(child, (pa, pb), (da, db))
+            results = self._recurse(child, (pa, pb), (da, db), a.name)
+            results = self.roles.compared(a.name, results, (pa, pb), (da, db))
         finally:
             pa.unlink(missing_ok=True)
             pb.unlink(missing_ok=True)
@@ -338,6 +343,19 @@ class _Comparison:
                           detail=f"content {own.verdict.value}: see {child}")  # fmt: skip
         self.found.contents.append((a.name, diff, own))
         return 0
+
+    def _unreadable(self, a: Member, child: str, exc: LimitHit | MalformedArchive) -> None:
+        """Member `a`'s content could not be expanded: a limit (inconclusive) or malformed."""
+        if isinstance(exc, LimitHit):
+            self.found.members.append(
+                ArtifactResult(child, ArtifactVerdict.INCONCLUSIVE, None, None,
+                               notes=(f"limit hit: {exc.message}",))
+            )  # fmt: skip
+            self.found.undecided.append(child)
+            self.roles.unread(a.name, child, ArtifactVerdict.INCONCLUSIVE)
+        else:
+            self._hidden(a.offset, 0, str(exc))
+            self.roles.unread(a.name, child, ArtifactVerdict.DIFFERENT)
 
     def _encoding(self, prefix: str, a: Member, b: Member, *, content_same: bool) -> None:
         """Register the encoding check of two compressed members whose content differs."""
@@ -363,9 +381,9 @@ class _Comparison:
         return False
 
     def _recurse(
-        self, child: str, paths: tuple[Path, Path], digests: tuple[Digest, Digest]
+        self, child: str, paths: tuple[Path, Path], digests: tuple[Digest, Digest], name: str
     ) -> tuple[ArtifactResult, ...]:
-        deeper = replace(self.ctx, depth=self.ctx.depth + 1)
+        deeper = replace(self.ctx, depth=self.ctx.depth + 1, link=self.roles.link(name))
         return compare_tree(child, paths[0], paths[1], digests, deeper)
 
 

@@ -1,0 +1,91 @@
+"""Members restating other members' digests (wheel RECORD, Debian md5sums), through the CLI.
+
+Released: the package with its PE signed by osslsigncode and the restating line updated as the
+packaging tool writes it; rebuilt: the unsigned build. The PE is `signature-only` under
+`--allow signature`, so its restated digest is a consequence: the restating member is
+`equivalent` and names the member that explains it. The attacks are in
+tests/adversarial/test_restated_attacks.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from archive_support import artifact, report, write_tar
+from restated_support import (
+    DLL,
+    PYD,
+    RECORD,
+    WHEEL,
+    build_deb,
+    pyd,
+    rewheel,
+    sign,
+    small_pe,
+    with_member,
+)
+
+W = WHEEL.name
+
+
+def _unallowed(rep: dict) -> list[tuple[str, str]]:
+    return [(a["path"], d["region"]) for a in rep["artifacts"] for d in a["differences"]
+            if not d["allowed"]]  # fmt: skip
+
+
+def test_a_wheel_with_its_pyd_signed_is_signature_only(tmp_path: Path, run_cli) -> None:
+    (tmp_path / "rel").mkdir()
+    released = rewheel(tmp_path / "rel" / W, {PYD: sign(pyd(), tmp_path)})
+    code, rep = report(run_cli, "diff", released, WHEEL, "--allow", "signature")
+    assert code == 0, _unallowed(rep)
+    assert artifact(rep, W)["verdict"] == "signature-only"
+    assert artifact(rep, f"{W}!{PYD}")["verdict"] == "signature-only"
+    record = artifact(rep, f"{W}!{RECORD}")
+    assert record["verdict"] == "equivalent"
+    [line] = record["differences"]
+    assert line["region"] == f"RECORD[{PYD}]"
+    assert line["cause"] == "consequence"
+    assert line["rule"] == f"restates {W}!{PYD} (signature-only)"
+    # without the rule the PE is not accepted, so neither is its restated digest
+    code, rep = report(run_cli, "diff", released, WHEEL)
+    assert code == 1
+    record = artifact(rep, f"{W}!{RECORD}")
+    assert record["verdict"] == "different"
+    assert any("not accepted" in n for n in record["notes"])
+
+
+def test_a_deb_with_its_dll_signed_is_signature_only(tmp_path: Path, run_cli) -> None:
+    pe = small_pe()
+    rebuilt = build_deb(tmp_path / "rebuilt.deb", tmp_path, pe)
+    released = build_deb(tmp_path / "released.deb", tmp_path, sign(pe, tmp_path))
+    code, rep = report(run_cli, "diff", released, rebuilt, "--allow", "signature")
+    assert code == 0, _unallowed(rep)
+    assert artifact(rep, "released.deb")["verdict"] == "signature-only"
+    md5sums = artifact(rep, "released.deb!control.tar.xz!./md5sums")
+    assert md5sums["verdict"] == "equivalent"
+    [line] = md5sums["differences"]
+    assert line["region"] == f"md5sums[{DLL}]"
+    assert line["rule"] == f"restates released.deb!data.tar.xz!./{DLL} (signature-only)"
+    # members are reported in the package's order, though md5sums was compared last
+    paths = [a["path"] for a in rep["artifacts"]]
+    assert paths.index("released.deb!control.tar.xz") < paths.index("released.deb!data.tar.xz")
+
+
+def test_a_wheel_holding_an_archive_built_at_another_time(tmp_path: Path, run_cli) -> None:
+    """An inner tar rebuilt at another time is equivalent under archive.mtime: its RECORD row
+    follows it, and the package passes with that rule alone."""
+    files = {"a.txt": b"a\n", "b.txt": b"b\n"}
+    inner = {t: write_tar(tmp_path / f"{t}.tar", files, mtime=t).read_bytes()
+             for t in (1_600_000_000, 1_700_000_000)}  # fmt: skip
+    name = "markupsafe/data.tar"
+    rebuilt, released = tmp_path / "rebuilt.whl", tmp_path / "released.whl"
+    with_member(WHEEL, tmp_path / "base.whl", name, b"")
+    rewheel(rebuilt, {name: inner[1_600_000_000]}, src=tmp_path / "base.whl")
+    rewheel(released, {name: inner[1_700_000_000]}, src=tmp_path / "base.whl")
+    code, rep = report(run_cli, "diff", released, rebuilt, "--allow", "archive.mtime")
+    assert code == 0, _unallowed(rep)
+    record = artifact(rep, f"released.whl!{RECORD}")
+    assert record["verdict"] == "equivalent"
+    assert {d["rule"] for d in record["differences"]} == {
+        f"restates released.whl!{name} (equivalent)"
+    }
