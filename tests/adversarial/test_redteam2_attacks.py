@@ -101,6 +101,43 @@ def test_payload_after_the_nul_of_a_name_or_link_target(tmp_path: Path, run_cli)
     assert found["tar.member[bin/tool].target"]["kind"] == "hidden"
 
 
+def test_extension_header_owner_and_time_carry_bytes(tmp_path: Path, run_cli) -> None:
+    """A pax extension header's own `uname` (32 bytes, no NUL) and `mtime` (GNU tar writes an
+    empty name and the member's time; no tar reads either), under `archive.owner` and
+    `archive.mtime`: 44 bytes per member no listing shows were allowed as an owner and a time
+    (`equivalent`). An extension header's owner or time is hidden now unless a writer's:
+    empty or zero, the member's own, or GNU's `root`."""
+    need("tar")
+    name = "bin/" + "t" * 110  # longer than the ustar name: a pax `path` record
+    rebuilt = gnu_tar(tmp_path, {name: b"#!/bin/sh\necho ok\n"}, "--format=posix",
+                      "--pax-option=delete=atime,delete=ctime")  # fmt: skip
+    assert rebuilt[156:157] == b"x"
+    released = patch_header(rebuilt, 265, b"Z" * 32)
+    released = patch_header(released, 136, b"77777777777\0")
+    a, b = pair(tmp_path, released, rebuilt, "app.tar")
+    assert tar_listing(a) == tar_listing(b)
+    code, rep = report(run_cli, "diff", a, b, *ALLOW)
+    assert code == 1, rep
+    found = regions(artifact(rep, "app.tar"))
+    for key in ("uname", "mtime"):
+        field = found[f"tar.member[{name}].pax.header.{key}"]
+        assert (field["kind"], field["allowed"]) == ("hidden", False)
+
+
+def test_long_name_headers_of_two_owners_stay_allowed(tmp_path: Path, run_cli) -> None:
+    """(control) GNU tar's long-name header says `root` whoever owns the member: two builds
+    by two owners differ by the members' owners only, which `archive.owner` allows."""
+    need("tar")
+    files = {"lib/" + "n" * 120: b"x\n"}
+    rebuilt = gnu_tar(tmp_path, files, "--format=gnu")
+    released = gnu_tar(tmp_path, files, "--format=gnu", "--owner=builder:1000",
+                       "--group=builder:1000")  # fmt: skip
+    assert rebuilt[156:157] == b"L"
+    code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "a.tar"),
+                       "--allow", "archive.owner")  # fmt: skip
+    assert code == 0, rep
+
+
 # --- compressed-stream headers ----------------------------------------------------------------
 
 

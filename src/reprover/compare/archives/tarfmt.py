@@ -4,7 +4,9 @@ Owns: reading a tar stream (plain, or already decompressed by `streams`) into a 
 members from stdlib `tarfile`, then each member's header block compared as raw fields (name,
 mode, uid, gid, size, mtime, checksum, type, link, magic, uname, gname, device, prefix or the
 GNU atime/ctime; a number or name with bytes after its NUL is kind hidden: tar never reads
-them), its pax records and its extension headers; `Hidden` for a gap between
+them), its pax records and its extension headers (whose own owner and time, read by no tar,
+are kind hidden unless a tar writer's: empty, the member's own, or GNU's `root`); `Hidden`
+for a gap between
 members, non-zero padding after member data and non-zero bytes after the end-of-archive
 marker.
 Does not own: decompression (`streams`), comparing two listings (`driver`).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tarfile
+from dataclasses import replace
 from functools import partial
 from typing import Any, BinaryIO, cast
 
@@ -164,7 +167,29 @@ def _header_fields(f: BinaryIO, start: int, main: int) -> dict[str, Field]:
     """Fields of a member's extension headers and its main header block at `main`."""
     fields = _extensions(f, start, main)
     fields.update(_block_fields(read_exact(f, main, BLOCK, "tar"), main, ""))
+    for key, found in fields.items():
+        label, _, owned = key.rpartition(".header.")
+        if label and owned in NOBODYS and not _writers(found, fields.get(owned)):
+            fields[key] = replace(found, kind=Kind.HIDDEN)
     return fields
+
+
+NOBODYS = ("uid", "gid", "uname", "gname", "mtime")  # of an extension header: no tar reads them
+
+
+def _writers(ext: Field, main: Field | None) -> bool:
+    """Whether an extension header's owner or time is one a tar writer puts there: empty or
+    zero (Python), the member's own (GNU tar's pax headers, libarchive), `root` (GNU tar's
+    long-name headers). No tar reads it, so any other value is data an owner or time rule
+    would let through."""
+    raw = ext.value if isinstance(ext.value, bytes) else b""
+    if not raw.strip(b"\0 0") or raw.rstrip(b"\0") == b"root":
+        return True
+    if main is None:
+        return False
+    own = main.value if isinstance(main.value, bytes) else b""
+    same_number = ext.number is not None and ext.number == main.number
+    return same_number or raw.rstrip(b"\0") == own.rstrip(b"\0")
 
 
 def _zero(f: BinaryIO, start: int, end: int) -> bool:
