@@ -7,6 +7,7 @@ that a member cut short by a limit leaves no private file behind.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -165,3 +166,45 @@ def test_corrupt_stream_on_one_side_is_compared_as_bytes(tmp_path: Path) -> None
     assert [r.verdict for r in results] == [ArtifactVerdict.DIFFERENT]
     assert any("not read as gzip" in n for n in results[0].notes), results[0].notes
     assert list((tmp_path / "members").iterdir()) == []
+
+
+@pytest.mark.parametrize("cut", ["limit", "corrupt"])
+def test_large_members_taken_at_once_leave_no_file_on_an_error(tmp_path: Path, cut: str) -> None:
+    """Members of 5 MiB a side are expanded on both sides at once: a limit hit (on whichever
+    side reaches it) or a corrupt rebuilt member leaves neither side's file behind."""
+    big = os.urandom(5 << 20)  # stored size over PARALLEL_TAKE
+    other = big[:100] + b"x" + big[101:]
+    a = write_zip(tmp_path / "a.zip", {"big.bin": big, **FILES})
+    (tmp_path / "b").mkdir()
+    b = write_zip(tmp_path / "b" / "a.zip", {"big.bin": other, **FILES})
+    if cut == "corrupt":  # the rebuilt member's CRC no longer matches its content
+        data = bytearray(b.read_bytes())
+        at = data.index(b"PK\x01\x02") + 16
+        data[at] ^= 0xFF
+        b.write_bytes(bytes(data))
+    members = tmp_path / "members"
+    limits = Limits(floor=8 << 20, ratio=0) if cut == "limit" else None
+    results = _compare(a, b, members, limits=limits)
+    assert results[0].verdict not in ACCEPTED
+    if cut == "limit":
+        member = next(r for r in results if r.path == "a.zip!big.bin")
+        assert member.verdict is ArtifactVerdict.INCONCLUSIVE
+        assert any("archive.limit.bytes" in n for n in member.notes)
+    else:
+        assert any("CRC or size" in d.detail for d in results[0].differences
+                   if d.region == "archive.hidden")  # fmt: skip
+    assert list(members.iterdir()) == []
+
+
+def test_large_members_taken_at_once_are_compared(tmp_path: Path) -> None:
+    big = os.urandom(5 << 20)
+    a = write_zip(tmp_path / "a.zip", {"big.bin": big, **FILES})
+    (tmp_path / "b").mkdir()
+    b = write_zip(tmp_path / "b" / "a.zip", {"big.bin": big[:-1] + b"x", **FILES})
+    members = tmp_path / "members"
+    results = _compare(a, b, members)
+    member = next(r for r in results if r.path == "a.zip!big.bin")
+    assert member.verdict is ArtifactVerdict.DIFFERENT
+    assert member.released is not None and member.released.size == 5 << 20
+    assert member.rebuilt is not None and member.released.sha256 != member.rebuilt.sha256
+    assert list(members.iterdir()) == []

@@ -7,7 +7,8 @@ order, member fields (mode changes of setuid, setgid, sticky, executable or type
 bytes are equal are equal (compared directly, `content.same_stored`); the others are read
 once each, hashed and written to a private file named by a counter, never by its name, in the
 same pass (`content.take`), and compared by recursion, down to the byte ledger of the leaf.
-Both sides of a compressed stream (a .deb's data.tar.gz) are expanded at once, in two threads.
+Both sides of a compressed stream (a .deb's data.tar.gz) are expanded at once, in two threads,
+and so are both sides of a large member (the .deb's data.tar.gz itself, taken from the ar).
 A limit hit makes that member, or the archive, `inconclusive` with the limit named.
 Members restating other members' digests (a wheel's RECORD, a .deb's md5sums) are compared
 after the members they name and resolved by `restated` (`Roles`; the scope reaches one layer
@@ -28,7 +29,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +42,7 @@ from reprover.compare.archives.listing import (
     Listing,
     MalformedArchive,
     Member,
+    Span,
     quote,
     unsafe_name,
 )
@@ -315,12 +317,7 @@ class _Comparison:
             return int(fields_same and same_kind)
         child = self._child(a)
         try:
-            da, pa = self._take(a)
-            try:
-                db, pb = self._take(b)
-            except BaseException:
-                pa.unlink(missing_ok=True)
-                raise
+            (da, pa), (db, pb) = self._take_pair(a, b)
         except (LimitHit, MalformedArchive) as exc:
             self._unreadable(a, child, exc)
             self._fields(prefix, fa, fb, content_same=None)
@@ -369,6 +366,35 @@ class _Comparison:
         target = self.ctx.tmp / f"member-{next(self.ctx.counter)}"
         return take(m, target), target
 
+    def _take_pair(self, a: Member, b: Member) -> tuple[tuple[Digest, Path], tuple[Digest, Path]]:
+        """`_take` both sides; large members (a .deb's data.tar.gz) both at once, in two
+        threads (hashing, decompressing and writing release the GIL). On an error neither file
+        is left behind (the other side is waited for); the released side's error comes first.
+
+        Raises: LimitHit, MalformedArchive."""
+        if not all(isinstance(m.stored, Span) and m.stored.size >= PARALLEL_TAKE for m in (a, b)):
+            ra = self._take(a)
+            try:
+                return ra, self._take(b)
+            except BaseException:
+                ra[1].unlink(missing_ok=True)
+                raise
+        pool = ThreadPoolExecutor(1)
+        try:
+            job = pool.submit(self._take, b)
+            try:
+                ra = self._take(a)
+            except Exception:
+                _discard(job)
+                raise
+            try:
+                return ra, job.result()
+            except Exception:
+                ra[1].unlink(missing_ok=True)
+                raise
+        finally:  # on Ctrl-C the other side is not waited for (its file goes with the folder)
+            pool.shutdown(wait=False)
+
     def _recompressed(self, a: Member, b: Member, prefix: str) -> bool:
         """Same content: note other stored (compressed) bytes; return whether they are equal."""
         if a.stored is None or b.stored is None or a.plain:
@@ -388,6 +414,16 @@ class _Comparison:
 
 
 _NO_FIELDS: Mapping[str, Field] = {}
+PARALLEL_TAKE = 4 << 20  # stored bytes a side from which both sides are taken at once
+
+
+def _discard(job: Future[tuple[Digest, Path]]) -> None:
+    """Wait for a `_take` whose pair failed, and remove the file it wrote (if it wrote one)."""
+    try:
+        _, path = job.result()
+    except Exception:  # noqa: BLE001 - its own error is moot: the pair's first error is raised
+        return
+    path.unlink(missing_ok=True)
 
 
 def _special(a: Field, b: Field) -> bool:
