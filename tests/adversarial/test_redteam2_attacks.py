@@ -10,6 +10,7 @@ stopped stays here as a passing test: it guards the class.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -136,6 +137,60 @@ def test_long_name_headers_of_two_owners_stay_allowed(tmp_path: Path, run_cli) -
     code, rep = report(run_cli, "diff", *pair(tmp_path, released, rebuilt, "a.tar"),
                        "--allow", "archive.owner")  # fmt: skip
     assert code == 0, rep
+
+
+# --- numbers spelt otherwise: the spelling is data ---------------------------------------------
+
+
+def test_tar_size_spelt_with_underscores_beside_an_allowed_time(tmp_path: Path, run_cli) -> None:
+    """A member's size spelt `0_0_0_0_0_6` (Python's `int` and `tarfile` read 6; GNU tar
+    refuses the archive), beside a time under `archive.mtime`: the size was a consequence and
+    its spelling rode along (`equivalent`). A TAR number is octal digits and padding only now."""
+    need("tar")
+    rebuilt = gnu_tar(tmp_path, {"bin/tool": b"hello\n"}, "--format=ustar")
+    released = patch_header(patch_header(rebuilt, 136, b"00000000005\0"), 124, b"0_0_0_0_0_6\0")
+    a, b = pair(tmp_path, released, rebuilt, "app.tar")
+    assert subprocess.run(["tar", "tf", str(a)], check=False, capture_output=True).returncode
+    code, rep = report(run_cli, "diff", a, b, "--allow", "archive.mtime")
+    assert code == 1, rep
+    size = regions(artifact(rep, "app.tar"))["tar.member[bin/tool].size"]
+    assert (size["kind"], size["allowed"]) == ("hidden", False)
+
+
+@pytest.mark.parametrize(("field", "at", "spelt"), [("mtime", 16, b"+1700000000 "),
+                                                     ("uid", 28, b"0_0   ")])  # fmt: skip
+def test_deb_ar_number_spelt_otherwise(
+    tmp_path: Path, run_cli, field: str, at: int, spelt: bytes
+) -> None:
+    """A .deb (real `dpkg-deb`, two build times) whose first ar header spells its time
+    `+1700000000` or its uid `0_0`: `int` reads them, so they were a time and an owner under
+    `archive.mtime` and `archive.owner` (`equivalent`); dpkg-deb and ar read the package. An
+    ar number is digits and spaces only now, else hidden."""
+    need("dpkg-deb")
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: x\nVersion: 1\nArchitecture: all\nMaintainer: a <a@b>\nDescription: x\n"
+    )
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "usr" / "bin" / "x").write_bytes(b"#!/bin/sh\n")
+    debs = []
+    for epoch in (1_700_000_000, 1_700_000_100):
+        out = tmp_path / f"{epoch}.deb"
+        subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-b", str(root), str(out)],
+                       check=True, capture_output=True, env={**os.environ,
+                       "SOURCE_DATE_EPOCH": str(epoch)})  # fmt: skip
+        debs.append(out.read_bytes())
+    released = bytearray(debs[0])
+    released[8 + at : 8 + at + len(spelt)] = spelt
+    a, b = pair(tmp_path, bytes(released), debs[1], "x.deb")
+    subprocess.run(["dpkg-deb", "-I", str(a)], check=True, capture_output=True)
+    code, rep = report(
+        run_cli, "diff", a, b, "--allow", "archive.mtime", "--allow", "archive.owner"
+    )
+    assert code == 1, rep
+    found = regions(artifact(rep, "x.deb"))[f"ar.member[debian-binary].{field}"]
+    assert (found["kind"], found["allowed"]) == ("hidden", False)
 
 
 # --- compressed-stream headers ----------------------------------------------------------------

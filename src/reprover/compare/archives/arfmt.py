@@ -11,6 +11,7 @@ Own parser: the format is a fixed 60-byte header per member and Python has no ar
 
 from __future__ import annotations
 
+import re
 from typing import BinaryIO
 
 from reprover.compare.archives.limits import Budget
@@ -27,17 +28,19 @@ from reprover.compare.archives.listing import (
 from reprover.model import Kind
 
 MAGIC = b"!<arch>\n"
+DECIMAL, OCTAL = re.compile(rb"[0-9]+"), re.compile(rb"[0-7]+")
 HEADER = 60
 FIELDS = (("name.raw", 0, 16), ("mtime", 16, 12), ("uid", 28, 6), ("gid", 34, 6),
           ("mode", 40, 8), ("size", 48, 10))  # fmt: skip
 
 
 def _number(raw: bytes, base: int) -> int | None:
+    """A header number as ar writes it: digits of `base`, padded with spaces, else None
+    (`int` also reads "+1_0" and tabs: other spellings of one number, which carry data)."""
     text = raw.strip(b" ")
-    try:
-        return int(text, base) if text else 0
-    except ValueError:
+    if text and not (OCTAL if base == 8 else DECIMAL).fullmatch(text):
         return None
+    return int(text, base) if text else 0
 
 
 def read_ar(f: BinaryIO, size: int, budget: Budget) -> Listing:

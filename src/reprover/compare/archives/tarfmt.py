@@ -63,15 +63,17 @@ def is_tar(head: bytes) -> bool:
     return len(head) >= 263 and head[257:262] == b"ustar"
 
 
+OCTAL = re.compile(rb"[0-7]+")
+
+
 def _octal(raw: bytes) -> int | None:
     """A numeric header field: octal text, or GNU base-256 when the high bit is set."""
     if raw and raw[0] & 0x80:
         return int.from_bytes(bytes([raw[0] & 0x7F]) + raw[1:], "big")
     text = raw.split(b"\0", 1)[0].strip(b" ")
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        return None
+    if text and not OCTAL.fullmatch(text):
+        return None  # int() also reads "+1_0" and "0o7": spellings GNU tar refuses, so data
+    return int(text, 8) if text else 0
 
 
 def _clean(raw: bytes) -> bool:
