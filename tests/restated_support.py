@@ -122,3 +122,28 @@ def with_member(src: Path, out: Path, name: str, data: bytes) -> Path:
 def small_pe() -> bytes:
     """The 4 KiB unsigned PE fixture."""
     return fx("unsigned.exe").read_bytes()
+
+
+MSI_DLL = Path(__file__).parent / "fixtures" / "ledger" / "pe-mingw-timestamp" / "a"
+
+
+def build_msis(folder: Path, released_dll: bytes, query: str | None = None) -> tuple[Path, Path]:
+    """(released, rebuilt): wixl MSIs holding engine.dll in product.cab; the rebuilt one with
+    `MSI_DLL`, the released one with `released_dll`, its summary pinned to the rebuilt's,
+    `query` run on its tables by msibuild (msitools) and the MSI signed by osslsigncode."""
+    from archive_support import pin_summary, sign_msi, write_msi
+
+    for sub in ("reb", "unsigned", "rel"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    rebuilt = write_msi(folder / "reb" / "setup.msi", MSI_DLL.read_bytes())
+    unsigned = pin_summary(write_msi(folder / "unsigned" / "setup.msi", released_dll), rebuilt)
+    if query is not None:
+        subprocess.run(["msibuild", str(unsigned), "-q", query], check=True, capture_output=True)
+    return sign_msi(unsigned, folder / "rel" / "setup.msi"), rebuilt
+
+
+def msi_table(msi: Path, table: str) -> list[list[str]]:
+    """A table's rows as msiinfo (msitools, the oracle) exports them."""
+    out = subprocess.run(["msiinfo", "export", str(msi), table], check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    return [line.split("\t") for line in out.splitlines()[3:]]

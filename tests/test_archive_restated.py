@@ -9,15 +9,23 @@ tests/adversarial/test_restated_attacks.py.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import struct
 from pathlib import Path
 
-from archive_support import artifact, report, write_tar
+import pytest
+
+from archive_support import FIXTURES, artifact, report, write_tar
 from restated_support import (
     DLL,
+    MSI_DLL,
     PYD,
     RECORD,
     WHEEL,
     build_deb,
+    build_msis,
+    msi_table,
     pyd,
     rewheel,
     sign,
@@ -89,3 +97,33 @@ def test_a_wheel_holding_an_archive_built_at_another_time(tmp_path: Path, run_cl
     assert {d["rule"] for d in record["differences"]} == {
         f"restates released.whl!{name} (equivalent)"
     }
+
+
+@pytest.mark.skipif(shutil.which("wixl") is None, reason="wixl is in .ci/apt-packages.txt")
+def test_a_signed_msi_with_its_cab_dll_signed_is_signature_only(tmp_path: Path, run_cli) -> None:
+    """The File table's FileSize and MsiFileHash's MD5 of engine.dll follow its signature."""
+    signed = sign(MSI_DLL.read_bytes(), tmp_path)
+    released, rebuilt = build_msis(tmp_path, signed)
+    # the oracle: msitools reads the size and the MD5 (four little-endian i4) of the signed DLL
+    assert msi_table(released, "File")[0][3] == str(len(signed))
+    parts = struct.unpack("<4i", hashlib.md5(signed).digest())  # noqa: S324 - MSI's
+    assert msi_table(released, "MsiFileHash")[0][2:] == [str(p) for p in parts]
+    code, rep = report(run_cli, "diff", released, rebuilt, "--allow", "signature",
+                       "--trusted", FIXTURES / "signature" / "ca.pem")  # fmt: skip
+    assert code == 0, _unallowed(rep)
+    assert artifact(rep, "setup.msi")["verdict"] == "signature-only"
+    assert artifact(rep, "setup.msi!product.cab!engine.dll")["verdict"] == "signature-only"
+    dll = "setup.msi!product.cab!engine.dll"
+    for stream, cells in (
+        ("%21File", ["FileSize"]),
+        ("%21MsiFileHash", [f"HashPart{n}" for n in range(1, 5)]),
+    ):
+        table = artifact(rep, f"setup.msi!{stream}")
+        assert table["verdict"] == "equivalent"
+        name = stream.removeprefix("%21")
+        assert [d["region"] for d in table["differences"]] == [
+            f"msi.{name}[engine.dll].{c}" for c in cells
+        ]
+        assert {d["rule"] for d in table["differences"]} == {f"restates {dll} (signature-only)"}
+    code, rep = report(run_cli, "sign-check", rebuilt, released)
+    assert code == 0, _unallowed(rep)

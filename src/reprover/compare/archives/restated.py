@@ -5,18 +5,21 @@ the members it names), the registry a scope keeps of its members whose content d
 (`Scope`), the order that compares a restating member after the members it names (`deferred`),
 and the resolution of a restating member's difference (`resolve`).
 
-Understood: a wheel's `<name>.dist-info/RECORD` (scope: the wheel; names: its own members) and
-a Debian package's `control.tar.*!./md5sums` (scope: the .deb; names: the members of its
-`data.tar.*`, a sibling of the control tar). The formats' lines are `restatefmt`'s.
+Understood: a wheel's `<name>.dist-info/RECORD` (scope: the wheel; names: its own members), a
+Debian package's `control.tar.*!./md5sums` (scope: the .deb; names: the members of its
+`data.tar.*`, a sibling of the control tar) and an MSI's `!File` and `!MsiFileHash` table
+streams (scope: the MSI; names: the members of its one embedded cabinet, a stream named
+`*.cab`). The line formats are `restatefmt`'s, the MSI tables `restatemsi`'s.
 
 Design. A scope compares its members with the restating ones last (`deferred`: the RECORD, the
-control tar), so when a restating member is compared every member it names already has its
-result; those results are registered in the scope (`Scope.changed`) by the archive holding the
-named members (the wheel itself, the .deb's data tar: `Link.NAMES`). Nothing is pending and no
-verdict is computed twice: the restating member's result is final when made, and the verdicts
-of the containers between it and the scope (the control tar) follow from it as usual. The link
-to a scope goes one layer down only (data tar, control tar); deeper archives are scopes of
-their own or none.
+control tar, the MSI tables), so when a restating member is compared every member it names
+already has its result; those results are registered in the scope (`Scope.changed`) by the
+archive holding the named members (the wheel itself, the .deb's data tar, the MSI's cabinet:
+`Link.NAMES`). Nothing is pending and no verdict is computed twice: the restating member's
+result is final when made, and the verdicts of the containers between it and the scope (the
+control tar) follow from it as usual. The link to a scope goes one layer down only (data tar,
+control tar, cabinet); deeper archives are scopes of their own or none. Two archives holding
+named members (two cabinets) make the scope unsure: nothing is explained in it.
 
 The rule (`resolve`): the released restating member must be exactly the rebuilt one with the
 entries of the members whose content differs and is accepted (`ACCEPTED`) replaced by the
@@ -28,7 +31,7 @@ member's result is `equivalent`, with one allowed consequence per replaced entry
 member that explains it; nothing else is allowed by it. Not explained: its own comparison's
 result stands, with a note saying why.
 Does not own: reading archives (`formats`), comparing members (`driver`), line formats
-(`restatefmt`).
+(`restatefmt`), the MSI tables' rule (`restatemsi`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from pathlib import Path
 
 from reprover.compare.archives.listing import Listing, quote
 from reprover.compare.archives.restatefmt import FORMATS, Entry, NotRestated
+from reprover.compare.archives.restatemsi import TABLES
+from reprover.compare.archives.restatemsi import explain as explain_msi
 from reprover.model import (
     ACCEPTED,
     ArtifactResult,
@@ -87,6 +92,7 @@ class Scope:
     changed: dict[str, Changed] = field(default_factory=dict)
     unsure: list[str] = field(default_factory=list)  # why entries cannot be tied to members
     holders: int = 0  # archives that registered their members (two: ambiguous)
+    database: tuple[Listing, Listing] | None = None  # an MSI's own listings (its tables)
 
     def key(self, name: str) -> str:
         """A member's name as the restating format spells its path (md5sums: no `./`)."""
@@ -119,6 +125,8 @@ def scope_of(path: str, la: Listing, lb: Listing) -> Scope | None:
             return Scope("record", path)
     elif la.format == "ar" and all(_is_deb(x) for x in (la, lb)):
         return Scope("md5sums", path)
+    elif la.format == "ole" and all(any(m.name in TABLES for m in x.members) for x in (la, lb)):
+        return Scope("msi", path, database=(la, lb))
     return None
 
 
@@ -133,7 +141,9 @@ def _is_deb(listing: Listing) -> bool:
 
 
 def link_of(scope: Scope | None, name: str) -> Link | None:
-    """How member `name` of a scope relates to it (a .deb's data and control tars)."""
+    """How member `name` of a scope relates to it (a .deb's tars, an MSI's cabinet)."""
+    if scope is not None and scope.kind == "msi":
+        return Link.NAMES if name.lower().endswith(".cab") else None
     if scope is None or scope.kind != "md5sums":
         return None
     if DATA_TAR.fullmatch(name):
@@ -147,6 +157,8 @@ def deferred(scope: Scope | None, name: str) -> bool:
         return False
     if scope.kind == "record":
         return bool(RECORD.fullmatch(name))
+    if scope.kind == "msi":
+        return name in TABLES
     return link_of(scope, name) is Link.RESTATES
 
 
@@ -154,6 +166,8 @@ def restates(scope: Scope, name: str, *, linked: bool) -> bool:
     """Whether member `name` restates members of `scope` (`linked`: one layer under it)."""
     if scope.kind == "record":
         return not linked and bool(RECORD.fullmatch(name))
+    if scope.kind == "msi":
+        return not linked and name in TABLES
     return linked and name in MD5SUMS
 
 
@@ -163,9 +177,10 @@ class Roles:
 
     def __init__(self, path: str, la: Listing, lb: Listing, link: tuple[Scope, Link] | None):
         self.scope = scope_of(path, la, lb)
-        own = self.scope if self.scope is not None and self.scope.kind == "record" else None
+        own = self.scope if self.scope is not None and self.scope.kind != "md5sums" else None
         up, role = link if link is not None else (None, None)
-        self.names_of = own or (up if role is Link.NAMES else None)  # where members register
+        names_here = own is not None and own.kind == "record"  # a wheel names its own members
+        self.names_of = own if names_here else up if role is Link.NAMES else None
         self.restating: tuple[Scope, bool] | None = None  # (scope, one layer under it)
         if own is not None:
             self.restating = (own, False)
@@ -201,10 +216,10 @@ class Roles:
         own = results[0]
         if self.restating is not None and restates(self.restating[0], name,
                                                    linked=self.restating[1]):  # fmt: skip
-            resolved = resolve(self.restating[0], own, files)
+            resolved = resolve(self.restating[0], name, own, files)
             return (resolved,) if resolved.verdict in ACCEPTED else (resolved, *results[1:])
         if self.names_of is not None:
-            md5 = md5_pair(*files) if self.names_of.kind == "md5sums" else None
+            md5 = md5_pair(*files) if self.names_of.kind != "record" else None
             self.names_of.register(name, Changed(own.path, own.verdict, *digests, md5))
         return results
 
@@ -226,7 +241,9 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve(scope: Scope, result: ArtifactResult, files: tuple[Path, Path]) -> ArtifactResult:
+def resolve(
+    scope: Scope, name: str, result: ArtifactResult, files: tuple[Path, Path]
+) -> ArtifactResult:
     """The restating member's result: explained (`equivalent`) or `result` with a note why not.
 
     Raises:
@@ -235,20 +252,27 @@ def resolve(scope: Scope, result: ArtifactResult, files: tuple[Path, Path]) -> A
     if result.verdict is not ArtifactVerdict.DIFFERENT:
         return result
     try:
-        return _explained(scope, result, files)
+        return _explained(scope, name, result, files)
     except NotRestated as exc:
         verdict = ArtifactVerdict.INCONCLUSIVE if exc.undecided else result.verdict
         note = f"restated digests not explained: {exc}"
         return replace(result, verdict=verdict, notes=(*result.notes, note))
 
 
-def _explained(scope: Scope, result: ArtifactResult, files: tuple[Path, Path]) -> ArtifactResult:
-    fmt = FORMATS[scope.kind]
+def _explained(
+    scope: Scope, name: str, result: ArtifactResult, files: tuple[Path, Path]
+) -> ArtifactResult:
     if scope.unsure:
         raise NotRestated("; ".join(dict.fromkeys(scope.unsure)))
     if any(p.stat().st_size > MAX_RESTATING for p in files):
         raise NotRestated(f"larger than {MAX_RESTATING} bytes: not read")
     released, rebuilt = (p.read_bytes() for p in files)
+    if scope.database is not None:
+        found, note = explain_msi(name, scope.database, (released, rebuilt), scope.changed,
+                                  scope.names)  # fmt: skip
+        return ArtifactResult(result.path, ArtifactVerdict.EQUIVALENT, result.released,
+                              result.rebuilt, tuple(found), (note,))  # fmt: skip
+    fmt = FORMATS[scope.kind]
     entries_a, entries_b = fmt.parse(released, "released"), fmt.parse(rebuilt, "rebuilt")
     sides = ((entries_a, scope.names[0], "released"), (entries_b, scope.names[1], "rebuilt"))
     for entries, names, side in sides:
