@@ -110,12 +110,18 @@ def _block_fields(block: bytes, base: int, prefix: str) -> dict[str, Field]:
 
 def _pax_fields(data: bytes, base: int) -> dict[str, Field]:
     """One field per pax record (`pax.mtime`, `pax[SCHILY.xattr...]`)."""
-    fields, pos = {}, 0
+    fields, pos, keys = {}, 0, set()
     while pos < len(data):
         space = data.find(b" ", pos)
         length = _int(data[pos:space]) if space > pos else None
-        if length is None or length <= 0 or pos + length > len(data):
-            fields["pax.records"] = Field(data[pos:], base + pos, len(data) - pos)
+        if (
+            length is None
+            or length <= 0
+            or pos + length > len(data)
+            or data[pos + length - 1] != 0x0A
+            or data[pos] == 0x30
+        ):  # not "LEN KEY=VALUE\n" with LEN in its one spelling: data, which no rule allows
+            fields["pax.records"] = Field(data[pos:], base + pos, len(data) - pos, Kind.HIDDEN)
             break
         record = data[pos + len(data[pos:space]) + 1 : pos + length - 1]
         key, _, value = record.partition(b"=")
@@ -123,6 +129,9 @@ def _pax_fields(data: bytes, base: int) -> dict[str, Field]:
         named = name in PAX_KEYS and _well_formed(name, value)
         label = "pax." + PAX_KEYS[name] if named else f"pax[{name}]"
         kind = Kind.TIMESTAMP if name in ("mtime", "atime", "ctime") else Kind.METADATA
+        if key in keys or label in fields:  # a key twice (or two that read alike): readers
+            label, kind = f"pax[{name}]#{pos}", Kind.HIDDEN  # keep one, the other is data
+        keys.add(key)
         fields[label] = Field(value, base + pos, length, kind, value.decode("utf-8", "replace"))
         pos += length
     return fields
@@ -145,22 +154,32 @@ def _int(raw: bytes) -> int | None:
 
 
 def _extensions(f: BinaryIO, start: int, main: int) -> dict[str, Field]:
-    """Fields of the extension headers (pax `x`, GNU `L`/`K`) between `start` and `main`."""
+    """Fields of the extension headers (pax `x`, GNU `L`/`K`) between `start` and `main`.
+
+    A second header of one kind before the same member is all hidden (`pax#2.header.size`,
+    `pax#2[comment]`): no writer makes one, and readers disagree on which one wins (Python's
+    tarfile takes the first's records, GNU tar the last's), so folding it into the first's
+    fields would hide whichever one the comparison did not show.
+    """
     fields: dict[str, Field] = {}
+    seen: dict[str, int] = {}
     pos = start
     while pos < main:
         block = read_exact(f, pos, BLOCK, "tar")
         kind = chr(block[156])
-        label = {"x": "pax.header.", "L": "longname.header.", "K": "longlink.header."}.get(
-            kind, f"extension[{kind}].header."
-        )
-        fields.update(_block_fields(block, pos, label))
+        name = {"x": "pax", "L": "longname", "K": "longlink"}.get(kind, f"extension[{kind}]")
+        seen[name] = seen.get(name, 0) + 1
+        ours = _block_fields(block, pos, name + ".header.")
         size = _octal(block[124:136]) or 0
         data = read_exact(f, pos + BLOCK, size, "tar")
         if kind == "x":
-            fields.update(_pax_fields(data, pos + BLOCK))
+            ours.update(_pax_fields(data, pos + BLOCK))
         else:
-            fields[label.removesuffix("header.") + "data"] = Field(data, pos + BLOCK, size)
+            ours[name + ".data"] = Field(data, pos + BLOCK, size)
+        if seen[name] > 1:
+            again = f"{name}#{seen[name]}"
+            ours = {again + k[len(name) :]: replace(v, kind=Kind.HIDDEN) for k, v in ours.items()}
+        fields.update(ours)
         pos += BLOCK + (size + BLOCK - 1) // BLOCK * BLOCK
     return fields
 
