@@ -147,3 +147,30 @@ def msi_table(msi: Path, table: str) -> list[list[str]]:
     out = subprocess.run(["msiinfo", "export", str(msi), table], check=True,
                          capture_output=True, text=True).stdout  # fmt: skip
     return [line.split("\t") for line in out.splitlines()[3:]]
+
+
+def hand_deb(out: Path, work: Path, data: dict[str, bytes], md5sums: bytes) -> Path:
+    """A .deb assembled by GNU ar (deterministic) from tars Python's tarfile writes, so that
+    its data tar may hold what dpkg-deb never writes (two spellings of one path)."""
+    import lzma
+    import tarfile
+
+    def tar(files: dict[str, bytes]) -> bytes:
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as t:
+            for name, content in files.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(content), EPOCH, 0o644
+                t.addfile(info, io.BytesIO(content))
+        return lzma.compress(raw.getvalue())
+
+    folder = work / f"{out.name}.parts"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "debian-binary").write_bytes(b"2.0\n")
+    (folder / "control.tar.xz").write_bytes(tar({"./control": b"Package: engine\n",
+                                                 "./md5sums": md5sums}))  # fmt: skip
+    (folder / "data.tar.xz").write_bytes(tar(data))
+    out.unlink(missing_ok=True)
+    subprocess.run(["ar", "rcD", str(out.resolve()), "debian-binary", "control.tar.xz",
+                    "data.tar.xz"], cwd=folder, check=True, capture_output=True)  # fmt: skip
+    return out

@@ -24,6 +24,7 @@ from restated_support import (
     WHEEL,
     Edit,
     build_deb,
+    hand_deb,
     md5_line,
     pyd,
     record_line,
@@ -215,3 +216,21 @@ def test_an_inner_member_that_differs_and_is_not_accepted(
     signature-only, so its line is not explained either."""
     code, restating = _pair(run_cli, fmt, tmp_path, lambda d: d, pe=flip_code_byte)
     _fails(code, restating, "is different: not accepted")
+
+
+def test_two_spellings_of_a_member_in_the_data_tar(tmp_path: Path, run_cli) -> None:
+    """The data tar holds `./usr/lib/engine/engine.dll` (signed) and `usr/lib/engine/engine.dll`
+    (the same on both sides): md5sums' `usr/lib/engine/engine.dll` could name either, so no
+    line is explained, though the signed one's is restated honestly."""
+    pe = small_pe()
+    signed = sign(pe, tmp_path)
+    decoy = {"usr/lib/engine/engine.dll": pe}
+
+    def deb(name: str, dll: bytes) -> Path:
+        return hand_deb(tmp_path / name, tmp_path, {f"./{DLL}": dll, **decoy}, md5_line(DLL, dll))
+
+    released, rebuilt = deb("released.deb", signed), deb("rebuilt.deb", pe)
+    code, rep = report(run_cli, "diff", released, rebuilt, "--allow", "signature")
+    assert artifact(rep, f"released.deb!data.tar.xz!./{DLL}")["verdict"] == "signature-only"
+    _fails(code, artifact(rep, "released.deb!control.tar.xz!./md5sums"),
+           "two members are spelled 'usr/lib/engine/engine.dll'")  # fmt: skip

@@ -219,7 +219,8 @@ class Roles:
             resolved = resolve(self.restating[0], name, own, files)
             return (resolved,) if resolved.verdict in ACCEPTED else (resolved, *results[1:])
         if self.names_of is not None:
-            md5 = md5_pair(*files) if self.names_of.kind != "record" else None
+            wanted = self.names_of.kind != "record" and own.verdict in ACCEPTED  # else unused
+            md5 = md5_pair(*files) if wanted else None
             self.names_of.register(name, Changed(own.path, own.verdict, *digests, md5))
         return results
 
