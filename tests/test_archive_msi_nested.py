@@ -114,11 +114,11 @@ def test_provers_without_nested_support_refuse_differing_members(fmt, tmp_path) 
     `test_jar_signature_attacks::test_digests_of_released_content_not_rebuilt_content`; the
     CAB proof supports it: `tests/test_archive_cab_gcab.py`.)"""
     from reprover.compare.archives.listing import Listing
-    from reprover.compare.archives.signing import PROVERS
+    from reprover.compare.archives.signing import PROVERS, Given
     from reprover.errors import VerificationError
 
     files = (tmp_path / "absent-released", tmp_path / "absent-rebuilt")
     listing = Listing(fmt, f"{fmt}.entry")
     with pytest.raises(VerificationError, match=r"'engine\.dll' differ\(s\) .* not proven for "
                        "this format"):  # fmt: skip
-        PROVERS[fmt].prove(files, (listing, listing), (), frozenset({"engine.dll"}))
+        PROVERS[fmt].prove(files, (listing, listing), (), Given(frozenset({"engine.dll"})))

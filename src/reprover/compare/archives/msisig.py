@@ -35,6 +35,7 @@ import olefile
 
 from reprover.compare.archives.listing import Listing, Member
 from reprover.compare.archives.ole import ENTRY, entry_offset, msi_name
+from reprover.compare.archives.olewrite import check_signer_layout, read_rebuilt
 from reprover.compare.signatures.pkcs7 import SPC_SIPINFO, SignerDetails, verify_authenticode
 from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import VerificationError
@@ -237,6 +238,16 @@ def _same(
             _same(kid, other, members, accepted, differing)
 
 
+def _by_path(root: Node) -> dict[str, bytes]:
+    """Every entry's raw bytes by path ("" the root)."""
+    out, todo = {}, [root]
+    while todo:
+        node = todo.pop()
+        out[node.path] = node.raw
+        todo += node.kids
+    return out
+
+
 def _prehash(
     dse: bytes, trees: tuple[Node, Node], sizes: Mapping[str, bytes], algorithm: str
 ) -> bytes:
@@ -272,13 +283,17 @@ def prove_msi_signature_only(
     listings: tuple[Listing, Listing],
     trusted: tuple[Path, ...],
     accepted: frozenset[str] = frozenset(),
+    *,
+    signer_layout: bool = False,
 ) -> tuple[SignerDetails, ...]:
     """Prove released = rebuilt + an Authenticode signature (extended or not); return signers.
 
     `files` and `listings` are (released, rebuilt), the listings from `ole.read_ole`;
     `accepted` names the streams whose content may differ (the driver accepted each on its
     own): the signature must then cover the released streams, and an extended signature the
-    released metadata, which differs from the rebuild's only in those streams' sizes.
+    released metadata, which differs from the rebuild's only in those streams' sizes. With
+    `signer_layout` the released file must also be laid out byte for byte as osslsigncode
+    writes it (`olewrite`): its sector layout is then explained by signing.
 
     Raises:
         VerificationError: any part of the proof fails; the message says which.
@@ -299,6 +314,9 @@ def prove_msi_signature_only(
     differing: dict[str, Node] = {}
     _same(rel, reb, members, accepted, differing)
     sizes = {path: node.size for path, node in differing.items()}
+    if signer_layout:
+        order = [n for n in (RAW_EXTENDED, RAW_SIGNATURE) if n in signs]  # as osslsigncode adds
+        check_signer_layout(files[0], read_rebuilt(files[1]), _by_path(rel), members[0], order)
     blob = b"".join(_content(signs[RAW_SIGNATURE], members[0]))
     extended = signs.get(RAW_EXTENDED)
     dse = None if extended is None else b"".join(_content(extended, members[0]))

@@ -6,16 +6,19 @@ the differences signing makes (`role`: the signature itself, or what signing nec
 changes beside it, such as a compound file's sector layout) and proves, from the bytes, that the
 released archive is the rebuilt one plus a valid signature (`prove`). The driver allows those
 differences under the `signature` rule only when every other difference is already allowed and
-the proof holds. Members whose content differs but that the driver accepted on their own
-(a DLL proven signature-only, signed before it was packed) are passed to the proof
-(`accepted`); the MSI and CAB proofs support them (the signature then covers the released
-bytes); the JAR and RPM proofs refuse them, saying so.
+the proof holds. The proof is told what the comparison decided (`Given`): the members whose
+content differs but that the driver accepted on their own (a DLL proven signature-only,
+signed before it was packed), which the MSI and CAB proofs support (the signature then covers
+the released bytes) and the JAR and RPM proofs refuse, saying so; and the effects of signing
+left to the proof (an MSI's sector layout must then be the signer's, `olewrite`, unless
+`archive.order` allowed it).
 Does not own: the proofs' details (one module per format: `msisig`, `cabsig`, `rpmsig`,
 `jarsig`), comparing (`driver`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -39,6 +42,18 @@ class Role(Enum):
     EFFECT = "effect"  # what signing necessarily changes beside the signature (layout, manifest)
 
 
+@dataclass(frozen=True)
+class Given:
+    """What the archive comparison decided before a signature proof runs."""
+
+    # raw names of members whose content differs from the rebuild's but that the driver
+    # accepted on their own (verdict `signature-only`, or `equivalent` by their own rules)
+    accepted: frozenset[str] = frozenset()
+    # the root differences (regions) left to the proof as effects of signing: those another
+    # rule already allowed are not here, so a proof need not explain them
+    effects: frozenset[str] = frozenset()
+
+
 class Prover(Protocol):
     """The signature of one archive format."""
 
@@ -60,14 +75,13 @@ class Prover(Protocol):
         files: tuple[Path, Path],
         listings: tuple[Listing, Listing],
         trusted: tuple[Path, ...],
-        accepted: frozenset[str],
+        given: Given,
     ) -> tuple[SignerDetails, ...]:
         """Prove released = rebuilt + this signature; return every signer, outermost first.
 
-        `files` and `listings` are (released, rebuilt), open for the whole call. `accepted`
-        names the members (raw names) whose content differs from the rebuild's but that the
-        driver accepted on their own (verdict `signature-only`, or `equivalent` by their own
-        rules); every other member must be the rebuild's.
+        `files` and `listings` are (released, rebuilt), open for the whole call. `given`
+        names the members whose content may differ (`accepted`; every other member must be
+        the rebuild's) and the effects of signing the proof must explain (`effects`).
 
         Raises:
             VerificationError: any part of the proof fails; the message says which.
@@ -99,7 +113,24 @@ class MsiProver:
         """Only the signature streams."""
         return Role.SIGNATURE if name in (MSI_SIGNATURE, MSI_EXTENDED) else None
 
-    prove = staticmethod(prove_msi_signature_only)  # see `msisig.prove_msi_signature_only`
+    def prove(
+        self,
+        files: tuple[Path, Path],
+        listings: tuple[Listing, Listing],
+        trusted: tuple[Path, ...],
+        given: Given,
+    ) -> tuple[SignerDetails, ...]:
+        """See `msisig.prove_msi_signature_only`: the accepted streams may differ; the sector
+        layout must be osslsigncode's (`olewrite`) unless `archive.order` allowed it.
+
+        Raises:
+            VerificationError: the proof fails.
+            InputError: a pinned certificate cannot be read.
+        """
+        layout = bool(given.effects & {"ole.layout", "ole.order"})
+        return prove_msi_signature_only(
+            files, listings, trusted, given.accepted, signer_layout=layout
+        )
 
 
 class CabProver:
@@ -130,7 +161,7 @@ class CabProver:
         files: tuple[Path, Path],
         listings: tuple[Listing, Listing],
         trusted: tuple[Path, ...],
-        accepted: frozenset[str],
+        given: Given,
     ) -> tuple[SignerDetails, ...]:
         """See `cabsig.prove_cab_signature_only`, which takes the accepted members.
 
@@ -138,7 +169,7 @@ class CabProver:
             VerificationError: the proof fails.
             InputError: a pinned certificate cannot be read.
         """
-        return prove_cab_signature_only(files, listings, trusted, accepted)
+        return prove_cab_signature_only(files, listings, trusted, given.accepted)
 
 
 class RpmProver:
@@ -167,7 +198,7 @@ class RpmProver:
         files: tuple[Path, Path],
         listings: tuple[Listing, Listing],
         trusted: tuple[Path, ...],
-        accepted: frozenset[str],
+        given: Given,
     ) -> tuple[SignerDetails, ...]:
         """See `rpmsig.prove_rpm_signature_only` (it reads the files; the listings are unused).
 
@@ -178,7 +209,7 @@ class RpmProver:
             ToolMissingError: gpg or gpgv is missing.
         """
         del listings
-        refuse_accepted(self.label, accepted)
+        refuse_accepted(self.label, given.accepted)
         return prove_rpm_signature_only(files, trusted)
 
 
@@ -221,7 +252,7 @@ class JarProver:
         files: tuple[Path, Path],
         listings: tuple[Listing, Listing],
         trusted: tuple[Path, ...],
-        accepted: frozenset[str],
+        given: Given,
     ) -> tuple[SignerDetails, ...]:
         """See `jarsig.prove_jar_signature_only`; no member may differ.
 
@@ -233,7 +264,7 @@ class JarProver:
             InputError: a pinned certificate cannot be read.
         """
         signers = prove_jar_signature_only(files, listings, trusted)
-        refuse_accepted(self.label, accepted)
+        refuse_accepted(self.label, given.accepted)
         return signers
 
 

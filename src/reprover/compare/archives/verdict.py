@@ -21,7 +21,7 @@ from pathlib import Path
 
 from reprover.compare.archives.listing import Listing, MalformedArchive, quote
 from reprover.compare.archives.recompress import Check, Encoding
-from reprover.compare.archives.signing import PROVERS, Prover, Role
+from reprover.compare.archives.signing import PROVERS, Given, Prover, Role
 from reprover.compare.signatures import quoted
 from reprover.errors import VerificationError
 from reprover.model import (
@@ -163,8 +163,9 @@ def _signature(
     Runs when the format has a prover, the policy allows `signature`, nothing is undecided,
     every difference not already allowed is the signature or an effect of signing, and at
     least one is the signature itself. Members whose content differs and is already allowed
-    (accepted on their own) are passed to the proof, which must cover them or refuse; a
-    member that differs and is not accepted stops the proof, with a note naming it. Proven:
+    (accepted on their own) and the effects of signing not allowed by another rule are passed
+    to the proof (`signing.Given`), which must cover them or refuse; a member that differs
+    and is not accepted stops the proof, with a note naming it. Proven:
     those differences are allowed under `signature`, and the signing members' own results are
     dropped (the outer artifact's differences still name them).
     """
@@ -195,8 +196,11 @@ def _signature(
     accepted = frozenset(
         name for (name, _, _), d in zip(found.contents, contents, strict=True) if d.allowed
     )
+    effects = frozenset(d.region for d, r in zip(roots, root_roles, strict=True)
+                        if not d.allowed and r is Role.EFFECT)  # fmt: skip
     try:
-        signers = prover.prove(found.files, (found.la, found.lb), policy.trusted_signers, accepted)
+        given = Given(accepted, effects)
+        signers = prover.prove(found.files, (found.la, found.lb), policy.trusted_signers, given)
     except VerificationError as exc:
         found.notes.append(f"signature-only refused: {exc.message}")
         return roots, contents
