@@ -122,3 +122,68 @@ def test_provers_without_nested_support_refuse_differing_members(fmt, tmp_path) 
     with pytest.raises(VerificationError, match=r"'engine\.dll' differ\(s\) .* not proven for "
                        "this format"):  # fmt: skip
         PROVERS[fmt].prove(files, (listing, listing), (), Given(frozenset({"engine.dll"})))
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The vendor's whole flow: engine.dll (in product.cab) and the custom-action helper DLL
+    signed, packed by wixl, the MSI signed (plain and extended); the unsigned rebuild; and a
+    release whose signed engine.dll has a code byte flipped."""
+    root = tmp_path_factory.mktemp("packed")
+    dll = DLL.read_bytes()
+    (root / "reb").mkdir()
+    rebuilt = write_msi(root / "reb" / "setup.msi", dll, helper=dll)
+    (root / "flipped.dll").write_bytes(flip_code_byte(dll))
+    osslsign(DLL, root / "signed.dll", "leaf")
+    osslsign(root / "flipped.dll", root / "flipped-signed.dll", "leaf")
+    signed = (root / "signed.dll").read_bytes()
+    flipped = (root / "flipped-signed.dll").read_bytes()
+    return {
+        "rebuilt": rebuilt,
+        "plain": msi_with_helper(root / "plain", rebuilt, signed, signed),
+        "extended": msi_with_helper(root / "extended", rebuilt, signed, signed, dse=True),
+        "flipped": msi_with_helper(root / "flipped", rebuilt, flipped, signed),
+    }
+
+
+@pytest.mark.parametrize("kind", ["plain", "extended"])
+def test_signed_engine_in_product_cab_and_signed_helper_in_a_signed_msi(
+    packed, kind, run_cli
+) -> None:
+    """Three signed layers against the unsigned rebuild: every DLL, the cabinet (gcab's
+    blocks), the tables restating engine.dll (`!File`, `!MsiFileHash`) and the MSI."""
+    released, rebuilt = packed[kind], packed["rebuilt"]
+    assert osslsigncode_verifies(released)
+    for command in (("diff", released, rebuilt, "--allow", "signature"),
+                    ("sign-check", rebuilt, released)):  # fmt: skip
+        code, rep = report(run_cli, *command, "--trusted", CA)
+        assert code == 0, rep
+        verdicts = {a["path"]: a["verdict"] for a in rep["artifacts"]}
+        assert verdicts == {
+            "setup.msi": "signature-only",
+            "setup.msi!product.cab": "signature-only",
+            "setup.msi!product.cab!engine.dll": "signature-only",
+            MEMBER: "signature-only",
+            "setup.msi!%21File": "equivalent",
+            "setup.msi!%21MsiFileHash": "equivalent",
+        }, verdicts
+        notes = " ".join(artifact(rep, "setup.msi")["notes"])
+        assert "released = rebuilt + MSI Authenticode signature" in notes
+        for inner in ("setup.msi!product.cab!engine.dll", MEMBER):
+            assert "released = rebuilt + Authenticode signature" in " ".join(
+                artifact(rep, inner)["notes"]
+            )
+
+
+def test_signed_engine_with_a_code_byte_flipped_in_a_signed_msi(packed, run_cli) -> None:
+    """engine.dll signed after a code byte was flipped: named three layers down with its PE
+    region; the cabinet, the tables and the MSI are not proven."""
+    code, rep = report(run_cli, "diff", packed["flipped"], packed["rebuilt"], "--allow",
+                       "signature", "--trusted", CA)  # fmt: skip
+    assert code == 1
+    leaf = artifact(rep, "setup.msi!product.cab!engine.dll")
+    assert leaf["verdict"] == "different"
+    assert any(d["region"].startswith("pe.section[.text]") and not d["allowed"]
+               for d in leaf["differences"])  # fmt: skip
+    assert artifact(rep, "setup.msi")["verdict"] == "different"
+    assert artifact(rep, MEMBER)["verdict"] == "signature-only"  # the helper is fine
