@@ -17,7 +17,8 @@ pinned certificates when there are any. The extended stream, if present, is the 
 the released file's metadata, which must be the rebuild's but for the sizes of the accepted
 streams (so every name, time and state bit is the rebuild's). Everything else the two compound
 files differ in is their sector layout, which `ole.read_ole` has already accounted for byte by
-byte.
+byte, and which must be byte for byte the file osslsigncode writes (`olewrite`) unless
+another rule (`archive.order`) allowed it.
 Does not own: the PKCS#7 grammar and trust (`signatures.pkcs7`, `signatures.trust`), deciding
 the verdict or which members are accepted (`driver`, `verdict`).
 """
