@@ -397,7 +397,9 @@ def check_signer_layout(
                     raise VerificationError(
                         f"the released file is not laid out as osslsigncode writes it: byte "
                         f"{at + start + first} ({what}) differs; another layout (sector "
-                        "order, tables, directory) carries bytes no stream or signature explains"
+                        "order, tables, directory) carries bytes no stream or signature "
+                        "explains (a file another tool signed, such as signtool: allow "
+                        "archive.order in `diff` to leave its layout unchecked)"
                     )
             at += len(block)
         if f.read(1):
