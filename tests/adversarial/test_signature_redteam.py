@@ -301,7 +301,7 @@ def test_msi_allocation_entries_no_chain_reads_carry_bytes(
         "MiniFAT past the mini stream": "MiniFAT entries of mini sectors no stream uses",
         "transaction signature": "a transaction signature",
         "header DIFAT past the FAT": "DIFAT entries past the FAT's sectors",
-        "chain longer than its stream": "data after the end of stream 'product.cab'",
+        "chain longer than its stream": "sector after the end of stream 'product.cab'",
     }
     assert reason[where] in hidden(outer), hidden(outer)  # fmt: skip
 
