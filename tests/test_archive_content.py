@@ -208,3 +208,26 @@ def test_large_members_taken_at_once_are_compared(tmp_path: Path) -> None:
     assert member.released is not None and member.released.size == 5 << 20
     assert member.rebuilt is not None and member.released.sha256 != member.rebuilt.sha256
     assert list(members.iterdir()) == []
+
+
+def test_zip_members_are_views_read_like_a_list(tmp_path: Path) -> None:
+    """A ZIP listing holds no object per member: its members are views of the central
+    directory made when asked, read like a list (length, index, negative index, slice,
+    iteration) with the names, kinds and offsets zipfile reads; nothing can be appended."""
+    a = write_zip(tmp_path / "a.zip", {"d/": b"", **FILES, "z": b"last"})
+    with zipfile.ZipFile(a) as z:
+        infos = z.infolist()
+    with a.open("rb") as f:
+        listing = read_zip(f, a.stat().st_size, Budget(Limits(), a.stat().st_size))
+        members = listing.members
+        assert not isinstance(members, list)
+        assert len(members) == len(infos)
+        assert [m.name for m in members] == [i.filename for i in infos]
+        assert [m.offset for m in members] == [i.header_offset for i in infos]
+        assert members[0].kind == "dir" and members[1].kind == "file"
+        assert members[-1].name == "z" and [m.name for m in members[1:3]] == [
+            i.filename for i in infos[1:3]
+        ]
+        assert b"".join(members[-1].opener()) == b"last"  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            listing.add(members[0])

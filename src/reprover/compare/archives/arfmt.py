@@ -85,7 +85,7 @@ def read_ar(f: BinaryIO, size: int, budget: Budget) -> Listing:
         data = pos + HEADER
         member = Member(name, "file", fields, pos, stored=Span(f, data, length), key=head,
                         plain=True)  # fmt: skip
-        listing.members.append(member)
+        listing.add(member)
         pos = data + length
         if length % 2:
             f.seek(pos)

@@ -137,7 +137,7 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
         data, length = data_files[folder]
         if offset + cb_file > length:
             raise MalformedArchive(f"{name!r} lies outside its folder's data")
-        listing.members.append(
+        listing.add(
             Member(name, "file", entry, pos, opener=byte_range(data, offset, cb_file, "cab file"))
         )
     if signature is not None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from array import array
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -224,43 +225,58 @@ class _Comparison:
             else:
                 self.found.roots.append(diff)
 
-    def _members(self) -> None:
-        first_b: dict[str, Member] = {}
-        for m in self.lb.members:
-            first_b.setdefault(m.name, m)
+    def _match(self) -> tuple[dict[str, int], array[int]]:
+        """Match members by name: report those on one side only and the member order.
+
+        Returns the rebuilt side's first member of each name (name -> index) and the released
+        indices of the common names' first members. What is held per member is its name and
+        index (ZIP members are views made again when asked).
+        """
+        members_a, members_b = self.la.members, self.lb.members
+        first_b: dict[str, int] = {}
+        for i, m in enumerate(members_b):
+            first_b.setdefault(m.name, i)
         seen: set[str] = set()
-        common = []
-        for m in self.la.members:
-            if m.name in seen:
+        common = array("q")
+        for i, m in enumerate(members_a):
+            name = m.name
+            if name in seen:
                 continue
-            seen.add(m.name)
+            seen.add(name)
             self._describe(m)
-            if m.name not in first_b:
+            if name not in first_b:
                 self._alone(m, self.la, "released", ArtifactVerdict.MISSING)
             else:
-                common.append(m)
-        order_b = []
-        for m in first_b.values():
-            if m.name in seen:
-                order_b.append(m.name)
-            else:
-                self._alone(m, self.lb, "rebuilt", ArtifactVerdict.UNEXPECTED)
-        del seen
-        if [m.name for m in common] != order_b:
+                common.append(i)
+        for name, i in first_b.items():
+            if name not in seen:
+                self._alone(members_b[i], self.lb, "rebuilt", ArtifactVerdict.UNEXPECTED)
+        order_b = (name for name in first_b if name in seen)  # as many as `common`
+        if any(members_a[i].name != name for i, name in zip(common, order_b, strict=True)):
             why = "members are stored in another order"
             self.found.roots.append(
                 Difference(0, 0, f"{self.la.format}.order", Kind.METADATA, detail=why)
             )
-        del order_b
+        return first_b, common
+
+    def _members(self) -> None:
+        members_a, members_b = self.la.members, self.lb.members
+        first_b, common = self._match()
         identical = 0
-        blocks: dict[str, list[ArtifactResult]] = {}  # restating members compared last,
-        for m in sorted(common, key=lambda m: self.roles.deferred(m.name)):  # reported in order
+        blocks: dict[int, list[ArtifactResult]] = {}  # results, reported in stored order
+        order = common  # restating members (a wheel's RECORD) last, when the pair has them
+        if self.roles.scope is not None:
+            deferred = self.roles.deferred
+            order = array("q", sorted(common, key=lambda i: deferred(members_a[i].name)))
+        for i in order:
             start = len(self.found.members)
-            identical += self._pair(m, first_b[m.name])
-            blocks[m.name] = self.found.members[start:]
-            del self.found.members[start:]
-        for m in common:
-            self.found.members.extend(blocks.pop(m.name))
+            a = members_a[i]
+            identical += self._pair(a, members_b[first_b[a.name]])
+            if len(self.found.members) > start:
+                blocks[i] = self.found.members[start:]
+                del self.found.members[start:]
+        for i in common:
+            self.found.members.extend(blocks.pop(i, ()))
         if identical:
             self.found.notes.append(f"{identical} member(s) identical")
 

@@ -98,7 +98,7 @@ def open_listing(  # noqa: PLR0911 - one return per format
         return read_tar(tmp, inner, budget, listing)
     name = _strip(hint, fmt)
     opener: Opener = byte_range(tmp, 0, inner, "decompressed stream")
-    listing.members.append(Member(name, "file", {}, 0, opener=opener))
+    listing.add(Member(name, "file", {}, 0, opener=opener))
     return listing
 
 

@@ -13,7 +13,7 @@ structure that disagrees with itself; it is never allowed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import BinaryIO
@@ -169,11 +169,21 @@ class Listing:
 
     format: str
     prefix: str  # region prefix of members: "zip.entry", "tar.member", ...
-    members: list[Member] = field(default_factory=list)
+    members: Sequence[Member] = field(default_factory=list)  # a list, or a format's views
     fields: dict[str, Field] = field(default_factory=dict)
     hidden: list[Hidden] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     inner: str | None = None  # sha256 of the decompressed stream, for compressed containers
+
+    def add(self, member: Member) -> None:
+        """Append a member (to a listing whose members are a list).
+
+        Raises:
+            TypeError: the members are a format's fixed views (ZIP).
+        """
+        if not isinstance(self.members, list):
+            raise TypeError("this listing's members are fixed")
+        self.members.append(member)
 
 
 def when(seconds: int) -> str:

@@ -170,7 +170,7 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
             "mtime": Field(entry.modifyTime, at + 0x6C, 8, Kind.TIMESTAMP),
         }
         if entry.entry_type != olefile.STGTY_STREAM:
-            listing.members.append(Member(name + "/", "dir", fields, at))
+            listing.add(Member(name + "/", "dir", fields, at))
             continue
         member = Member(name, "file", fields, at)
         if entry.size >= ole.minisectorcutoff:
@@ -203,7 +203,7 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
             listing.notes.append("summary information compared as bytes: over 64 KiB")
         elif name == SUMMARY:
             _summary(listing, member, places, unit)
-        listing.members.append(member)
+        listing.add(member)
     listing.fields["ole.layout"] = Field(layout.hexdigest(), 0, 0)
     _free(f, listing, sectors, container=container, mini_owner=mini_owner)
     minifat_slack(f, ole, listing, minifat, set(mini_owner))

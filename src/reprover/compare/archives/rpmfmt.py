@@ -297,7 +297,7 @@ def _cpio(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> None:
             member.target = read_exact(f, data, values["size"], "rpm").decode(
                 "utf-8", "surrogateescape"
             )
-        listing.members.append(member)
+        listing.add(member)
         pos = end
         if pos > size:
             raise MalformedArchive("cpio member runs past the payload")

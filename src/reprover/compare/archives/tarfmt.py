@@ -274,7 +274,7 @@ def read_tar(f: BinaryIO, size: int, budget: Budget, listing: Listing) -> Listin
                 key=hashlib.sha256(header).digest(),  # the fields are a function of these bytes
                 plain=True,
             )
-            listing.members.append(member)
+            listing.add(member)
             pos = end
     finally:
         tar.close()

@@ -1,18 +1,27 @@
 """ZIP end record and central directory: where every entry says it is, and what it says.
 
 Owns: finding the end record (ZIP64 too, with bytes before the archive or after the end
-record, and ZIP64 extensible data, reported as `Hidden`), reading every central-directory
-entry into a compact `Entry` (one bytes object holding its record, the numbers it parses
-to), and turning an entry and
-its local extra field into `Field`s on demand (`Entry.fields`), so a listing of 200,000
-members holds raw records rather than 200,000 dictionaries. Bytes of an entry no field
-reads are `Hidden`: a ZIP64 record longer than the fields it replaces, a disk number but 0.
+record, and ZIP64 extensible data, reported as `Hidden`), reading the central directory into
+a `Table` (the directory's bytes kept once, and per entry five numbers in arrays: no Python
+object per entry), `Entry` (a view of one row, made when asked), and turning an entry and its
+local extra field into `Field`s on demand (`entry_fields`), so a listing of 200,000 members
+holds one bytes object and a few arrays rather than 200,000 objects or dictionaries. Bytes of
+an entry no field reads are `Hidden`: a ZIP64 record longer than the fields it replaces, a
+disk number but 0.
 Does not own: the local headers and member data (`zipfmt` walks them in file order).
+
+What must be held per member to compare two ZIPs: its name (to match members by name and
+find duplicate names) and where it lies; everything else can be read again. The table holds
+its central record (in the directory's bytes, which hold the name) and four offsets or sizes
+(8 bytes each), and its local extra field only when it has one; 64 bytes a member plus its
+record, where a Python object per member cost about 500.
 """
 
 from __future__ import annotations
 
 import struct
+from array import array
+from collections.abc import Iterator
 from datetime import datetime
 from typing import BinaryIO
 
@@ -36,45 +45,69 @@ S_IFMT, S_IFLNK, S_IFDIR = 0o170000, 0o120000, 0o040000
 EXTRA_NAMES = {0x5455: "extra.mtime", 0x000A: "extra.ntfs.mtime", 0x7875: "extra.owner"}
 CENTRAL = struct.Struct("<HHHHHHIIIHHHHHII")
 OFFSET_AT = 42  # the local header offset inside a central record
+U16, U32, LENGTHS = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<HHH")
+
+
+class Table:
+    """Every central-directory entry of one ZIP: the directory's bytes once, and per entry
+    where its record starts and four numbers (no Python object per entry; `Entry` views a row).
+
+    `csize`, `usize` and `local` are the ZIP64 values when the entry has them; `data` (where
+    its stored bytes start) and `local_extra` are set by the local-header walk (`zipfmt`).
+    """
+
+    __slots__ = ("budget", "cd", "csize", "data", "file", "local", "local_extra", "pos",
+                 "start", "usize", "zip64")  # fmt: skip
+
+    def __init__(self, cd: bytes, start: int, file: BinaryIO, budget: Budget) -> None:
+        self.cd, self.start, self.file, self.budget = cd, start, file, budget
+        self.pos, self.csize, self.usize = array("Q"), array("Q"), array("Q")
+        self.local, self.data = array("Q"), array("Q")
+        self.zip64 = bytearray()
+        self.local_extra: dict[int, bytes] = {}  # only the entries that have one
+
+    def add(self, pos: int) -> Entry:
+        """Add the entry whose record starts at `pos` in the directory; return its view."""
+        csize, usize = struct.unpack_from("<II", self.cd, pos + 20)
+        (local,) = struct.unpack_from("<I", self.cd, pos + OFFSET_AT)
+        self.pos.append(pos)
+        self.csize.append(csize)
+        self.usize.append(usize)
+        self.local.append(local)
+        self.data.append(0)
+        self.zip64.append(0)
+        return Entry(self, len(self.pos) - 1)
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def __getitem__(self, index: int) -> Entry:
+        if not 0 <= index < len(self.pos):
+            raise IndexError(index)
+        return Entry(self, index)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return (Entry(self, i) for i in range(len(self.pos)))
 
 
 class Entry:
-    """One central-directory entry: its record's bytes, and where its member lies.
+    """One central-directory entry, a view of a `Table` row: its record and where it lies.
 
     `record` is the entry's central record with its local header offset zeroed (that offset
     moves whenever an earlier member changes size, and is checked by the walk, not compared),
     so two entries with equal `record` and equal local extra fields have equal `entry_fields`.
-    The record's numbers are read from it when asked, so an entry holds a few objects only.
     """
 
-    __slots__ = ("at", "budget", "csize", "data", "file", "local", "local_extra", "name",
-                 "record", "usize", "zip64")  # fmt: skip
-    csize: int  # compressed size (from the ZIP64 record when it has one)
-    usize: int  # size (likewise)
-    local: int  # offset of its local header (likewise)
-    data: int  # offset of its stored bytes (set by the local-header walk)
-    local_extra: bytes  # its local extra field (set by the local-header walk)
-    record: bytes
-    name: str
-    at: int  # offset of its central record
-    file: BinaryIO
-    budget: Budget
-    zip64: bool
+    __slots__ = ("index", "pos", "table")
 
-    def __init__(self, record: bytes, at: int, file: BinaryIO, budget: Budget) -> None:
-        self.csize, self.usize = struct.unpack_from("<II", record, 20)
-        (self.local,) = struct.unpack_from("<I", record, OFFSET_AT)
-        self.record = record[:OFFSET_AT] + bytes(4) + record[OFFSET_AT + 4 :]
-        raw = self.raw_name
-        self.name = decode_name(raw, utf8=bool(self.flags & 0x800) or raw.isascii())
-        self.at, self.file, self.budget = at, file, budget
-        self.zip64, self.local_extra, self.data = False, b"", 0
+    def __init__(self, table: Table, index: int) -> None:
+        self.table, self.index, self.pos = table, index, table.pos[index]
 
     def _u16(self, at: int) -> int:
-        return int.from_bytes(self.record[at : at + 2], "little")
+        return int(U16.unpack_from(self.table.cd, self.pos + at)[0])
 
     def _u32(self, at: int) -> int:
-        return int.from_bytes(self.record[at : at + 4], "little")
+        return int(U32.unpack_from(self.table.cd, self.pos + at)[0])
 
     made_by = property(lambda self: self._u16(4), doc="version made by (high byte: system)")
     needed = property(lambda self: self._u16(6), doc="version needed to extract")
@@ -84,28 +117,123 @@ class Entry:
     crc = property(lambda self: self._u32(16), doc="CRC-32 of the content")
     nlen = property(lambda self: self._u16(28), doc="name length")
     xlen = property(lambda self: self._u16(30), doc="extra field length")
+    clen = property(lambda self: self._u16(32), doc="comment length")
     internal = property(lambda self: self._u16(36), doc="internal attributes")
     external = property(lambda self: self._u32(38), doc="external attributes (Unix mode << 16)")
 
     @property
+    def csize(self) -> int:
+        """Compressed size (from the ZIP64 record when it has one)."""
+        return self.table.csize[self.index]
+
+    @csize.setter
+    def csize(self, value: int) -> None:
+        self.table.csize[self.index] = value
+
+    @property
+    def usize(self) -> int:
+        """Size (likewise)."""
+        return self.table.usize[self.index]
+
+    @usize.setter
+    def usize(self, value: int) -> None:
+        self.table.usize[self.index] = value
+
+    @property
+    def local(self) -> int:
+        """Offset of its local header (likewise)."""
+        return self.table.local[self.index]
+
+    @local.setter
+    def local(self, value: int) -> None:
+        self.table.local[self.index] = value
+
+    @property
+    def data(self) -> int:
+        """Offset of its stored bytes (set by the local-header walk)."""
+        return self.table.data[self.index]
+
+    @data.setter
+    def data(self, value: int) -> None:
+        self.table.data[self.index] = value
+
+    @property
+    def local_extra(self) -> bytes:
+        """Its local extra field (set by the local-header walk)."""
+        return self.table.local_extra.get(self.index, b"")
+
+    @local_extra.setter
+    def local_extra(self, value: bytes) -> None:
+        if value:
+            self.table.local_extra[self.index] = value
+        else:
+            self.table.local_extra.pop(self.index, None)
+
+    @property
+    def zip64(self) -> bool:
+        """Whether it has a ZIP64 extended-information record."""
+        return bool(self.table.zip64[self.index])
+
+    @zip64.setter
+    def zip64(self, value: bool) -> None:
+        self.table.zip64[self.index] = int(value)
+
+    @property
+    def at(self) -> int:
+        """Offset of its central record in the file."""
+        return self.table.start + self.pos
+
+    @property
+    def file(self) -> BinaryIO:
+        """The archive it is in."""
+        return self.table.file
+
+    @property
+    def budget(self) -> Budget:
+        """The budget its content is expanded under."""
+        return self.table.budget
+
+    @property
     def raw_name(self) -> bytes:
         """The name as stored."""
-        return self.record[46 : 46 + self.nlen]
+        pos = self.pos + 46
+        return self.table.cd[pos : pos + self.nlen]
+
+    @property
+    def name(self) -> str:
+        """The name as text (UTF-8 when flagged or ASCII, else CP437)."""
+        cd, pos = self.table.cd, self.pos
+        (nlen,) = U16.unpack_from(cd, pos + 28)
+        raw = cd[pos + 46 : pos + 46 + nlen]
+        if raw.isascii():
+            return raw.decode("ascii")
+        return decode_name(raw, utf8=bool(self.flags & 0x800))
 
     @property
     def extra(self) -> bytes:
         """The central extra field."""
-        return self.record[46 + self.nlen : 46 + self.nlen + self.xlen]
+        pos = self.pos + 46 + self.nlen
+        return self.table.cd[pos : pos + self.xlen]
 
     @property
     def comment(self) -> bytes:
         """The entry comment."""
-        return self.record[46 + self.nlen + self.xlen :]
+        pos = self.pos + 46 + self.nlen + self.xlen
+        return self.table.cd[pos : pos + self.clen]
+
+    @property
+    def record(self) -> bytes:
+        """Its central record, the local header offset zeroed."""
+        cd, pos = self.table.cd, self.pos
+        nlen, xlen, clen = LENGTHS.unpack_from(cd, pos + 28)
+        end = pos + 46 + nlen + xlen + clen
+        return cd[pos : pos + OFFSET_AT] + bytes(4) + cd[pos + OFFSET_AT + 4 : end]
 
     @property
     def key(self) -> bytes:
         """Bytes whose equality on two entries implies equal fields."""
-        return self.record + self.local_extra if self.local_extra else self.record
+        extra = self.local_extra
+        return self.record + extra if extra else self.record
 
 
 def extra_records(extra: bytes) -> list[tuple[int, int, bytes]] | None:
@@ -196,7 +324,7 @@ def end_record(f: BinaryIO, size: int, listing: Listing) -> tuple[int, int, int,
 
 def central_directory(
     f: BinaryIO, span: tuple[int, int, int], listing: Listing, budget: Budget
-) -> list[Entry]:
+) -> Table:
     """Every entry of the central directory at `span` (start, size, count), in its order.
 
     Raises:
@@ -205,17 +333,17 @@ def central_directory(
     """
     start, cd_size, count = span
     data = read_exact(f, start, cd_size)
-    entries: list[Entry] = []
+    table = Table(data, start, f, budget)
     pos = 0
     for _ in range(count):
         if data[pos : pos + 4] != CEN or pos + 46 > len(data):
-            raise MalformedArchive(f"central directory entry {len(entries)} is malformed")
+            raise MalformedArchive(f"central directory entry {len(table)} is malformed")
         nlen, xlen, clen = struct.unpack_from("<HHH", data, pos + 28)
         end = pos + 46 + nlen + xlen + clen
         if end > len(data):
-            raise MalformedArchive(f"central directory entry {len(entries)} overruns it")
+            raise MalformedArchive(f"central directory entry {len(table)} overruns it")
         budget.member(data[pos + 46 : pos + 46 + nlen])
-        entry = Entry(data[pos:end], start + pos, f, budget)
+        entry = table.add(pos)
         disk = struct.unpack_from("<H", data, pos + 34)[0]
         for ident, _, payload in extra_records(entry.extra) or ():
             if ident == 1 and (slack := _zip64(entry, payload, disk)):
@@ -226,13 +354,12 @@ def central_directory(
             listing.hidden.append(
                 Hidden(start + pos + 34, 2, f"{entry.name!r} starts on disk {disk}, not 0")
             )
-        entries.append(entry)
         pos = end
     if pos != len(data):
         listing.hidden.append(
             Hidden(start + pos, len(data) - pos, "bytes in the central directory after its entries")
         )
-    return entries
+    return table
 
 
 def _dostime(value: int) -> str:

@@ -13,8 +13,9 @@ Why not stdlib `zipfile`: it trusts the central directory and never reads the by
 reference, tolerates data prepended to the archive, and reads local headers only for their
 lengths, so it cannot account for every byte; this walk is written for that strictness. It
 reads headers with bounds checks and streams member data in 1 MiB blocks. A member keeps its
-central record and local extra bytes, not its fields: those are built when two members'
-headers differ, so memory per member stays a few hundred bytes.
+central record (in the directory's bytes, `zipcentral.Table`) and a few numbers, not its
+fields or an object: members are views made when asked, fields built when two members'
+headers differ, so memory per member is its record and about 64 bytes.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from __future__ import annotations
 import bz2
 import struct
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
-from typing import BinaryIO, Union
+from typing import BinaryIO, Union, overload
 
 from reprover.compare.archives.limits import Budget, LimitHit
 from reprover.compare.archives.listing import (
@@ -40,6 +41,7 @@ from reprover.compare.archives.listing import (
 )
 from reprover.compare.archives.zipcentral import (
     Entry,
+    Table,
     central_directory,
     end_record,
     entry_fields,
@@ -129,8 +131,9 @@ def read_zip(f: BinaryIO, size: int, budget: Budget) -> Listing:
     listing = Listing("zip", "zip.entry")
     start, cd_size, count, cd_end, shift = end_record(f, size, listing)
     entries = central_directory(f, (start, cd_size, count), listing, budget)
-    for e in entries:
-        e.local += shift
+    if shift:
+        for i, local in enumerate(entries.local):
+            entries.local[i] = local + shift
     if start + cd_size != cd_end:
         raise MalformedArchive("central directory does not end at the end record")
     seen: set[bytes] = set()
@@ -141,7 +144,8 @@ def read_zip(f: BinaryIO, size: int, budget: Budget) -> Listing:
         seen.add(raw_name)
     del seen
     pos = shift
-    for e in sorted(entries, key=lambda x: x.local):
+    for index in sorted(range(len(entries)), key=entries.local.__getitem__):
+        e = entries[index]
         if e.local < pos:
             listing.hidden.append(
                 Hidden(e.local, pos - e.local, f"entry {e.name!r} overlaps the one before it")
@@ -157,8 +161,34 @@ def read_zip(f: BinaryIO, size: int, budget: Budget) -> Listing:
         listing.hidden.append(
             Hidden(pos, start - pos, "bytes between the last member and the central directory")
         )
-    listing.members = [_ZipMember(e) for e in entries]
+    listing.members = _Members(entries)
     return listing
+
+
+class _Members(Sequence[Member]):
+    """The members of a ZIP, each a view made when asked (nothing held per member)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @overload
+    def __getitem__(self, index: int) -> Member: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Member]: ...
+
+    def __getitem__(self, index: int | slice) -> Member | Sequence[Member]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        if index < 0:
+            index += len(self.table)
+        return _ZipMember(self.table[index])
+
+    def __iter__(self) -> Iterator[Member]:
+        return (_ZipMember(Entry(self.table, i)) for i in range(len(self.table)))
 
 
 class _ZipMember(Member):
@@ -167,8 +197,52 @@ class _ZipMember(Member):
     __slots__ = ("entry",)
 
     def __init__(self, e: Entry) -> None:
-        super().__init__(e.name, entry_kind(e), _NO_FIELDS, e.local)
-        self.entry = e
+        self.entry = e  # Member's own slots stay unset: every one is a view of the entry
+
+    @property
+    def name(self) -> str:
+        """The name, decoded from the central record."""
+        return self.entry.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        pass
+
+    @property
+    def kind(self) -> str:
+        """file, dir, symlink or other (`entry_kind`)."""
+        return entry_kind(self.entry)
+
+    @kind.setter
+    def kind(self, value: str) -> None:
+        pass
+
+    @property
+    def offset(self) -> int:
+        """Where its local header is."""
+        return self.entry.local
+
+    @offset.setter
+    def offset(self, value: int) -> None:
+        pass
+
+    @property
+    def target(self) -> str | None:
+        """None: a ZIP symlink's target is its content, compared as content."""
+        return None
+
+    @target.setter
+    def target(self, value: str | None) -> None:
+        pass
+
+    @property
+    def plain(self) -> bool:
+        """False: the content is checked against its CRC even when stored."""
+        return False
+
+    @plain.setter
+    def plain(self, value: bool) -> None:
+        pass
 
     @property
     def fields(self) -> Mapping[str, Field]:
@@ -211,9 +285,6 @@ class _ZipMember(Member):
     @key.setter
     def key(self, value: object) -> None:
         pass
-
-
-_NO_FIELDS: Mapping[str, Field] = {}
 
 
 Engine = Union["zlib._Decompress", bz2.BZ2Decompressor, None]
