@@ -490,6 +490,43 @@ def test_rpm_payload_digest_holds_chosen_bytes_beside_an_allowed_time(
     assert (found["kind"], found["allowed"]) == ("hidden", False)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("tag", "value", "region"), [
+    (1035, b"deadbeef" * 8, "rpm.header.filedigests.digest"),
+    (1028, (4097).to_bytes(4, "big"), "rpm.header.filesizes.size"),
+], ids=["file digest", "file size"])  # fmt: skip
+def test_rpm_file_digest_of_an_accepted_file_holds_chosen_bytes(
+    tmp_path: Path, run_cli, tag: int, value: bytes, region: str
+) -> None:
+    """A PE whose TimeDateStamp differs (`pe.timestamp`) in two rpmbuild packages: the file's
+    header digest and size follow its content, so they were consequences; the released
+    header's digest (or size) of that file replaced by chosen bytes, every package digest
+    restated, rode along (`equivalent`). Each file's digest and size must now be what the
+    payload's file gives."""
+    import struct
+
+    from archive_support import FIXTURES
+    from rpm_support import MISSING, _header, _set, build_rpm, restate
+
+    if MISSING:
+        pytest.skip(f"{', '.join(MISSING)}: .ci/apt-packages.txt")
+    pe = bytearray((FIXTURES / "signature" / "other-unsigned.exe").read_bytes())
+    stamped = bytearray(pe)
+    struct.pack_into("<I", stamped, struct.unpack_from("<I", pe, 0x3C)[0] + 8, 0x12345678)
+    released = build_rpm(tmp_path, tmp_path / "rel" / "x.rpm", bytes(stamped), 1_700_000_000)
+    rebuilt = build_rpm(tmp_path, tmp_path / "reb" / "x.rpm", bytes(pe), 1_700_000_000)
+    code, rep = report(run_cli, "diff", released, rebuilt, "--allow", "pe.timestamp")
+    assert code == 0, rep  # the control: the file's digest and size follow its content
+    data = bytearray(released.read_bytes())
+    _, end = _header(bytes(data), 96)
+    _set(data, end + (8 - end % 8) % 8, tag, value)
+    released.write_bytes(restate(bytes(data)))
+    code, rep = report(run_cli, "diff", released, rebuilt, "--allow", "pe.timestamp")
+    assert code == 1, rep
+    found = regions(artifact(rep, "x.rpm"))[region]
+    assert (found["kind"], found["allowed"]) == ("hidden", False)
+
+
 # --- MSI: the sector layout a signature does not cover ----------------------------------------
 
 

@@ -3,10 +3,10 @@
 Owns: `check_restated`, which recomputes, from one RPM's own bytes, the values its tags
 restate (signature header: the SHA-1 and SHA-256 of the main header, the MD5 and size of the
 main header and payload, the payload's expanded size, the reserved space's zeros; main header:
-the payload digests, compressed and expanded, and both headers' region trailers) and marks a
-tag that holds anything else kind `hidden`.
-Does not own: reading the RPM (`rpmfmt`), the digests of the files inside it (those follow
-only a file whose content differs: `verdict`), signatures (`rpmsig`).
+the payload digests, compressed and expanded, both headers' region trailers, and each file's
+digest and size) and marks a tag that holds anything else kind `hidden`.
+Does not own: reading the RPM (`rpmfmt`), when file digests may differ at all (only beside a
+file whose content differs: `verdict`), signatures (`rpmsig`).
 
 Why: these tags differ whenever anything they cover does, so they are consequences, allowed
 beside any allowed difference (a build time). A consequence must be a consequence: a chosen
@@ -99,6 +99,71 @@ def check_restated(listing: Listing, f: BinaryIO, at: Layout) -> None:
         expected = _expected(key, found.value, f, at, algorithm)
         if expected is not None and found.value[2] != expected:
             listing.fields[key] = _hidden(found)
+    for key in _wrong_files(listing):
+        listing.fields[key] = _hidden(listing.fields[key])
+
+
+def _tag(listing: Listing, key: str) -> tuple[int, int, bytes] | None:
+    found = listing.fields.get(f"rpm.header.{key}")
+    value = None if found is None else found.value
+    return value if isinstance(value, tuple) and len(value) == 3 else None
+
+
+def _strings(value: tuple[int, int, bytes] | None) -> list[bytes] | None:
+    if value is None or value[0] != 8:
+        return None
+    return value[2].split(b"\0")[: value[1]]
+
+
+def _ints(value: tuple[int, int, bytes] | None) -> tuple[int, ...] | None:
+    if value is None or value[0] != 4 or len(value[2]) != 4 * value[1]:
+        return None
+    return struct.unpack(f">{value[1]}I", value[2])
+
+
+def _wrong_files(listing: Listing) -> list[str]:
+    """The header's per-file digests and sizes that are not what the payload's files give.
+
+    They change whenever a file's content does, so they follow any member whose content
+    differs and is accepted (an ELF with another build id); chosen bytes there rode along.
+    Each regular file in the payload is hashed with the header's file digest algorithm (MD5
+    when it names none); a hard link whose payload entry is empty (rpm stores the content
+    once) and a file the payload does not hold (`%ghost`) are not checked.
+    """
+    digests = _strings(_tag(listing, "filedigests.digest"))
+    sizes = _ints(_tag(listing, "filesizes.size"))
+    names, dirs = _strings(_tag(listing, "tag[1117]")), _strings(_tag(listing, "tag[1118]"))
+    index = _ints(_tag(listing, "tag[1116]"))
+    algo = _ints(_tag(listing, "tag[5011]"))
+    algorithm = ALGORITHMS.get(algo[0] if algo else 1)
+    if None in (digests, sizes, names, dirs, index) or algorithm is None:
+        return []
+    assert digests is not None and sizes is not None and names is not None  # noqa: S101
+    assert dirs is not None and index is not None  # noqa: S101 - narrowed above
+    if not len(digests) == len(sizes) == len(names) == len(index) or max(index, default=0) >= len(
+        dirs
+    ):
+        return ["rpm.header.filedigests.digest", "rpm.header.filesizes.size"]
+    members = {m.name: m for m in listing.members if m.kind == "file"}
+    wrong: set[str] = set()
+    for i, name in enumerate(names):
+        path = "." + (dirs[index[i]] + name).decode("utf-8", "surrogateescape")
+        member = members.get(path)
+        if member is None or member.opener is None:
+            continue
+        field = member.fields.get("size")
+        stored = field.number if field is not None else None
+        if stored != sizes[i]:
+            links = member.fields.get("nlink")
+            if not (stored == 0 and links is not None and (links.number or 0) > 1):
+                wrong.add("rpm.header.filesizes.size")
+            continue
+        h = hashlib.new(algorithm)
+        for block in member.opener():
+            h.update(block)
+        if h.hexdigest().encode() != digests[i]:
+            wrong.add("rpm.header.filedigests.digest")
+    return sorted(wrong)
 
 
 def _hidden(found: Field) -> Field:
