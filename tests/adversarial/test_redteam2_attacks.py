@@ -527,6 +527,57 @@ def test_rpm_file_digest_of_an_accepted_file_holds_chosen_bytes(
     assert (found["kind"], found["allowed"]) == ("hidden", False)
 
 
+# --- CAB: the folder's data is its files' content ------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["between two files", "after the last file"])
+def test_cab_folder_bytes_in_no_file_beside_an_allowed_time(
+    tmp_path: Path, run_cli, where: str
+) -> None:
+    """A gcab cabinet (stored folder) whose folder data holds 100 bytes of payload no file
+    claims, between `a.txt` and `b.txt` (b's offset moved) or after the last file, beside
+    `a.txt`'s time under `archive.mtime`: the folder's data and the offsets were
+    consequences of the time (`equivalent`; `gcab -x` extracts both files). A folder's data
+    must now be its files' content back to back."""
+    import struct
+
+    from reprover.compare.archives.cabfmt import checksum
+
+    need("gcab")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, fill in (("a.txt", b"A"), ("b.txt", b"B")):
+        (src / name).write_bytes(fill * 100)
+        os.utime(src / name, (1_700_000_000, 1_700_000_000))
+    subprocess.run(["gcab", "-c", str(tmp_path / "reb.cab"), "a.txt", "b.txt"], cwd=src,
+                   check=True)  # fmt: skip
+    cab = (tmp_path / "reb.cab").read_bytes()
+    coff = struct.unpack_from("<I", cab, 16)[0]
+    start = struct.unpack_from("<I", cab, 36)[0]  # the folder's one data block
+    csum, cb, _ = struct.unpack_from("<IHH", cab, start)
+    at = 100 if where == "between two files" else 200
+    data = cab[start + 8 : start + 8 + cb]
+    data = data[:at] + b"EVIL" * 25 + data[at:]
+    head = struct.pack("<HH", len(data), len(data))
+    block = struct.pack("<I", checksum(head, checksum(data, 0)) if csum else 0) + head + data
+    released = bytearray(cab[:start] + block + cab[start + 8 + cb :])
+    struct.pack_into("<I", released, 8, len(released))  # cbCabinet
+    second = coff + 16 + len("a.txt") + 1  # b.txt's file entry
+    if where == "between two files":
+        struct.pack_into("<I", released, second + 4, 200)  # b.txt's offset in the folder
+    struct.pack_into("<H", released, coff + 12, 0x1234)  # a.txt's time: the allowed difference
+    a, b = pair(tmp_path, bytes(released), cab, "a.cab")
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run(["gcab", "-x", str(a)], cwd=out, check=True)
+    assert (out / "b.txt").read_bytes() == b"B" * 100
+    code, rep = report(run_cli, "diff", a, b, "--allow", "archive.mtime")
+    assert code == 1, rep
+    hidden = [d["detail"] for d in artifact(rep, "a.cab")["differences"]
+              if d["region"] == "archive.hidden"]  # fmt: skip
+    assert any("are in no file" in h for h in hidden), hidden
+
+
 # --- MSI: the sector layout a signature does not cover ----------------------------------------
 
 

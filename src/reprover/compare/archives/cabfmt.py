@@ -63,7 +63,7 @@ def _dostime(date: int, time: int) -> str:
         return f"{date:#06x} {time:#06x} (invalid DOS time)"
 
 
-def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listing:  # noqa: PLR0915 - one walk
+def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listing:  # noqa: PLR0912, PLR0915 - one walk
     """Read the cabinet in `f` (`size` bytes); folder data goes to files `stack` closes.
 
     Raises:
@@ -118,6 +118,7 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
                   for i, folder in enumerate(folders)]  # fmt: skip
     listing.inner = _inner(data_files)
     pos = coff_files
+    tiles: dict[int, list[tuple[int, int, str]]] = {}  # folder -> its files' data spans
     for _ in range(n_files):
         cb_file, offset, folder, date, time, attribs = struct.unpack(
             "<IIHHHH", read_exact(f, pos, 16, "cabinet")
@@ -137,6 +138,7 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
         data, length = data_files[folder]
         if offset + cb_file > length:
             raise MalformedArchive(f"{name!r} lies outside its folder's data")
+        tiles.setdefault(folder, []).append((offset, offset + cb_file, name))
         listing.add(
             Member(name, "file", entry, pos, opener=byte_range(data, offset, cb_file, "cab file"))
         )
@@ -146,7 +148,30 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
         digest = hashlib.sha256(read_exact(f, sig_at, sig_len, "cabinet")).hexdigest()
         fields["cab.signature"] = Field(digest, sig_at, sig_len, Kind.SIGNATURE)
     _account(spans, size, cb_cabinet, listing)
+    for i, (start, _, _) in enumerate(folders):
+        _tiled(tiles.get(i, []), data_files[i][1], f"folder {i}", start, listing)
     return listing
+
+
+def _tiled(
+    files: list[tuple[int, int, str]], length: int, folder: str, at: int, listing: Listing
+) -> None:
+    """A folder's data is its files' content back to back: a byte of it no file claims, or
+    that two claim, is hidden (data no extractor writes; `at` is the folder's first block)."""
+    pos, last = 0, "its start"
+    for start, end, name in sorted(files):
+        if start < pos:
+            listing.hidden.append(Hidden(at, pos - start, f"{name!r} overlaps {last} in the "
+                                         f"data of {folder}"))  # fmt: skip
+        elif start > pos:
+            listing.hidden.append(Hidden(at, start - pos, f"{start - pos} byte(s) of the data "
+                                         f"of {folder} between {last} and {name!r} are in no "
+                                         "file"))  # fmt: skip
+        if end > pos:
+            pos, last = end, repr(name)
+    if pos < length:
+        listing.hidden.append(Hidden(at, length - pos, f"{length - pos} byte(s) of the data of "
+                                     f"{folder} after {last} are in no file"))  # fmt: skip
 
 
 def _reserved(listing: Listing, values: tuple[int, int, int]) -> None:
