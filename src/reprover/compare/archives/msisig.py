@@ -17,7 +17,7 @@ pinned certificates when there are any. The extended stream, if present, is the 
 the released file's metadata, which must be the rebuild's but for the sizes of the accepted
 streams (so every name, time and state bit is the rebuild's). Everything else the two compound
 files differ in is their sector layout, which `ole.read_ole` has already accounted for byte by
-byte, and which must be byte for byte the file osslsigncode writes (`olewrite`) unless
+byte, and which must be byte for byte the file osslsigncode writes (`msilayout`) unless
 another rule (`archive.order`) allowed it.
 Does not own: the PKCS#7 grammar and trust (`signatures.pkcs7`, `signatures.trust`), deciding
 the verdict or which members are accepted (`driver`, `verdict`).
@@ -35,8 +35,8 @@ from typing import Any
 import olefile
 
 from reprover.compare.archives.listing import Listing, Member
+from reprover.compare.archives.msilayout import require_signer_layout
 from reprover.compare.archives.ole import ENTRY, entry_offset, msi_name
-from reprover.compare.archives.olewrite import check_signer_layout, read_rebuilt
 from reprover.compare.signatures.pkcs7 import SPC_SIPINFO, SignerDetails, verify_authenticode
 from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import VerificationError
@@ -239,16 +239,6 @@ def _same(
             _same(kid, other, members, accepted, differing)
 
 
-def _by_path(root: Node) -> dict[str, bytes]:
-    """Every entry's raw bytes by path ("" the root)."""
-    out, todo = {}, [root]
-    while todo:
-        node = todo.pop()
-        out[node.path] = node.raw
-        todo += node.kids
-    return out
-
-
 def _prehash(
     dse: bytes, trees: tuple[Node, Node], sizes: Mapping[str, bytes], algorithm: str
 ) -> bytes:
@@ -294,7 +284,7 @@ def prove_msi_signature_only(
     own): the signature must then cover the released streams, and an extended signature the
     released metadata, which differs from the rebuild's only in those streams' sizes. With
     `signer_layout` the released file must also be laid out byte for byte as osslsigncode
-    writes it (`olewrite`): its sector layout is then explained by signing.
+    writes it (`msilayout`): its sector layout is then explained by signing.
 
     Raises:
         VerificationError: any part of the proof fails; the message says which.
@@ -316,8 +306,7 @@ def prove_msi_signature_only(
     _same(rel, reb, members, accepted, differing)
     sizes = {path: node.size for path, node in differing.items()}
     if signer_layout:
-        order = [n for n in (RAW_EXTENDED, RAW_SIGNATURE) if n in signs]  # as osslsigncode adds
-        check_signer_layout(files[0], read_rebuilt(files[1]), _by_path(rel), members[0], order)
+        require_signer_layout(files[0], files[1])
     blob = b"".join(_content(signs[RAW_SIGNATURE], members[0]))
     extended = signs.get(RAW_EXTENDED)
     dse = None if extended is None else b"".join(_content(extended, members[0]))

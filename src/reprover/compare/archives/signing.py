@@ -10,7 +10,7 @@ the proof holds. The proof is told what the comparison decided (`Given`): the me
 content differs but that the driver accepted on their own (a DLL proven signature-only,
 signed before it was packed), which the MSI and CAB proofs support (the signature then covers
 the released bytes) and the JAR and RPM proofs refuse, saying so; and the effects of signing
-left to the proof (an MSI's sector layout must then be the signer's, `olewrite`, unless
+left to the proof (an MSI's sector layout must then be the signer's, `msilayout`, unless
 `archive.order` allowed it).
 Does not own: the proofs' details (one module per format: `msisig`, `cabsig`, `rpmsig`,
 `jarsig`), comparing (`driver`).
@@ -121,7 +121,7 @@ class MsiProver:
         given: Given,
     ) -> tuple[SignerDetails, ...]:
         """See `msisig.prove_msi_signature_only`: the accepted streams may differ; the sector
-        layout must be osslsigncode's (`olewrite`) unless `archive.order` allowed it.
+        layout must be osslsigncode's (`msilayout`) unless `archive.order` allowed it.
 
         Raises:
             VerificationError: the proof fails.
