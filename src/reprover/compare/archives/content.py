@@ -27,19 +27,20 @@ def same_stored(a: Member, b: Member) -> bool | None:
     Raises:
         MalformedArchive: the archive ends inside a member's stored bytes.
     """
-    if a.stored is None or b.stored is None or a.plain != b.plain:
+    sa, sb, plain = a.stored, b.stored, a.plain  # each a view made when asked (ZIP)
+    if sa is None or sb is None or plain != b.plain:
         return None
-    if not a.plain and (a.identity is None or a.identity != b.identity):
+    if not plain and (a.identity is None or a.identity != b.identity):
         return None
-    if isinstance(a.stored, Span) and isinstance(b.stored, Span):
-        if a.stored.size != b.stored.size:
-            return False if a.plain else None
-        equal = same_bytes(a.stored, b.stored)
+    if isinstance(sa, Span) and isinstance(sb, Span):
+        if sa.size != sb.size:
+            return False if plain else None
+        equal = same_bytes(sa, sb)
     else:  # stored bytes kept in memory by the format (a summary stream's skeleton)
-        equal = same_stream(a.stored, b.stored)
+        equal = same_stream(sa, sb)
     if equal:
         return True
-    return False if a.plain else None
+    return False if plain else None
 
 
 def same_stored_bytes(a: Stored, b: Stored) -> bool:

@@ -297,9 +297,10 @@ class _Comparison:
             self.found.notes.append(
                 f"member {quote(m.name)!r} has {why}: reported, never used as a path"
             )
-        if m.kind in ("symlink", "hardlink"):
+        kind = m.kind
+        if kind in ("symlink", "hardlink"):
             self.found.notes.append(
-                f"member {quote(m.name)!r} is a {m.kind} to {quote(m.target or '')!r}: not followed"
+                f"member {quote(m.name)!r} is a {kind} to {quote(m.target or '')!r}: not followed"
             )
 
     def _pair(self, a: Member, b: Member) -> int:
@@ -310,10 +311,11 @@ class _Comparison:
         differ are expanded, each side once (hashed and written to a private file together).
         """
         prefix = f"{self.la.prefix}[{quote(a.name)}]."
-        same_kind = (a.kind, a.target) == (b.kind, b.target)
-        if a.kind != b.kind:
+        kind_a, kind_b = a.kind, b.kind
+        same_kind = (kind_a, a.target) == (kind_b, b.target)
+        if kind_a != kind_b:
             self.found.roots.append(Difference(a.offset, 0, prefix + "type", Kind.METADATA,
-                                               detail=f"{a.kind} -> {b.kind}"))  # fmt: skip
+                                               detail=f"{kind_a} -> {kind_b}"))  # fmt: skip
         if a.target != b.target:
             self.found.roots.append(Difference(a.offset, 0, prefix + "target", Kind.METADATA,
                                                detail=f"{a.target!r} -> {b.target!r}"))  # fmt: skip

@@ -46,6 +46,7 @@ EXTRA_NAMES = {0x5455: "extra.mtime", 0x000A: "extra.ntfs.mtime", 0x7875: "extra
 CENTRAL = struct.Struct("<HHHHHHIIIHHHHHII")
 OFFSET_AT = 42  # the local header offset inside a central record
 U16, U32, LENGTHS = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<HHH")
+IDENTITY = struct.Struct("<HHHHI")  # flags, method, time, date, CRC (from offset 8)
 
 
 class Table:
@@ -120,6 +121,24 @@ class Entry:
     clen = property(lambda self: self._u16(32), doc="comment length")
     internal = property(lambda self: self._u16(36), doc="internal attributes")
     external = property(lambda self: self._u32(38), doc="external attributes (Unix mode << 16)")
+
+    def identity(self) -> tuple[int, int, int, int]:
+        """Method, encryption flag, CRC and size: with equal stored bytes, equal content."""
+        flags, method, _, _, crc = IDENTITY.unpack_from(self.table.cd, self.pos + 8)
+        return (method, flags & 1, crc, self.table.usize[self.index])
+
+    def kind(self) -> str:
+        """file, dir, symlink or other, from the Unix mode or the name."""
+        made_by = self._u16(4)
+        if made_by >> 8 == UNIX:
+            fmt = (self._u32(38) >> 16) & S_IFMT
+            if fmt == S_IFLNK:
+                return "symlink"
+            if fmt == S_IFDIR:
+                return "dir"
+            if fmt not in (0, 0o100000):
+                return "other"
+        return "dir" if self.name.endswith("/") else "file"
 
     @property
     def csize(self) -> int:
@@ -427,16 +446,3 @@ def _well_formed(ident: int, payload: bytes) -> bool:
             and (len(payload) == gid_at + 1 + payload[gid_at])
         )
     return False
-
-
-def entry_kind(e: Entry) -> str:
-    """file, dir, symlink or other, from the Unix mode or the name."""
-    if e.made_by >> 8 == UNIX:
-        fmt = (e.external >> 16) & S_IFMT
-        if fmt == S_IFLNK:
-            return "symlink"
-        if fmt == S_IFDIR:
-            return "dir"
-        if fmt not in (0, 0o100000):
-            return "other"
-    return "dir" if e.name.endswith("/") else "file"

@@ -45,7 +45,6 @@ from reprover.compare.archives.zipcentral import (
     central_directory,
     end_record,
     entry_fields,
-    entry_kind,
     extra_records,
 )
 
@@ -210,8 +209,8 @@ class _ZipMember(Member):
 
     @property
     def kind(self) -> str:
-        """file, dir, symlink or other (`entry_kind`)."""
-        return entry_kind(self.entry)
+        """file, dir, symlink or other (`Entry.kind`)."""
+        return self.entry.kind()
 
     @kind.setter
     def kind(self, value: str) -> None:
@@ -270,8 +269,7 @@ class _ZipMember(Member):
     @property
     def identity(self) -> tuple[int, int, int, int]:
         """Method, encryption, CRC and size: with equal stored bytes, equal content."""
-        e = self.entry
-        return (e.method, e.flags & 1, e.crc, e.usize)
+        return self.entry.identity()
 
     @identity.setter
     def identity(self, value: object) -> None:
