@@ -578,6 +578,31 @@ def test_cab_folder_bytes_in_no_file_beside_an_allowed_time(
     assert any("are in no file" in h for h in hidden), hidden
 
 
+def test_cab_size_field_holds_chosen_bytes_beside_an_allowed_time(tmp_path: Path, run_cli) -> None:
+    """A gcab cabinet's cbCabinet set to a chosen value below the file's size, beside a file
+    time under `archive.mtime`: the header's size was a consequence of anything allowed and
+    only a value past the file's end was refused (`equivalent`; gcab reads the file). The
+    size must now be the cabinet's own (the signature's offset when signed)."""
+    import struct
+
+    need("gcab")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_bytes(b"A" * 100)
+    subprocess.run(["gcab", "-c", str(tmp_path / "reb.cab"), "a.txt"], cwd=tmp_path / "src",
+                   check=True)  # fmt: skip
+    cab = (tmp_path / "reb.cab").read_bytes()
+    released = bytearray(cab)
+    struct.pack_into("<I", released, 8, 0x45)  # cbCabinet: a chosen byte, not the size
+    struct.pack_into("<H", released, struct.unpack_from("<I", cab, 16)[0] + 12, 0x1234)  # time
+    a, b = pair(tmp_path, bytes(released), cab, "a.cab")
+    subprocess.run(["gcab", "-t", str(a)], check=True, capture_output=True)
+    code, rep = report(run_cli, "diff", a, b, "--allow", "archive.mtime")
+    assert code == 1, rep
+    hidden = [d["detail"] for d in artifact(rep, "a.cab")["differences"]
+              if d["region"] == "archive.hidden"]  # fmt: skip
+    assert any("cbCabinet 69 is not the cabinet's size" in h for h in hidden), hidden
+
+
 # --- MSI: the sector layout a signature does not cover ----------------------------------------
 
 

@@ -148,6 +148,9 @@ def read_cab(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
         digest = hashlib.sha256(read_exact(f, sig_at, sig_len, "cabinet")).hexdigest()
         fields["cab.signature"] = Field(digest, sig_at, sig_len, Kind.SIGNATURE)
     _account(spans, size, cb_cabinet, listing)
+    if cb_cabinet != (size if signature is None else signature[0]):
+        # the cabinet's size as the header states it: any other value is four chosen bytes
+        listing.hidden.append(Hidden(8, 4, f"cbCabinet {cb_cabinet} is not the cabinet's size"))
     for i, (start, _, _) in enumerate(folders):
         _tiled(tiles.get(i, []), data_files[i][1], f"folder {i}", start, listing)
     return listing
