@@ -5,13 +5,15 @@ directory; each stream a member (MSI stream names decoded: `!_Tables`, `product.
 storage `storage/stream`), each storage a `dir` member `storage/`, their directory entries' raw
 name, CLSID, state bits and FILETIMEs as fields (`ole.stream[N].mtime`), the root entry's as
 container fields, and the sector placement and directory tree (types, colours, links) as
-`ole.layout` (allowed by `archive.order`: it can hide nothing once every sector is accounted
-for). `Hidden`: a free sector or mini sector holding data (a sector marked FATSECT in the FAT
-but listed by no DIFAT is free; `olealloc` checks the tables' own unused entries), a sector
-claimed by two chains or by none, non-zero slack after a stream's end, an unused directory
-entry holding data, a used one with bytes no field explains (after the name, a size's high
-half, a storage's size, a stream's child link, a colour byte but red or black, an empty entry
-in the tree), a name with `/`, `\\`, `:`, `!` or NUL, and bytes after the last sector.
+`ole.layout` (allowed by `archive.order`; every sector is accounted for, but their
+arrangement is itself about log2(n!) bits for n sectors; a signed MSI's layout is held to its
+signer's by `msilayout`). `Hidden`: a free sector or mini sector holding data (a sector marked
+FATSECT in the FAT but listed by no DIFAT is free; `olealloc` checks the tables' own unused
+entries), a sector claimed by two chains or by none, non-zero slack after a stream's end, an
+unused directory entry holding data, a used one with bytes no field explains (after the name,
+a size's high half, a storage's size, a stream's child link, a colour byte but red or black,
+an empty entry in the tree), a name with `/`, `\\`, `:`, `!` or NUL, and bytes after the last
+sector.
 The root `\\x05SummaryInformation` stream, when `olesummary` explains every byte of it, becomes
 `msi.summary.*` container fields plus its skeleton as the member's stored bytes (the driver
 then compares skeletons and fields, not the bytes).
