@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,8 @@ def test_a_wheel_with_its_pyd_signed_is_signature_only(tmp_path: Path, run_cli) 
     record = artifact(rep, f"{W}!{RECORD}")
     assert record["verdict"] == "different"
     assert any("not accepted" in n for n in record["notes"])
+    code, rep = report(run_cli, "sign-check", WHEEL, released)
+    assert code == 0, _unallowed(rep)
 
 
 def test_a_deb_with_its_dll_signed_is_signature_only(tmp_path: Path, run_cli) -> None:
@@ -127,3 +130,25 @@ def test_a_signed_msi_with_its_cab_dll_signed_is_signature_only(tmp_path: Path, 
         assert {d["rule"] for d in table["differences"]} == {f"restates {dll} (signature-only)"}
     code, rep = report(run_cli, "sign-check", rebuilt, released)
     assert code == 0, _unallowed(rep)
+
+
+def test_a_member_not_decided_leaves_its_line_inconclusive(tmp_path: Path) -> None:
+    """A member cut short by a limit is neither accepted nor refused: the RECORD line naming it
+    is not explained, and the RECORD is `inconclusive` (never a pass, never a false fail)."""
+    from reprover.compare.archives.restated import Changed, Scope, resolve
+    from reprover.model import ArtifactResult, ArtifactVerdict
+
+    with zipfile.ZipFile(WHEEL) as z:
+        rebuilt_record = z.read(RECORD)
+        names = set(z.namelist())
+    signed = sign(pyd(), tmp_path)
+    rewheel(tmp_path / "released.whl", {PYD: signed})
+    with zipfile.ZipFile(tmp_path / "released.whl") as z:
+        (tmp_path / "a").write_bytes(z.read(RECORD))
+    (tmp_path / "b").write_bytes(rebuilt_record)
+    scope = Scope("record", "x.whl", names=(names, set(names)))
+    scope.register(PYD, Changed(f"x.whl!{PYD}", ArtifactVerdict.INCONCLUSIVE))
+    result = ArtifactResult(f"x.whl!{RECORD}", ArtifactVerdict.DIFFERENT, None, None)
+    out = resolve(scope, RECORD, result, (tmp_path / "a", tmp_path / "b"))
+    assert out.verdict is ArtifactVerdict.INCONCLUSIVE
+    assert any("is not decided" in n for n in out.notes)
