@@ -53,11 +53,11 @@ def pyd() -> bytes:
         return z.read(PYD)
 
 
-def record_line(path: str, data: bytes) -> bytes:
-    """A RECORD row as bdist_wheel writes it."""
+def record_line(path: str, data: bytes, end: str = "\n") -> bytes:
+    """A RECORD row as bdist_wheel writes it (`end` CR LF: as csv's default, auditwheel's)."""
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow([path, f"sha256={digest}", len(data)])
+    csv.writer(out, lineterminator=end).writerow([path, f"sha256={digest}", len(data)])
     return out.getvalue().encode()
 
 
@@ -68,12 +68,16 @@ def rewheel(out: Path, members: dict[str, bytes], edit: Edit = _same, src: Path 
         lines = zin.read(record_name).splitlines(keepends=True)
         for name, data in members.items():
             at = next(i for i, ln in enumerate(lines) if ln.startswith(name.encode() + b","))
-            lines[at] = record_line(name, data)
+            lines[at] = record_line(name, data, _end(lines[at]))
         record = edit(b"".join(lines))
         for info in zin.infolist():
             data = record if info.filename == record_name else zin.read(info)
             zout.writestr(_copy_info(info, info.date_time), members.get(info.filename, data))
     return out
+
+
+def _end(record: bytes) -> str:
+    return "\r\n" if record.split(b"\n", 1)[0].endswith(b"\r") else "\n"
 
 
 def md5_line(path: str, data: bytes) -> bytes:
@@ -114,7 +118,7 @@ def with_member(src: Path, out: Path, name: str, data: bytes) -> Path:
                 added = zipfile.ZipInfo(name, info.date_time)
                 added.compress_type, added.external_attr = info.compress_type, info.external_attr
                 zout.writestr(added, data)
-                content += record_line(name, data)
+                content += record_line(name, data, _end(content))
             zout.writestr(_copy_info(info, info.date_time), content)
     return out
 

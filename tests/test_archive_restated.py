@@ -132,6 +132,29 @@ def test_a_signed_msi_with_its_cab_dll_signed_is_signature_only(tmp_path: Path, 
     assert code == 0, _unallowed(rep)
 
 
+def test_a_manylinux_wheel_whose_record_auditwheel_wrote_in_crlf(tmp_path: Path,
+                                                                  run_cli) -> None:  # fmt: skip
+    """auditwheel rewrites RECORD with csv's default CR LF (markupsafe's real manylinux wheel):
+    a line restated in CR LF is explained like one in LF."""
+    manylinux = next(FIXTURES.glob("real-packages/markupsafe-*manylinux*.whl"))
+    with zipfile.ZipFile(manylinux) as z:
+        assert b"\r\n" in z.read(RECORD)
+    files = {"a.txt": b"a\n"}
+    inner = {t: write_tar(tmp_path / f"{t}.tar", files, mtime=t).read_bytes()
+             for t in (1_600_000_000, 1_700_000_000)}  # fmt: skip
+    name = "markupsafe/data.tar"
+    with_member(manylinux, tmp_path / "base.whl", name, b"")
+    rebuilt = rewheel(
+        tmp_path / "rebuilt.whl", {name: inner[1_600_000_000]}, src=tmp_path / "base.whl"
+    )
+    released = rewheel(tmp_path / "released.whl", {name: inner[1_700_000_000]},
+                       src=tmp_path / "base.whl")  # fmt: skip
+    code, rep = report(run_cli, "diff", released, rebuilt, "--allow", "archive.mtime")
+    assert code == 0, _unallowed(rep)
+    [line] = artifact(rep, f"released.whl!{RECORD}")["differences"]
+    assert line["region"] == f"RECORD[{name}]"
+
+
 def test_a_member_not_decided_leaves_its_line_inconclusive(tmp_path: Path) -> None:
     """A member cut short by a limit is neither accepted nor refused: the RECORD line naming it
     is not explained, and the RECORD is `inconclusive` (never a pass, never a false fail)."""

@@ -275,6 +275,9 @@ def _explained(
                               result.rebuilt, tuple(found), (note,))  # fmt: skip
     fmt = FORMATS[scope.kind]
     entries_a, entries_b = fmt.parse(released, "released"), fmt.parse(rebuilt, "rebuilt")
+    ends = {e.line.endswith(b"\r\n") for e in (*entries_a, *entries_b)}
+    if len(ends) > 1:
+        raise NotRestated("the released and rebuilt files end their lines otherwise")
     sides = ((entries_a, scope.names[0], "released"), (entries_b, scope.names[1], "rebuilt"))
     for entries, names, side in sides:
         for e in entries:

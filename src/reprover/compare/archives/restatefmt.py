@@ -3,7 +3,8 @@
 Owns: `FORMATS`, one strict reader and writer per format: Debian's `md5sums` (`<md5>  <path>`,
 the lines dh_md5sums writes) and a wheel's `RECORD` (CSV `path,sha256=<urlsafe base64 without
 padding>,size`, as bdist_wheel writes it: PEP 376 and 427; sha256 only). Strict: UTF-8 for
-RECORD; `\\n` line ends only, the last line ended; every line in the format's one spelling
+RECORD; `\\n` line ends, the last line ended (RECORD: or `\\r\\n` on every line, as csv's
+default writes it, auditwheel's for instance); every line in the format's one spelling
 (a RECORD row must be what Python's csv writer makes of it again); a path relative and
 normal (no `./`, `..`, empty part or leading `/`); no path twice. Anything else is
 `NotRestated` with the reason.
@@ -68,15 +69,18 @@ class Format:
         return e.values is None
 
 
-def _lines(data: bytes, side: str, name: str) -> list[tuple[int, bytes]]:
-    if b"\r" in data:
-        raise NotRestated(f"the {side} {name} has a carriage return (other line endings)")
+def _lines(data: bytes, side: str, name: str, *, crlf: bool = False) -> list[tuple[int, bytes]]:
+    """The lines with their ends: LF each, or with `crlf` CR LF each if the first has it."""
     if data and not data.endswith(b"\n"):
         raise NotRestated(f"the {side} {name} does not end with a newline (trailing bytes)")
+    end = b"\r\n" if crlf and data.split(b"\n", 1)[0].endswith(b"\r") else b"\n"
+    if any(c in data.replace(end, b"") for c in (b"\r", b"\n")):
+        raise NotRestated(f"the {side} {name} has a carriage return not ending a line, or "
+                          "mixes line endings")  # fmt: skip
     out, at = [], 0
-    for line in data.split(b"\n")[:-1]:
-        out.append((at, line + b"\n"))
-        at += len(line) + 1
+    for line in data.split(end)[:-1]:
+        out.append((at, line + end))
+        at += len(line) + len(end)
     return out
 
 
@@ -110,13 +114,13 @@ def _restate_md5(e: Entry, changed: Changed) -> bytes:
 def _parse_record(data: bytes, side: str) -> list[Entry]:
     seen: set[str] = set()
     out = []
-    for at, raw in _lines(data, side, "RECORD"):
+    for at, raw in _lines(data, side, "RECORD", crlf=True):  # csv's own default: \r\n
         try:
             line = raw.decode()
-            rows = list(csv.reader([line[:-1]], strict=True))
+            rows = list(csv.reader([line.removesuffix("\n").removesuffix("\r")], strict=True))
         except (UnicodeDecodeError, csv.Error) as exc:
             raise NotRestated(f"the {side} RECORD line at byte {at} is malformed: {exc}") from exc
-        if len(rows) != 1 or len(rows[0]) != 3 or _row(rows[0]) != line:
+        if len(rows) != 1 or len(rows[0]) != 3 or _row(rows[0], _end(raw)) != line:
             raise NotRestated(f"the {side} RECORD line at byte {at} is not path,hash,size as "
                               "written by the csv module")  # fmt: skip
         path, digest, size = rows[0]
@@ -141,16 +145,20 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _row(row: list[str]) -> str:
+def _end(line: bytes) -> str:
+    return "\r\n" if line.endswith(b"\r\n") else "\n"
+
+
+def _row(row: list[str], end: str) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(row)
+    csv.writer(out, lineterminator=end).writerow(row)
     return out.getvalue()
 
 
 def _restate_record(e: Entry, changed: Changed) -> bytes:
     assert changed.released is not None  # noqa: S101 - only accepted members are restated
     digest = "sha256=" + _b64(bytes.fromhex(changed.released.sha256))
-    return _row([e.path, digest, str(changed.released.size)]).encode()
+    return _row([e.path, digest, str(changed.released.size)], _end(e.line)).encode()
 
 
 def _md5_rebuilt(changed: Changed) -> tuple[str, int | None] | None:
