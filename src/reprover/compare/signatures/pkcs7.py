@@ -234,8 +234,10 @@ def _verify_one(
     actual = expected(algorithm)
     if claimed != actual:
         raise VerificationError(
-            f"{what}: the signed Authenticode {algorithm} digest {claimed.hex()} is not the "
-            f"rebuilt file's {actual.hex()}: the signature covers different content"
+            f"{what}: the signed Authenticode {algorithm} digest {claimed.hex()} is not "
+            f"{actual.hex()}, the digest of what it must cover (the rebuilt file; for an "
+            "installer whose members were proven on their own, its released streams): the "
+            "signature covers different content"
         )
     signer = cms.verify_signer_info(
         sd, sd.content.content, SPC_INDIRECT_DATA, AUTHENTICODE_UNSIGNED, what
