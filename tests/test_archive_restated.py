@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from archive_support import FIXTURES, artifact, report, write_tar
+from archive_support import FIXTURES, artifact, report, write_tar, write_zip
 from restated_support import (
     DLL,
     MSI_DLL,
@@ -130,6 +130,25 @@ def test_a_signed_msi_with_its_cab_dll_signed_is_signature_only(tmp_path: Path, 
         assert {d["rule"] for d in table["differences"]} == {f"restates {dll} (signature-only)"}
     code, rep = report(run_cli, "sign-check", rebuilt, released)
     assert code == 0, _unallowed(rep)
+
+
+@pytest.mark.skipif(shutil.which("wixl") is None, reason="wixl is in .ci/apt-packages.txt")
+def test_a_bundle_of_a_deb_and_an_msi_each_with_a_signed_dll(tmp_path: Path, run_cli) -> None:
+    """Scopes at any depth: bundle.zip!engine.deb and bundle.zip!setup.msi each explain their
+    own restating members; the bundle is signature-only."""
+    pe, dll = small_pe(), MSI_DLL.read_bytes()
+    msis = build_msis(tmp_path / "msi", sign(dll, tmp_path / "s1"))
+    debs = (build_deb(tmp_path / "rel.deb", tmp_path, sign(pe, tmp_path / "s2")),
+            build_deb(tmp_path / "reb.deb", tmp_path, pe))  # fmt: skip
+    bundles = [write_zip(tmp_path / f"{side}.zip", {"engine.deb": debs[i].read_bytes(),
+                                                     "setup.msi": msis[i].read_bytes()})
+               for i, side in enumerate(("released", "rebuilt"))]  # fmt: skip
+    code, rep = report(run_cli, "diff", *bundles, "--allow", "signature")
+    assert code == 0, _unallowed(rep)
+    assert artifact(rep, "released.zip")["verdict"] == "signature-only"
+    for restating in ("engine.deb!control.tar.xz!./md5sums", "setup.msi!%21File",
+                      "setup.msi!%21MsiFileHash"):  # fmt: skip
+        assert artifact(rep, f"released.zip!{restating}")["verdict"] == "equivalent"
 
 
 def test_a_manylinux_wheel_whose_record_auditwheel_wrote_in_crlf(tmp_path: Path,
