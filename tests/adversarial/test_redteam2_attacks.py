@@ -340,6 +340,78 @@ def test_gzip_header_crc_of_its_own_header_follows_the_time(tmp_path: Path, run_
     assert artifact(rep, "a.tar.gz")["verdict"] == "equivalent"
 
 
+# --- ZIP: how a data descriptor is spelt ---------------------------------------------------------
+
+
+def streamed_zip(entries: list[tuple[bytes, int, bool, bool]]) -> bytes:
+    """A ZIP of deflated `hello`s written as a streaming writer does (flag 3, data descriptors),
+    each entry (name, DOS time, local CRC and sizes zero, descriptor signature)."""
+    import struct
+    import zlib
+
+    out, central = bytearray(), bytearray()
+    for name, when, zero, signed in entries:
+        data = b"hello " * 50
+        engine = zlib.compressobj(9, zlib.DEFLATED, -15)
+        packed = engine.compress(data) + engine.flush()
+        crc, offset = zlib.crc32(data), len(out)
+        sizes = (crc, len(packed), len(data))
+        out += struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 8, 8, when & 0xFFFF, when >> 16,
+                           *((0, 0, 0) if zero else sizes), len(name), 0)  # fmt: skip
+        out += name + packed + (b"PK\x07\x08" if signed else b"") + struct.pack("<3I", *sizes)
+        central += struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 8, 8, when & 0xFFFF,
+                               when >> 16, *sizes, len(name), 0, 0, 0, 0, 0, offset)  # fmt: skip
+        central += name
+    end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central),
+                      len(out), 0)  # fmt: skip
+    return bytes(out + central + end)
+
+
+def test_data_descriptor_spelling_carries_bits_beside_an_allowed_time(
+    tmp_path: Path, run_cli
+) -> None:
+    """`a.txt`'s local header holding its CRC and sizes and its descriptor without signature
+    (both legal; `unzip -t` accepts them), where the rebuild spells them as streaming writers
+    do (zeros, signature), beside `b.txt`'s time under `archive.mtime`: equal central records
+    made `a.txt` identical and the two bits rode along (`equivalent`). An unusual spelling is
+    a field now (`local.descriptor`), which no rule allows."""
+    need("unzip")
+    rebuilt = streamed_zip([(b"a.txt", 0x58210000, True, True), (b"b.txt", 0x58210000, True, True)])
+    released = streamed_zip([(b"a.txt", 0x58210000, False, False),
+                             (b"b.txt", 0x58220000, True, True)])  # fmt: skip
+    a, b = pair(tmp_path, released, rebuilt, "a.zip")
+    subprocess.run(["unzip", "-tq", str(a)], check=True, capture_output=True)
+    code, rep = report(run_cli, "diff", a, b, "--allow", "archive.mtime")
+    assert code == 1, rep
+    found = regions(artifact(rep, "a.zip"))["zip.entry[a.txt].local.descriptor"]
+    assert not found["allowed"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [(b"\x55\x54\x05\x00" + bytes([0x01 | 0xA8]) + (1_700_000_000).to_bytes(4, "little"),
+      "extra[0x5455]"),
+     (b"\x0a\x00\x20\x00" + b"EVIL" + b"\x01\x00\x18\x00" + bytes(24), "extra[0x000a]")],
+    ids=["UT flags' unused bits", "NTFS reserved bytes"],
+)  # fmt: skip
+def test_time_extra_bits_no_time_reads(tmp_path: Path, run_cli, extra: bytes, key: str) -> None:
+    """A time extra whose bytes no time reads (5 unused flag bits of a 0x5455 extra, the 4
+    reserved bytes of an NTFS extra) under `archive.mtime`: a well-formed time record was a
+    time (`equivalent`); those bits must now be zero, else the record is `extra[ID]`."""
+    import zipfile
+
+    for folder, payload in (("rel", extra), ("reb", b"")):
+        (tmp_path / folder).mkdir()
+        with zipfile.ZipFile(tmp_path / folder / "a.zip", "w") as z:
+            info = zipfile.ZipInfo("a.txt", (2024, 1, 2, 3, 4, 6))
+            info.extra = payload
+            z.writestr(info, b"hello\n")
+    code, rep = report(run_cli, "diff", tmp_path / "rel" / "a.zip", tmp_path / "reb" / "a.zip",
+                       "--allow", "archive.mtime")  # fmt: skip
+    assert code == 1, rep
+    assert not regions(artifact(rep, "a.zip"))[f"zip.entry[a.txt].{key}"]["allowed"]
+
+
 # --- RPM: bytes of the cpio payload and header that restate or pad ----------------------------
 
 RPM_BINARY = b"\x7fELF" + b"hello" * 100 + b"!"  # 505 bytes: its data is padded to 508

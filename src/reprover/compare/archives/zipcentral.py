@@ -58,7 +58,7 @@ class Table:
     """
 
     __slots__ = ("budget", "cd", "csize", "data", "file", "local", "local_extra", "pos",
-                 "start", "usize", "zip64")  # fmt: skip
+                 "spelling", "start", "usize", "zip64")  # fmt: skip
 
     def __init__(self, cd: bytes, start: int, file: BinaryIO, budget: Budget) -> None:
         self.cd, self.start, self.file, self.budget = cd, start, file, budget
@@ -66,6 +66,7 @@ class Table:
         self.local, self.data = array("Q"), array("Q")
         self.zip64 = bytearray()
         self.local_extra: dict[int, bytes] = {}  # only the entries that have one
+        self.spelling: dict[int, str] = {}  # a data descriptor spelt unusually (`zipfmt`)
 
     def add(self, pos: int) -> Entry:
         """Add the entry whose record starts at `pos` in the directory; return its view."""
@@ -189,6 +190,17 @@ class Entry:
             self.table.local_extra.pop(self.index, None)
 
     @property
+    def spelling(self) -> str:
+        """How its data descriptor is spelt, when not as every streaming writer spells it
+        (local CRC and sizes zero, the descriptor with its signature); else empty."""
+        return self.table.spelling.get(self.index, "")
+
+    @spelling.setter
+    def spelling(self, value: str) -> None:
+        if value:
+            self.table.spelling[self.index] = value
+
+    @property
     def zip64(self) -> bool:
         """Whether it has a ZIP64 extended-information record."""
         return bool(self.table.zip64[self.index])
@@ -251,8 +263,9 @@ class Entry:
     @property
     def key(self) -> bytes:
         """Bytes whose equality on two entries implies equal fields."""
-        extra = self.local_extra
-        return self.record + extra if extra else self.record
+        extra, spelling = self.local_extra, self.spelling
+        key = self.record + extra if extra else self.record
+        return key + b"\0" + spelling.encode() if spelling else key
 
 
 def extra_records(extra: bytes) -> list[tuple[int, int, bytes]] | None:
@@ -407,6 +420,8 @@ def entry_fields(e: Entry) -> dict[str, Field]:
         "attributes.internal": Field(e.internal, at + 36, 2),
         "comment": Field(e.comment, at + 46 + len(e.raw_name) + len(e.extra), len(e.comment)),
     }
+    if e.spelling:  # one bit or two per entry no field would show otherwise
+        fields["local.descriptor"] = Field(e.spelling, e.local, 30, show=e.spelling)
     if e.made_by >> 8 == UNIX:
         mode = e.external >> 16
         fields["mode"] = Field(mode, at + 38, 4, show=f"{mode:o}")
@@ -432,10 +447,12 @@ def entry_fields(e: Entry) -> dict[str, Field]:
 def _well_formed(ident: int, payload: bytes) -> bool:
     """Whether a time or owner extra holds only its fields (else no rule may allow it: a
     payload of data under a time or owner record is data, not a time)."""
-    if ident == 0x5455:  # flags, then one 4-byte time per flag bit set (central: at most all)
-        return 1 <= len(payload) <= 1 + 4 * bin(payload[0] & 7).count("1")
-    if ident == 0x000A:  # 4 reserved bytes, one tag 1 of 24 bytes (mtime, atime, ctime)
-        return len(payload) == 32 and payload[4:8] == struct.pack("<HH", 1, 24)
+    if ident == 0x5455:  # flags (bits 0-2), then one 4-byte time per flag bit (central: fewer)
+        times = bin(payload[0] & 7).count("1") if payload else 0
+        whole = len(payload) % 4 == 1 and len(payload) <= 1 + 4 * times
+        return whole and not payload[0] & ~7
+    if ident == 0x000A:  # 4 reserved bytes (zero), one tag 1 of 24 bytes (mtime, atime, ctime)
+        return len(payload) == 32 and payload[:8] == struct.pack("<IHH", 0, 1, 24)
     if ident == 0x7875:  # version 1, uid size, uid, gid size, gid
         if len(payload) < 3 or payload[0] != 1 or payload[1] > 8:
             return False

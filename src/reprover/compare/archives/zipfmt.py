@@ -63,6 +63,7 @@ def _local(f: BinaryIO, e: Entry, listing: Listing) -> int:
     if len(peek) < 30:
         raise MalformedArchive(f"truncated: wanted 30 bytes at {e.local}")
     sig, needed, flags, method, t, d, crc, csize, usize, nlen, xlen = LOCAL.unpack_from(peek)
+    zero = (crc, csize, usize) == (0, 0, 0)
     if sig != LOC:
         raise MalformedArchive(f"no local header for {e.name!r} at {e.local}")
     if 30 + nlen + xlen > len(peek):
@@ -107,6 +108,7 @@ def _local(f: BinaryIO, e: Entry, listing: Listing) -> int:
         wide = e.zip64 or local64
         sig = read_exact(f, end, 4)
         at = end + (4 if sig == DESCRIPTOR else 0)
+        e.spelling = _spelling(zero=zero, signed=sig == DESCRIPTOR)
         fmt = "<IQQ" if wide else "<III"
         got = struct.unpack(fmt, read_exact(f, at, struct.calcsize(fmt)))
         if got != (e.crc, e.csize, e.usize):
@@ -116,6 +118,16 @@ def _local(f: BinaryIO, e: Entry, listing: Listing) -> int:
             )  # fmt: skip
         end = at + struct.calcsize(fmt)
     return end
+
+
+def _spelling(*, zero: bool, signed: bool) -> str:
+    """How a data descriptor is spelt, or "" when as every streaming writer spells it (local
+    CRC and sizes zero, the descriptor with its signature): the other spellings carry a bit
+    or two an entry's fields would otherwise not show, so they become a field."""
+    if zero and signed:
+        return ""
+    local = "zero" if zero else "the central values"
+    return f"local CRC and sizes {local}, descriptor {'with' if signed else 'without'} signature"
 
 
 def read_zip(f: BinaryIO, size: int, budget: Budget) -> Listing:
