@@ -12,9 +12,9 @@ Does not own: the local headers and member data (`zipfmt` walks them in file ord
 
 What must be held per member to compare two ZIPs: its name (to match members by name and
 find duplicate names) and where it lies; everything else can be read again. The table holds
-its central record (in the directory's bytes, which hold the name) and four offsets or sizes
-(8 bytes each), and its local extra field only when it has one; 64 bytes a member plus its
-record, where a Python object per member cost about 500.
+its central record (in the directory's bytes, which hold the name), where that record starts
+and four offsets or sizes (8 bytes each: 40 bytes a member besides its record), and its local
+extra field only when it has one.
 """
 
 from __future__ import annotations
