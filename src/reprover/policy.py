@@ -128,8 +128,8 @@ RULES: dict[str, Rule] = {
         ),
         Rule(
             "archive.mode",
-            "Member permission bits, except setuid, setgid, sticky, executable and file-type "
-            "changes (named .mode.special, never allowed)",
+            "Member permission bits, except setuid, setgid, sticky, executable, file-type and "
+            "higher bits' changes (named .mode.special, never allowed)",
             (_MEMBER + r"(?:[\w.]+\.)?mode", r"rpm\.header\.filemodes\.mode"),
             frozenset({K.METADATA}),
         ),

@@ -215,6 +215,21 @@ def test_pax_bytes_a_comparison_read_past_beside_an_allowed_time(
     assert (found["kind"], found["allowed"]) == ("hidden", False)
 
 
+def test_mode_bits_above_the_file_type_under_archive_mode(tmp_path: Path, run_cli) -> None:
+    """A member's mode `7000644` (GNU tar lists and extracts `-rw-r--r--`: it reads 16 bits)
+    against `644`, under `archive.mode`: only setuid, setgid, sticky, executable and type
+    bits were special, so three bits no reader uses passed as permissions (`equivalent`;
+    sixteen in a cpio mode). Any bit above the file type is `.mode.special` now."""
+    need("tar")
+    rebuilt = gnu_tar(tmp_path, {"bin/tool": b"hi\n"}, "--format=ustar", "--mode=644")
+    released = patch_header(rebuilt, 100, b"7000644\0")
+    a, b = pair(tmp_path, released, rebuilt, "app.tar")
+    assert tar_listing(a) == tar_listing(b)
+    code, rep = report(run_cli, "diff", a, b, "--allow", "archive.mode")
+    assert code == 1, rep
+    assert not regions(artifact(rep, "app.tar"))["tar.member[bin/tool].mode.special"]["allowed"]
+
+
 # --- numbers spelt otherwise: the spelling is data ---------------------------------------------
 
 

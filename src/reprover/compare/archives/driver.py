@@ -2,8 +2,8 @@
 
 Owns: `compare_tree`, the entry for one artifact pair (archive or not), and the comparison of
 two listings: hidden bytes (never allowed), container fields, members added or removed, member
-order, member fields (mode changes of setuid, setgid, sticky, executable or type bits are named
-`.mode.special` so no rule covers them) and member content. Content: members whose stored
+order, member fields (mode changes of setuid, setgid, sticky, executable, type or higher bits are
+named `.mode.special` so no rule covers them) and member content. Content: members whose stored
 bytes are equal are equal (compared directly, `content.same_stored`); the others are read
 once each, hashed and written to a private file named by a counter, never by its name, in the
 same pass (`content.take`), and compared by recursion, down to the byte ledger of the leaf.
@@ -67,7 +67,9 @@ from reprover.model import (
 )
 
 Leaf = Callable[[str, Path, Path, tuple[Digest, Digest]], ArtifactResult]
-SPECIAL_MODE = 0o7111 | 0o170000  # setuid, setgid, sticky, executable, file type
+# every mode bit but read and write: setuid, setgid, sticky, executable, file type, and any bit
+# above the file type (a TAR, ar or cpio mode field holds 21 to 32 bits; no reader uses those)
+SPECIAL_MODE = ~0o666
 HEADER_CONSEQUENCES = re.compile(
     r"(?:^|\.)(?:checksum|size|offset|digest)$"
 )  # follow any header change
