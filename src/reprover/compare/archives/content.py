@@ -43,6 +43,21 @@ def same_stored(a: Member, b: Member) -> bool | None:
     return False if plain else None
 
 
+def same_inner(a: Span | str | None, b: Span | str | None) -> bool | None:
+    """Whether two containers' decompressed content is the same (`Listing.inner`): two
+    expanded files compared directly (up to their first difference), or two digests; None
+    when either is not known.
+
+    Raises:
+        MalformedArchive: an expanded file is shorter than it was written.
+    """
+    if a is None or b is None:
+        return None
+    if isinstance(a, Span) and isinstance(b, Span):
+        return a.size == b.size and same_bytes(a, b)
+    return a == b
+
+
 def same_stored_bytes(a: Stored, b: Stored) -> bool:
     """Whether two members' stored bytes are equal, whatever the content.
 

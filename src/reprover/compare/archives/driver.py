@@ -35,7 +35,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from reprover.compare.archives.content import same_stored, same_stored_bytes, take
+from reprover.compare.archives.content import same_inner, same_stored, same_stored_bytes, take
 from reprover.compare.archives.formats import STREAMS, head_of, open_listing, sniff
 from reprover.compare.archives.limits import Budget, LimitHit
 from reprover.compare.archives.listing import (
@@ -169,7 +169,7 @@ class _Comparison:
             for h in listing.hidden:
                 self._hidden(h.offset, h.length, side + h.reason, rebuilt=rebuilt)
             self._duplicates(listing, side, rebuilt=rebuilt)
-        same = None if self.la.inner is None else self.la.inner == self.lb.inner
+        same = same_inner(self.la.inner, self.lb.inner)
         self._fields("", self.la.fields, self.lb.fields, content_same=same)
         self._members()
         own = verdict(self.found, self.ctx.policy, self.ctx.judge)

@@ -19,7 +19,7 @@ from reprover.compare.archives.arfmt import read_ar
 from reprover.compare.archives.cabfmt import MAGIC as CAB_MAGIC
 from reprover.compare.archives.cabfmt import read_cab
 from reprover.compare.archives.limits import Budget
-from reprover.compare.archives.listing import Listing, Member, Opener, byte_range
+from reprover.compare.archives.listing import Listing, Member, Opener, Span, byte_range
 from reprover.compare.archives.ole import MAGIC as OLE_MAGIC
 from reprover.compare.archives.ole import read_ole
 from reprover.compare.archives.rpmfmt import MAGIC as RPM_MAGIC
@@ -89,10 +89,11 @@ def open_listing(  # noqa: PLR0911 - one return per format
     if fmt == "rpm":
         return read_rpm(f, size, budget, stack)
     tmp = stack.enter_context(tempfile.TemporaryFile(prefix="reprover-stream-"))  # noqa: SIM115
-    fields, hidden, digest = unwrap(fmt, f, size, tmp, budget)
+    fields, hidden = unwrap(fmt, f, size, tmp, budget)
     inner = tmp.tell()
     tmp.seek(0)
-    listing = Listing(fmt, f"{fmt}.member", fields=fields, hidden=hidden, inner=digest)
+    listing = Listing(fmt, f"{fmt}.member", fields=fields, hidden=hidden,
+                      inner=Span(tmp, 0, inner))  # fmt: skip
     if is_tar(tmp.read(HEAD)):
         listing.notes.append(f"tar offsets are in the {fmt}-decompressed stream")
         return read_tar(tmp, inner, budget, listing)

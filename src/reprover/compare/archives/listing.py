@@ -173,7 +173,9 @@ class Listing:
     fields: dict[str, Field] = field(default_factory=dict)
     hidden: list[Hidden] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    inner: str | None = None  # sha256 of the decompressed stream, for compressed containers
+    # the decompressed content of a compressed container: where it lies (a private file), or
+    # a digest of it (CAB folders); two listings' are compared by `content.same_inner`
+    inner: Span | str | None = None
 
     def add(self, member: Member) -> None:
         """Append a member (to a listing whose members are a list).

@@ -36,13 +36,11 @@ import olefile
 
 from reprover.compare.archives.listing import Listing, Member
 from reprover.compare.archives.msilayout import require_signer_layout
-from reprover.compare.archives.ole import ENTRY, entry_offset, msi_name
+from reprover.compare.archives.ole import ENTRY, EXTENDED, SIGNATURE, entry_offset, msi_name
 from reprover.compare.signatures.pkcs7 import SPC_SIPINFO, SignerDetails, verify_authenticode
 from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import VerificationError
 
-SIGNATURE = "\x05DigitalSignature"
-EXTENDED = "\x05MsiDigitalSignatureEx"
 RAW_SIGNATURE = SIGNATURE.encode("utf-16-le") + b"\0\0"
 RAW_EXTENDED = EXTENDED.encode("utf-16-le") + b"\0\0"
 STREAM, ROOT = 2, 5

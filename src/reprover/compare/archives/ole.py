@@ -53,6 +53,8 @@ ENTRY = 128
 NOSTREAM = 0xFFFFFFFF
 STORAGE_STARTS = (b"\0" * 4, b"\xfe\xff\xff\xff", b"\xff" * 4)
 ILLEGAL = "/\\:!"  # MS-CFB 2.6.1: never in an entry name
+SIGNATURE = "\x05DigitalSignature"  # an MSI's Authenticode signature stream (`msisig`)
+EXTENDED = "\x05MsiDigitalSignatureEx"  # its pre-hash of the metadata, when signed extended
 
 
 def msi_name(name: str) -> str:

@@ -34,6 +34,7 @@ from reprover.compare.archives.listing import (
     Listing,
     MalformedArchive,
     Member,
+    Span,
     byte_range,
     decode_name,
     read_exact,
@@ -231,8 +232,8 @@ def read_rpm(f: BinaryIO, size: int, budget: Budget, stack: ExitStack) -> Listin
     while block := f.read(1 << 20):
         window.write(block)
     window.flush()
-    fields, hidden, digest = unwrap(fmt, window, size - payload, raw, budget)
-    listing.inner = digest
+    fields, hidden = unwrap(fmt, window, size - payload, raw, budget)
+    listing.inner = Span(raw, 0, raw.tell())
     for key, value in fields.items():
         listing.fields[key] = Field(value.value, payload + value.offset, value.length, value.kind,
                                     value.show)  # fmt: skip

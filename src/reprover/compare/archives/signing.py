@@ -21,18 +21,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from reprover.compare.archives.cabsig import prove_cab_signature_only
-from reprover.compare.archives.jarsig import prove_jar_signature_only
 from reprover.compare.archives.jarzip import MANIFEST, REWRITTEN, signing_related
 from reprover.compare.archives.listing import Listing, quote
-from reprover.compare.archives.msisig import EXTENDED as MSI_EXTENDED
-from reprover.compare.archives.msisig import SIGNATURE as MSI_SIGNATURE
-from reprover.compare.archives.msisig import prove_msi_signature_only
-from reprover.compare.archives.rpmsig import prove_rpm_signature_only
-from reprover.compare.signatures.pkcs7 import SignerDetails
+from reprover.compare.archives.ole import EXTENDED as MSI_EXTENDED
+from reprover.compare.archives.ole import SIGNATURE as MSI_SIGNATURE
 from reprover.errors import VerificationError
+
+if TYPE_CHECKING:
+    from reprover.compare.signatures.pkcs7 import SignerDetails
+
+# The proofs (and cryptography under them) are imported when a proof runs: every archive
+# comparison reads `PROVERS`, and most never prove a signature (a .deb, a tarball).
 
 
 class Role(Enum):
@@ -127,6 +128,8 @@ class MsiProver:
             VerificationError: the proof fails.
             InputError: a pinned certificate cannot be read.
         """
+        from reprover.compare.archives.msisig import prove_msi_signature_only  # noqa: PLC0415
+
         layout = bool(given.effects & {"ole.layout", "ole.order"})
         return prove_msi_signature_only(
             files, listings, trusted, given.accepted, signer_layout=layout
@@ -169,6 +172,8 @@ class CabProver:
             VerificationError: the proof fails.
             InputError: a pinned certificate cannot be read.
         """
+        from reprover.compare.archives.cabsig import prove_cab_signature_only  # noqa: PLC0415
+
         return prove_cab_signature_only(files, listings, trusted, given.accepted)
 
 
@@ -210,6 +215,8 @@ class RpmProver:
         """
         del listings
         refuse_accepted(self.label, given.accepted)
+        from reprover.compare.archives.rpmsig import prove_rpm_signature_only  # noqa: PLC0415
+
         return prove_rpm_signature_only(files, trusted)
 
 
@@ -263,6 +270,8 @@ class JarProver:
             VerificationError: the proof fails, or a member's content differs.
             InputError: a pinned certificate cannot be read.
         """
+        from reprover.compare.archives.jarsig import prove_jar_signature_only  # noqa: PLC0415
+
         signers = prove_jar_signature_only(files, listings, trusted)
         refuse_accepted(self.label, given.accepted)
         return signers
