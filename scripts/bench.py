@@ -7,7 +7,7 @@ tests; they live here and in the README.
     python scripts/bench.py                 # everything, 1 GiB pairs
     python scripts/bench.py --size-mib 256  # smaller pairs
     python scripts/bench.py --only compare  # one section: compare, ledger, intoto, tlog,
-                                            # archives, sandbox, campaign, rpmsig
+                                            # archives, sandbox, campaign, rpmsig, msisig
 
 Each command runs in its own process (warm page cache: every file is read once before timing);
 the figure is the best wall time of --repeat runs and the peak RSS of that process.
@@ -182,6 +182,7 @@ def main() -> int:
             "sandbox",
             "campaign",
             "rpmsig",
+            "msisig",
         ],
     )
     args = parser.parse_args()
@@ -201,6 +202,7 @@ def main() -> int:
         ("sandbox", "bench_sandbox"),
         ("campaign", "bench_campaign"),
         ("rpmsig", "bench_rpmsig"),
+        ("msisig", "bench_msisig"),
     ):
         if args.only in (None, section):
             run = _optional(module)
