@@ -36,7 +36,14 @@ import olefile
 
 from reprover.compare.archives.listing import Listing, Member
 from reprover.compare.archives.msilayout import require_signer_layout
-from reprover.compare.archives.ole import ENTRY, EXTENDED, SIGNATURE, entry_offset, msi_name
+from reprover.compare.archives.ole import (
+    ENTRY,
+    EXTENDED,
+    SIGNATURE,
+    OleFile,
+    entry_offset,
+    msi_name,
+)
 from reprover.compare.signatures.pkcs7 import SPC_SIPINFO, SignerDetails, verify_authenticode
 from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import VerificationError
@@ -112,7 +119,7 @@ def read_tree(path: Path) -> Node:
         VerificationError: the file does not parse.
     """
     try:
-        ole = olefile.OleFileIO(str(path), raise_defects=olefile.DEFECT_INCORRECT)
+        ole = OleFile(str(path), raise_defects=olefile.DEFECT_INCORRECT)
     except (OSError, ValueError, IndexError, RecursionError) as exc:
         raise VerificationError(f"{path.name}: not a compound file: {exc}") from exc
     with ole:

@@ -25,9 +25,10 @@ Does not own: what a stream holds (an embedded cabinet is opened by the driver t
 
 from __future__ import annotations
 
+import array
 import hashlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import olefile
 
@@ -55,6 +56,25 @@ STORAGE_STARTS = (b"\0" * 4, b"\xfe\xff\xff\xff", b"\xff" * 4)
 ILLEGAL = "/\\:!"  # MS-CFB 2.6.1: never in an entry name
 SIGNATURE = "\x05DigitalSignature"  # an MSI's Authenticode signature stream (`msisig`)
 EXTENDED = "\x05MsiDigitalSignatureEx"  # its pre-hash of the metadata, when signed extended
+
+
+class OleFile(olefile.OleFileIO):  # type: ignore[misc]  # olefile is untyped
+    """`olefile.OleFileIO` with the FAT loaded in linear time: olefile 0.47 copies the whole FAT
+    array for each FAT sector it adds (`self.fat = self.fat + nextfat`), quadratic in the file's
+    size (3.5 s to open a 256 MiB file with 512-byte sectors). The same sectors in the same order,
+    appended in place."""
+
+    def loadfat_sect(self, sect: Any) -> Any:
+        """Append the FAT sectors listed in `sect` (a raw sector or an array of sector numbers)
+        to the FAT, up to ENDOFCHAIN or FREESECT; return the last number read."""
+        numbers = sect if isinstance(sect, array.array) else self.sect2array(sect)
+        isect = None
+        for number in numbers:
+            isect = number & 0xFFFFFFFF
+            if isect in (ENDOFCHAIN, FREESECT):
+                break
+            self.fat.extend(self.sect2array(self.getsect(isect)))
+        return isect
 
 
 def msi_name(name: str) -> str:
@@ -122,7 +142,7 @@ def read_ole(f: BinaryIO, size: int, budget: Budget) -> Listing:  # noqa: PLR091
     listing = Listing("ole", "ole.stream")
     f.seek(0)
     try:
-        ole = olefile.OleFileIO(f, raise_defects=olefile.DEFECT_INCORRECT)
+        ole = OleFile(f, raise_defects=olefile.DEFECT_INCORRECT)
     except (OSError, ValueError, IndexError, RecursionError) as exc:
         raise MalformedArchive(f"ole: {exc}") from exc
     sectors = _Sectors(ole, listing)
