@@ -34,6 +34,7 @@ import olefile
 
 from reprover.compare.archives.limits import Budget
 from reprover.compare.archives.listing import (
+    CHUNK,
     Field,
     Hidden,
     Listing,
@@ -372,16 +373,24 @@ def _unused_entries(f: BinaryIO, ole: olefile.OleFileIO, listing: Listing) -> No
 
 
 def _opener(f: BinaryIO, places: list[int], unit: int, size: int) -> Opener:
+    """The stream's `size` bytes from `places` (each `unit` bytes), adjacent places read as
+    one block of up to `CHUNK` bytes (a stream written contiguously is read in 1 MiB reads,
+    not one sector at a time)."""
+
     def content() -> Iterator[bytes]:
-        left = size
-        for at in places:
+        left, i = size, 0
+        while left and i < len(places):
+            at, run = places[i], 1
+            while (i + run < len(places) and places[i + run] == at + run * unit
+                   and (run + 1) * unit <= CHUNK):  # fmt: skip
+                run += 1
+            want = min(run * unit, left)
             f.seek(at)
-            block = f.read(min(unit, left))
-            if not block:
+            block = f.read(want)
+            if len(block) != want:
                 raise MalformedArchive("ole stream truncated")
-            left -= len(block)
+            left -= want
+            i += run
             yield block
-            if not left:
-                break
 
     return content
