@@ -186,14 +186,24 @@ def _key_twice(records: bytes) -> list[bytes]:
     return [pax_record(b"comment", b"P" * 20) + records]  # the later one wins in tarfile
 
 
+def _leading_zero(records: bytes) -> list[bytes]:
+    body = records[records.index(b" ") :]
+    return [b"0" + str(len(body) + 3).encode() + body]  # "053 comment=...": one more spelling
+
+
 def _two_headers(records: bytes) -> list[bytes]:
     return [pax_record(b"comment", b"P" * 40), records]  # tarfile applies the first last
 
 
 @pytest.mark.parametrize(
     ("attack", "region"),
-    [(_newline, "pax.records"), (_key_twice, "pax[comment]#32"), (_two_headers, "pax#2[comment]")],
-    ids=["record's newline", "a key twice", "two pax headers"],
+    [
+        (_newline, "pax.records"),
+        (_key_twice, "pax[comment]#32"),
+        (_two_headers, "pax#2[comment]"),
+        (_leading_zero, "pax.records"),
+    ],
+    ids=["record's newline", "a key twice", "two pax headers", "length with a leading zero"],
 )
 def test_pax_bytes_a_comparison_read_past_beside_an_allowed_time(
     tmp_path: Path, run_cli, attack, region: str
@@ -581,15 +591,16 @@ def test_rpm_payload_digest_holds_chosen_bytes_beside_an_allowed_time(
 @pytest.mark.parametrize(("tag", "value", "region"), [
     (1035, b"deadbeef" * 8, "rpm.header.filedigests.digest"),
     (1028, (4097).to_bytes(4, "big"), "rpm.header.filesizes.size"),
-], ids=["file digest", "file size"])  # fmt: skip
+    (1009, (0x45564C).to_bytes(4, "big"), "rpm.header.size"),
+], ids=["file digest", "file size", "total size"])  # fmt: skip
 def test_rpm_file_digest_of_an_accepted_file_holds_chosen_bytes(
     tmp_path: Path, run_cli, tag: int, value: bytes, region: str
 ) -> None:
     """A PE whose TimeDateStamp differs (`pe.timestamp`) in two rpmbuild packages: the file's
-    header digest and size follow its content, so they were consequences; the released
-    header's digest (or size) of that file replaced by chosen bytes, every package digest
-    restated, rode along (`equivalent`). Each file's digest and size must now be what the
-    payload's file gives."""
+    header digest and size (and the package's total size) follow its content, so they were
+    consequences; the released header's digest or size of that file, or the total, replaced by
+    chosen bytes, every package digest restated, rode along (`equivalent`). Each must now be
+    what the payload's files give (the total: their sizes, each inode once)."""
     import struct
 
     from archive_support import FIXTURES

@@ -3,8 +3,8 @@
 Owns: `check_restated`, which recomputes, from one RPM's own bytes, the values its tags
 restate (signature header: the SHA-1 and SHA-256 of the main header, the MD5 and size of the
 main header and payload, the payload's expanded size, the reserved space's zeros; main header:
-the payload digests, compressed and expanded, both headers' region trailers, and each file's
-digest and size) and marks a tag that holds anything else kind `hidden`.
+the payload digests, compressed and expanded, both headers' region trailers, each file's
+digest and size, and their total) and marks a tag that holds anything else kind `hidden`.
 Does not own: reading the RPM (`rpmfmt`), when file digests may differ at all (only beside a
 file whose content differs: `verdict`), signatures (`rpmsig`).
 
@@ -121,6 +121,19 @@ def _ints(value: tuple[int, int, bytes] | None) -> tuple[int, ...] | None:
     return struct.unpack(f">{value[1]}I", value[2])
 
 
+def _wrong_total(listing: Listing, sizes: tuple[int, ...]) -> list[str]:
+    """The header's total size (1009) when it is not its files' sizes summed, each inode once
+    (rpm's rule: a hard link's size counts once)."""
+    total = _ints(_tag(listing, "size"))
+    devices, inodes = _ints(_tag(listing, "tag[1095]")), _ints(_tag(listing, "tag[1096]"))
+    if total is None or devices is None or inodes is None or len(total) != 1:
+        return []
+    if not len(devices) == len(inodes) == len(sizes):
+        return ["rpm.header.size"]
+    seen = dict(zip(zip(devices, inodes, strict=True), sizes, strict=True))
+    return [] if sum(seen.values()) & 0xFFFFFFFF == total[0] else ["rpm.header.size"]
+
+
 def _wrong_files(listing: Listing) -> list[str]:
     """The header's per-file digests and sizes that are not what the payload's files give.
 
@@ -145,7 +158,7 @@ def _wrong_files(listing: Listing) -> list[str]:
     ):
         return ["rpm.header.filedigests.digest", "rpm.header.filesizes.size"]
     members = {m.name: m for m in listing.members if m.kind == "file"}
-    wrong: set[str] = set()
+    wrong: set[str] = set(_wrong_total(listing, sizes))
     for i, name in enumerate(names):
         path = "." + (dirs[index[i]] + name).decode("utf-8", "surrogateescape")
         member = members.get(path)
