@@ -3,17 +3,21 @@
 Owns: `same_stored` (two members' stored bytes compared block by block, without hashing;
 equal stored bytes and equal identity mean equal content, so nothing is expanded) and `take`
 (a member's content streamed once: hashed and written to a private file in the same pass; a
-file cut short by a limit or a malformed stream is removed before the error goes on).
+file cut short by a limit or a malformed stream is removed before the error goes on), and
+`take_pair` (both sides of a large member taken at once, in two threads).
 Does not own: deciding what a difference means (`driver`), reading formats.
 """
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from reprover.compare.archives.listing import CHUNK, MalformedArchive, Member, Span, Stored
 from reprover.model import Digest
+
+PARALLEL_TAKE = 4 << 20  # stored bytes a side from which both sides are taken at once
 
 
 def same_stored(a: Member, b: Member) -> bool | None:
@@ -134,3 +138,48 @@ def take(m: Member, target: Path) -> Digest:
         target.unlink(missing_ok=True)
         raise
     return Digest(h.hexdigest(), size)
+
+
+def take_pair(a: Member, b: Member, targets: tuple[Path, Path]) -> tuple[Digest, Digest]:
+    """`take` two members into `targets` (released, rebuilt); large ones (stored bytes of
+    PARALLEL_TAKE or more a side, a .deb's data.tar.gz in its ar) at once, in two threads
+    (hashing, decompressing and writing release the GIL). On an error neither file is left
+    behind (the other side is waited for); the released side's error comes first.
+
+    Raises:
+        LimitHit: a bound was reached while expanding.
+        MalformedArchive: a content is corrupt.
+        OSError: a private file cannot be written.
+    """
+    ta, tb = targets
+    if not all(isinstance(m.stored, Span) and m.stored.size >= PARALLEL_TAKE for m in (a, b)):
+        da = take(a, ta)
+        try:
+            return da, take(b, tb)
+        except BaseException:
+            ta.unlink(missing_ok=True)
+            raise
+    pool = ThreadPoolExecutor(1)
+    try:
+        job = pool.submit(take, b, tb)
+        try:
+            da = take(a, ta)
+        except Exception:
+            _discard(job, tb)
+            raise
+        try:
+            return da, job.result()
+        except Exception:
+            ta.unlink(missing_ok=True)
+            raise
+    finally:  # on Ctrl-C the other side is not waited for (its file goes with the folder)
+        pool.shutdown(wait=False)
+
+
+def _discard(job: Future[Digest], target: Path) -> None:
+    """Wait for a `take` whose pair failed, and remove the file it wrote (if it wrote one)."""
+    try:
+        job.result()
+    except Exception:  # noqa: BLE001 - its own error is moot: the pair's first error is raised
+        return
+    target.unlink(missing_ok=True)

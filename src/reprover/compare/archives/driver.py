@@ -30,12 +30,17 @@ import itertools
 import re
 from array import array
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from reprover.compare.archives.content import same_inner, same_stored, same_stored_bytes, take
+from reprover.compare.archives.content import (
+    same_inner,
+    same_stored,
+    same_stored_bytes,
+    take_pair,
+)
 from reprover.compare.archives.formats import STREAMS, head_of, open_listing, sniff
 from reprover.compare.archives.limits import Budget, LimitHit
 from reprover.compare.archives.listing import (
@@ -43,7 +48,6 @@ from reprover.compare.archives.listing import (
     Listing,
     MalformedArchive,
     Member,
-    Span,
     quote,
     unsafe_name,
 )
@@ -380,40 +384,14 @@ class _Comparison:
         if check is not None:
             self.found.encodings[encoding_region(prefix, "compression.")] = (a.offset, check)
 
-    def _take(self, m: Member) -> tuple[Digest, Path]:
-        """Hash `m`'s content and write it to a private file named by a counter (never by the
-        member's name), in one pass. Raises: LimitHit, MalformedArchive (nothing left behind)."""
-        target = self.ctx.tmp / f"member-{next(self.ctx.counter)}"
-        return take(m, target), target
-
     def _take_pair(self, a: Member, b: Member) -> tuple[tuple[Digest, Path], tuple[Digest, Path]]:
-        """`_take` both sides; large members (a .deb's data.tar.gz) both at once, in two
-        threads (hashing, decompressing and writing release the GIL). On an error neither file
-        is left behind (the other side is waited for); the released side's error comes first.
+        """Hash both members' content and write each to a private file named by a counter
+        (never by the member's name), in one pass each (`content.take_pair`).
 
-        Raises: LimitHit, MalformedArchive."""
-        if not all(isinstance(m.stored, Span) and m.stored.size >= PARALLEL_TAKE for m in (a, b)):
-            ra = self._take(a)
-            try:
-                return ra, self._take(b)
-            except BaseException:
-                ra[1].unlink(missing_ok=True)
-                raise
-        pool = ThreadPoolExecutor(1)
-        try:
-            job = pool.submit(self._take, b)
-            try:
-                ra = self._take(a)
-            except Exception:
-                _discard(job)
-                raise
-            try:
-                return ra, job.result()
-            except Exception:
-                ra[1].unlink(missing_ok=True)
-                raise
-        finally:  # on Ctrl-C the other side is not waited for (its file goes with the folder)
-            pool.shutdown(wait=False)
+        Raises: LimitHit, MalformedArchive (nothing left behind)."""
+        ta, tb = (self.ctx.tmp / f"member-{next(self.ctx.counter)}" for _ in range(2))
+        da, db = take_pair(a, b, (ta, tb))
+        return (da, ta), (db, tb)
 
     def _recompressed(self, a: Member, b: Member, prefix: str) -> bool:
         """Same content: note other stored (compressed) bytes; return whether they are equal."""
@@ -434,16 +412,6 @@ class _Comparison:
 
 
 _NO_FIELDS: Mapping[str, Field] = {}
-PARALLEL_TAKE = 4 << 20  # stored bytes a side from which both sides are taken at once
-
-
-def _discard(job: Future[tuple[Digest, Path]]) -> None:
-    """Wait for a `_take` whose pair failed, and remove the file it wrote (if it wrote one)."""
-    try:
-        _, path = job.result()
-    except Exception:  # noqa: BLE001 - its own error is moot: the pair's first error is raised
-        return
-    path.unlink(missing_ok=True)
 
 
 def _special(a: Field, b: Field) -> bool:

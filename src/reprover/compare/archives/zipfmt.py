@@ -13,7 +13,7 @@ Why not stdlib `zipfile`: it trusts the central directory and never reads the by
 reference, tolerates data prepended to the archive, and reads local headers only for their
 lengths, so it cannot account for every byte; this walk is written for that strictness. It
 reads headers with bounds checks and streams member data in 1 MiB blocks. A member keeps its
-central record (in the directory's bytes, `zipcentral.Table`) and a few numbers, not its
+central record (in the directory's bytes, `ziptable.Table`) and a few numbers, not its
 fields or an object: members are views made when asked, fields built when two members'
 headers differ, so memory per member is its record and about 40 bytes.
 """
@@ -40,13 +40,12 @@ from reprover.compare.archives.listing import (
     read_exact,
 )
 from reprover.compare.archives.zipcentral import (
-    Entry,
-    Table,
     central_directory,
     end_record,
     entry_fields,
     extra_records,
 )
+from reprover.compare.archives.ziptable import Entry, Table
 
 LOC, DESCRIPTOR = b"PK\x03\x04", b"PK\x07\x08"
 LOCAL = struct.Struct("<4sHHHHHIIIHH")
