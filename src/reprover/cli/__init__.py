@@ -18,6 +18,8 @@ from reprover import __version__
 from reprover.cli.common import err, quiet_libraries
 from reprover.errors import Error, ExitCode
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
 # Each subcommand's module, by the command it adds (in `--help` order). A run imports only its
 # own command's module: the others import in-toto, sigstore, dask and cryptography, a third of
 # a second of start-up that `diff` of two small files would otherwise pay every time.
@@ -55,8 +57,27 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def tune_allocator() -> None:
+    """On glibc, keep freed blocks of up to 8 MiB in the heap for reuse (and up to 64 MiB of
+    free heap unreturned) rather than mapping each new 1 MiB block afresh: archives and files
+    are streamed in 1 MiB blocks, and faulting their pages in again cost a .deb pair's
+    comparison 65,000 page faults and 0.2-0.3 s of system time. Elsewhere, nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # noqa: PLC0415 - only here, once per process
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has it as a no-op)
+        return
+    mallopt(M_MMAP_THRESHOLD, 8 << 20)
+    mallopt(M_TRIM_THRESHOLD, 64 << 20)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run reprover with `argv` (default: `sys.argv[1:]`) and return the exit code."""
+    tune_allocator()
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     try:
