@@ -796,3 +796,89 @@ def test_signed_msi_sector_interleaving_carries_a_message(tmp_path: Path, run_cl
     code, rep = report(run_cli, "sign-check", rebuilt, released)
     assert code == 1, rep
     assert "not laid out as osslsigncode writes it" in rep["checks"][0]["detail"], rep
+
+
+@pytest.fixture(scope="module")
+def signed_msi(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(a wixl rebuild with two 40 KB streams, the same signed by osslsigncode)."""
+    import random
+
+    from archive_support import sign_msi, write_msi
+
+    need("wixl", "osslsigncode")
+    root = tmp_path_factory.mktemp("msi")
+    rng = random.Random(2)  # noqa: S311 - incompressible test data, not secrets
+    (root / "reb").mkdir()
+    rebuilt = write_msi(root / "reb" / "setup.msi", rng.randbytes(40000),
+                        helper=rng.randbytes(40000))  # fmt: skip
+    return rebuilt, sign_msi(rebuilt, root / "signed.msi")
+
+
+def _streams_swapped(data: bytearray, msi: Path) -> None:
+    """The two large streams stored the other way round, each still contiguous."""
+    import olefile
+
+    with olefile.OleFileIO(str(msi)) as ole:
+        big = sorted((e for e in ole.direntries if e is not None and e.entry_type == 2
+                      and e.size >= 4096), key=lambda e: -e.size)[:2]  # fmt: skip
+    cf = Compound(data)
+    chains = [cf.chain(e.isectStart) for e in big]
+    contents = [[bytes(cf.sector(n)) for n in c] for c in chains]
+    pool = sorted(chains[0] + chains[1])
+    first = len(chains[1])
+    cf.place(big[1].sid, contents[1], pool[:first])
+    cf.place(big[0].sid, contents[0], pool[first:])
+
+
+def _stream_slack(data: bytearray, msi: Path) -> None:
+    """A byte after the end of a large stream, in its last sector (the slack)."""
+    import olefile
+
+    with olefile.OleFileIO(str(msi)) as ole:
+        entry = next(e for e in ole.direntries if e is not None and e.entry_type == 2
+                     and e.size >= 4096 and e.size % 512)  # fmt: skip
+    last = Compound(data).chain(entry.isectStart)[-1]
+    data[(last + 1) * 512 + entry.size % 512] = 0x45
+
+
+def _mini_stream_tail(data: bytearray, msi: Path) -> None:
+    """A byte after the end of the mini stream, in its last sector."""
+    import olefile
+
+    with olefile.OleFileIO(str(msi)) as ole:
+        start, size = ole.root.isectStart, ole.root.size
+    if size % 512 == 0:
+        pytest.skip("the mini stream fills its last sector")
+    last = Compound(data).chain(start)[-1]
+    data[(last + 1) * 512 + size % 512] = 0x45
+
+
+def _header_reserved(data: bytearray, msi: Path) -> None:
+    """The header's six reserved bytes (0x22) set."""
+    del msi
+    data[0x22:0x28] = b"EVIL!!"
+
+
+@pytest.mark.parametrize(
+    "edit", [_streams_swapped, _stream_slack, _mini_stream_tail, _header_reserved],
+    ids=["large streams in the other order", "stream slack", "mini stream tail",
+         "header reserved bytes"],
+)  # fmt: skip
+def test_signed_msi_other_layouts_than_osslsigncodes(
+    signed_msi: tuple[Path, Path], tmp_path: Path, run_cli, edit
+) -> None:
+    """Attacks on the layout check that closed the interleaving (msinest's port of
+    osslsigncode's writer): every stream still byte for byte the signed one's, the file laid
+    out otherwise, or bytes in the slack, the mini stream's tail or the header's reserved
+    field. `osslsigncode verify` accepts each. Each stays refused (already stopped: the
+    layout is not the writer's; slack and mini-stream tail bytes are hidden; olefile refuses
+    the reserved bytes, so the file is compared as bytes)."""
+    rebuilt, signed = signed_msi
+    data = bytearray(signed.read_bytes())
+    edit(data, signed)
+    released = tmp_path / "rel" / "setup.msi"
+    released.parent.mkdir()
+    released.write_bytes(bytes(data))
+    code, rep = report(run_cli, "sign-check", rebuilt, released)
+    assert code == 1, rep
+    assert artifact(rep, "setup.msi")["verdict"] == "different"
