@@ -882,3 +882,34 @@ def test_signed_msi_other_layouts_than_osslsigncodes(
     code, rep = report(run_cli, "sign-check", rebuilt, released)
     assert code == 1, rep
     assert artifact(rep, "setup.msi")["verdict"] == "different"
+
+
+@pytest.mark.parametrize("mode", ["extended", "nested", "nested extended"])
+def test_signed_msi_layout_check_under_each_signing_mode(
+    signed_msi: tuple[Path, Path], tmp_path: Path, run_cli, mode: str
+) -> None:
+    """The layout check under osslsigncode's other ways of signing: `-add-msi-dse`, `-nest`
+    (a second signer over the signed file, another key), and both. The signer's own file is
+    `signature-only` (exit 0: the port takes the re-signature's order too); the same with its
+    two large streams stored the other way round is refused."""
+    from archive_support import sign_msi
+
+    rebuilt, signed = signed_msi
+    if mode == "extended":
+        out = sign_msi(rebuilt, tmp_path / "out.msi", dse=True)
+    elif mode == "nested":
+        out = sign_msi(signed, tmp_path / "out.msi", nest=True, signer="other-leaf")
+    else:
+        once = sign_msi(rebuilt, tmp_path / "once.msi", dse=True)
+        out = sign_msi(once, tmp_path / "out.msi", nest=True, dse=True)
+    code, rep = report(run_cli, "sign-check", rebuilt, out)
+    assert code == 0, rep
+    data = bytearray(out.read_bytes())
+    _streams_swapped(data, out)
+    released = tmp_path / "rel" / "setup.msi"
+    released.parent.mkdir()
+    released.write_bytes(bytes(data))
+    code, rep = report(run_cli, "sign-check", rebuilt, released)
+    assert code == 1, rep
+    notes = " ".join(artifact(rep, "setup.msi")["notes"])
+    assert "not laid out as osslsigncode writes it" in notes
