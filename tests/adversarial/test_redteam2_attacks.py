@@ -913,3 +913,31 @@ def test_signed_msi_layout_check_under_each_signing_mode(
     assert code == 1, rep
     notes = " ".join(artifact(rep, "setup.msi")["notes"])
     assert "not laid out as osslsigncode writes it" in notes
+
+
+def test_signed_large_msi_header_sector_padding(tmp_path: Path, run_cli) -> None:
+    """A signed MSI over osslsigncode's threshold (an 8 MiB stream: it writes 4096-byte
+    sectors, version 4) with a byte in the header sector's 3,584 bytes after the header:
+    `osslsigncode verify` accepts it; refused (already stopped: hidden padding)."""
+    import random
+
+    from archive_support import sign_msi, write_msi
+
+    need("wixl", "osslsigncode")
+    (tmp_path / "reb").mkdir()
+    rng = random.Random(3)  # noqa: S311 - incompressible test data, not secrets
+    rebuilt = write_msi(tmp_path / "reb" / "setup.msi", rng.randbytes(8 << 20))
+    signed = sign_msi(rebuilt, tmp_path / "signed.msi")
+    data = bytearray(signed.read_bytes())
+    assert data[0x1E] == 12  # 4096-byte sectors
+    code, rep = report(run_cli, "sign-check", rebuilt, signed)
+    assert code == 0, rep
+    data[1000] = 0x45
+    released = tmp_path / "rel" / "setup.msi"
+    released.parent.mkdir()
+    released.write_bytes(bytes(data))
+    code, rep = report(run_cli, "sign-check", rebuilt, released)
+    assert code == 1, rep
+    hidden = [d["detail"] for d in artifact(rep, "setup.msi")["differences"]
+              if d["region"] == "archive.hidden"]  # fmt: skip
+    assert any("header sector's padding" in h for h in hidden), hidden
