@@ -52,7 +52,10 @@ def register(sub: Any) -> None:
             "signature (Mach-O, thin or universal), with no other byte changed or added. "
             "Archives and installers (MSI, CAB, ZIP/JAR, RPM, TAR, .deb) are compared member by "
             "member: proven when their own signature is, or when every member that differs is "
-            "proven signature-only. Exit 0 only when proven."
+            "proven signature-only, or both (an MSI or CAB signed over DLLs signed before "
+            "packing). A signed MSI must be laid out as osslsigncode writes it; for one signed "
+            "by another tool (signtool) use `reprover diff --allow signature --allow "
+            "archive.order`. Exit 0 only when proven."
         ),
     )
     parser.add_argument("unsigned", type=Path, help="the file before signing (or a rebuild)")
