@@ -248,3 +248,42 @@ def test_two_spellings_of_a_member_in_the_data_tar(tmp_path: Path, run_cli) -> N
     assert artifact(rep, f"released.deb!data.tar.xz!./{DLL}")["verdict"] == "signature-only"
     _fails(code, artifact(rep, "released.deb!control.tar.xz!./md5sums"),
            "two members are spelled 'usr/lib/engine/engine.dll'")  # fmt: skip
+
+
+def test_a_forged_line_beside_a_member_not_decided_is_different(tmp_path: Path) -> None:
+    """One named member hits a limit (undecided) and the line of an unchanged member is forged:
+    the forgery is known, so the RECORD is `different`, not the weaker `inconclusive` the
+    attacker would choose by making a member undecided."""
+    import zipfile
+
+    from reprover.compare.archives.restated import Changed, Scope, resolve
+    from reprover.model import ArtifactResult, ArtifactVerdict
+
+    with zipfile.ZipFile(WHEEL) as z:
+        rebuilt_record, names = z.read(RECORD), set(z.namelist())
+    same = SAME["wheel"]
+    forged = record_line(same, b"chosen bytes")
+
+    def forge(record: bytes) -> bytes:
+        lines = record.splitlines(keepends=True)
+        at = next(i for i, ln in enumerate(lines) if ln.startswith(same.encode() + b","))
+        lines[at] = forged
+        return b"".join(lines)
+
+    signed = sign(pyd(), tmp_path)
+
+    def resolved(edit: Callable[[bytes], bytes]) -> ArtifactResult:
+        released = rewheel(tmp_path / "released.whl", {PYD: signed}, edit)
+        with zipfile.ZipFile(released) as z:
+            (tmp_path / "a").write_bytes(z.read(RECORD))
+        (tmp_path / "b").write_bytes(rebuilt_record)
+        scope = Scope("record", "x.whl", names=(names, set(names)))
+        scope.register(PYD, Changed(f"x.whl!{PYD}", ArtifactVerdict.INCONCLUSIVE))
+        result = ArtifactResult(f"x.whl!{RECORD}", ArtifactVerdict.DIFFERENT, None, None)
+        return resolve(scope, RECORD, result, (tmp_path / "a", tmp_path / "b"))
+
+    honest = resolved(lambda record: record)
+    assert honest.verdict is ArtifactVerdict.INCONCLUSIVE  # the control: only undecided
+    out = resolved(forge)
+    assert out.verdict is ArtifactVerdict.DIFFERENT, out.notes
+    assert any(same in n and "content does not" in n for n in out.notes), out.notes

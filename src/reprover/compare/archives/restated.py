@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from reprover.compare.archives.listing import Listing, quote
-from reprover.compare.archives.restatefmt import FORMATS, Entry, NotRestated
+from reprover.compare.archives.restatefmt import FORMATS, Entry, Format, NotRestated
 from reprover.compare.archives.restatemsi import TABLES
 from reprover.compare.archives.restatemsi import explain as explain_msi
 from reprover.model import (
@@ -283,22 +283,12 @@ def _explained(
         for e in entries:
             if e.path not in names and not fmt.self_entry(e):
                 raise NotRestated(f"the {side} entry {quote(e.path)!r} names no member")
-    expected, replaced, want = bytearray(), [], {}
-    for e in entries_b:
-        changed = scope.changed.get(e.path)
-        line = e.line
-        if changed is not None and not fmt.self_entry(e):
-            _acceptable(e, changed)
-            if not fmt.states_rebuilt(e, changed):
-                raise NotRestated(f"the rebuilt entry of {changed.path} does not restate the "
-                                  "rebuilt content")  # fmt: skip
-            line = fmt.restate(e, changed)
-            replaced.append((len(expected), len(line), e, changed))
-        want[e.path] = line
-        expected += line
+    expected, replaced, want, undecided = _expected(fmt, scope, entries_a, entries_b)
     if bytes(expected) != released:
         raise NotRestated(_why(fmt.name, entries_a, entries_b, want))
-    if not replaced:
+    if undecided:
+        raise NotRestated("; ".join(undecided), undecided=True)
+    if not replaced:  # defence: unreachable while the parse covers every byte of both sides
         raise NotRestated("no entry names a member whose content differs")
     diffs = tuple(
         Difference(at, length, f"{fmt.name}[{quote(e.path)}]", Kind.DATA, allowed=True,
@@ -313,10 +303,42 @@ def _explained(
                           result.rebuilt, diffs, (note,))  # fmt: skip
 
 
+def _expected(
+    fmt: Format, scope: Scope, entries_a: list[Entry], entries_b: list[Entry]
+) -> tuple[bytearray, list[tuple[int, int, Entry, Changed]], dict[str, bytes], list[str]]:
+    """The released file the rebuilt entries call for: its bytes, the restated entries
+    (offset, length, entry, member), each path's expected line, and why some are undecided.
+
+    Raises:
+        NotRestated: a named member is not accepted, or its rebuilt entry is stale.
+    """
+    replaced: list[tuple[int, int, Entry, Changed]] = []
+    want: dict[str, bytes] = {}
+    undecided: list[str] = []
+    expected = bytearray()
+    released_lines = {e.path: e.line for e in entries_a}
+    for e in entries_b:
+        changed = scope.changed.get(e.path)
+        line = e.line
+        if changed is not None and not fmt.self_entry(e):
+            if changed.verdict is ArtifactVerdict.INCONCLUSIVE:
+                # any value may be right for it: every other line is still checked, so a
+                # forged line beside an undecided member is `different`, not `inconclusive`
+                undecided.append(f"{changed.path}, named by {quote(e.path)!r}, is not decided")
+                line = released_lines.get(e.path, e.line)
+            else:
+                _acceptable(e, changed)
+                if not fmt.states_rebuilt(e, changed):
+                    raise NotRestated(f"the rebuilt entry of {changed.path} does not restate "
+                                      "the rebuilt content")  # fmt: skip
+                line = fmt.restate(e, changed)
+                replaced.append((len(expected), len(line), e, changed))
+        want[e.path] = line
+        expected += line
+    return expected, replaced, want, undecided
+
+
 def _acceptable(e: Entry, changed: Changed) -> None:
-    if changed.verdict is ArtifactVerdict.INCONCLUSIVE:
-        raise NotRestated(f"{changed.path}, named by {quote(e.path)!r}, is not decided",
-                          undecided=True)  # fmt: skip
     if changed.verdict not in ACCEPTED or changed.released is None:
         raise NotRestated(f"{changed.path}, named by {quote(e.path)!r}, is "
                           f"{changed.verdict.value}: not accepted")  # fmt: skip

@@ -68,15 +68,16 @@ def explain(
                           f"{len(rebuilt.rows)}")  # fmt: skip
     out: list[Difference] = []
     seen: set[str] = set()
+    undecided: list[str] = []
     for row_a, row_b in zip(released.rows, rebuilt.rows, strict=True):
         key = _key(db, row_b[key_at][1], table_name)
         if key in seen or key not in names[0] or key not in names[1]:
             why = "twice" if key in seen else "but the cabinet has no such member"
             raise NotRestated(f"{table_name} names {quote(key)!r} {why}")
         seen.add(key)
-        cells = _restated(rebuilt, key, changed.get(key))
+        cells, free = _row_cells(rebuilt, key, changed.get(key), undecided)
         for i, (a, b) in enumerate(zip(row_a, row_b, strict=True)):
-            if i not in cells and a[1] != b[1]:
+            if i not in cells and i not in free and a[1] != b[1]:
                 column = rebuilt.columns[i].name
                 raise NotRestated(f"{table_name}[{quote(key)}].{column} differs but the "
                                   "member's content does not explain it")  # fmt: skip
@@ -97,8 +98,10 @@ def explain(
                     rule=f"restates {c.path} ({c.verdict.value})",
                     detail=f"{column} of the released content of {c.path}",
                 ))  # fmt: skip
-    if not out:
-        raise NotRestated("no row names a member whose content differs")
+    if undecided or not out:  # no row restated: a defence, unreachable while the rows cover
+        # every byte of the table stream
+        why = "; ".join(undecided) or "no row names a member whose content differs"
+        raise NotRestated(why, undecided=bool(undecided))
     note = (f"{table_name}: released = rebuilt with the {'size' if table_name == 'File' else 'MD5'}"
             f" of {len({d.rule for d in out})} member(s) whose content differs and is accepted, "
             "computed from the released content; every other cell identical")  # fmt: skip
@@ -115,14 +118,33 @@ def _key(db: Database, ref: int, table: str) -> str:
     return key
 
 
-def _restated(table: Table, key: str, changed: Changed | None) -> dict[int, tuple[int, int]]:
+def _row_cells(
+    table: Table, key: str, member: Changed | None, undecided: list[str]
+) -> tuple[dict[int, tuple[int, int]], set[int]]:
+    """`_restated` of `key`'s row, and the cells that may hold anything because they restate
+    an undecided file (noted in `undecided`): every other cell is still checked, so a forged
+    cell beside an undecided file is `different`, not `inconclusive`.
+
+    Raises:
+        NotRestated: the member is not accepted; bad Options.
+    """
+    if member is not None and member.verdict is ArtifactVerdict.INCONCLUSIVE:
+        undecided.append(f"{member.path}, named by {quote(key)!r}, is not decided")
+        return {}, set(_restated(table, key, None, undecided=True))
+    return _restated(table, key, member), set()
+
+
+def _restated(
+    table: Table, key: str, changed: Changed | None, *, undecided: bool = False
+) -> dict[int, tuple[int, int]]:
     """The cells of `key`'s row that restate its member: column -> (released, rebuilt) stored
-    values they must hold. Raises: NotRestated (the member is not accepted; bad Options)."""
+    values they must hold (with `undecided`, only which cells: the values are 0).
+    Raises: NotRestated (the member is not accepted; bad Options)."""
+    if undecided:
+        columns = ("FileSize",) if table.name == "File" else ("Options", *HASH)
+        return {table.index(c): (0, 0) for c in columns}
     if changed is None:
         return {}
-    if changed.verdict is ArtifactVerdict.INCONCLUSIVE:
-        raise NotRestated(f"{changed.path}, named by {quote(key)!r}, is not decided",
-                          undecided=True)  # fmt: skip
     if changed.verdict not in ACCEPTED or changed.released is None or changed.rebuilt is None:
         raise NotRestated(f"{changed.path}, named by {quote(key)!r}, is "
                           f"{changed.verdict.value}: not accepted")  # fmt: skip
