@@ -67,6 +67,24 @@ def _zip64(entry: Entry, data: bytes, disk: int) -> int:
     return len(data) - pos
 
 
+def _classic_end(listing: Listing, at: int, raw: bytes, zip64: tuple[int, ...]) -> None:
+    """The classic end record's six numbers beside a ZIP64 end record, which readers take
+    instead: each must be its placeholder (all ones) or the ZIP64 value where it fits, else
+    its bytes are hidden; which of the two each holds is the field `zip.end.placeholders`
+    (a writer's habit, the rebuild's too), so neither choice can carry data."""
+    widths = (2, 2, 2, 2, 4, 4)
+    classic = struct.unpack("<HHHHII", raw)
+    ones = tuple(value == (1 << 8 * w) - 1 for value, w in zip(classic, widths, strict=True))
+    fits = all(
+        one or value == real
+        for value, real, one in zip(classic, zip64, ones, strict=True)
+    )  # fmt: skip
+    if not fits:
+        listing.hidden.append(Hidden(at + 4, 16, "the classic end record's numbers are neither "
+                                     "placeholders nor the ZIP64 end record's"))  # fmt: skip
+    listing.fields["zip.end.placeholders"] = Field(ones, at + 4, 16)
+
+
 def end_record(f: BinaryIO, size: int, listing: Listing) -> tuple[int, int, int, int, int]:
     """Find the end record; return (cd start, cd size, entry count, where the cd must end,
     bytes prepended to the archive)."""
@@ -102,6 +120,9 @@ def end_record(f: BinaryIO, size: int, listing: Listing) -> tuple[int, int, int,
             struct.unpack_from("<QHHIIQQQQ", record, 4)
         )
         listing.fields["zip64.version"] = Field(tuple(versions), rec_at + 12, 4)
+        listing.fields["zip64.locator.disks"] = Field(disks, at - 4, 4)
+        _classic_end(listing, at, tail[pos + 4 : pos + 20],
+                     (disk, cd_disk, n_disk, n_total, cd_size, cd_offset))  # fmt: skip
         if rec_at + 12 + rec_size != at - 20 or rec_size != 44:  # 44: no extensible data
             listing.hidden.append(
                 Hidden(rec_at, at - 20 - rec_at, "ZIP64 end record holds extensible data or "
@@ -202,9 +223,15 @@ def entry_fields(e: Entry) -> dict[str, Field]:
         if records is None:
             fields[prefix + "extra"] = Field(extra, base, len(extra))
             continue
+        zip64_seen = False
         for ident, pos, payload in records:
-            if ident == 1:
-                continue  # ZIP64 sizes and offsets: checked by the walk itself
+            if ident == 1 and not zip64_seen:
+                zip64_seen = True
+                continue  # the ZIP64 record readers use (the first): checked by the walk itself
+            if ident == 1:  # a second one no reader reads: bytes beside the one they read
+                key = prefix + f"extra[{ident:#06x}]@{pos}"
+                fields[key] = Field(payload, base + pos, 4 + len(payload), Kind.HIDDEN)
+                continue
             named = ident in EXTRA_NAMES and _well_formed(ident, payload)
             key = prefix + (EXTRA_NAMES[ident] if named else f"extra[{ident:#06x}]")
             kind = Kind.TIMESTAMP if key.endswith("mtime") else Kind.METADATA

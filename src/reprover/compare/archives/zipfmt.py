@@ -72,7 +72,8 @@ def _local(f: BinaryIO, e: Entry, listing: Listing) -> int:
     if len(name) != nlen or len(extra) != xlen:
         raise MalformedArchive(f"truncated: local header of {e.name!r} at {e.local}")
     records = extra_records(extra) if extra else []
-    local64 = any(i == 1 for i, _, _ in records or ())
+    zip64_records = [p for i, _, p in records or () if i == 1]
+    local64 = bool(zip64_records)
     disagree = [
         what
         for what, a, b in (
@@ -81,10 +82,11 @@ def _local(f: BinaryIO, e: Entry, listing: Listing) -> int:
             ("flags", flags, e.flags),
             ("method", method, e.method),
             ("time", (d << 16) | t, e.dostime),
+            ("a second ZIP64 record", len(zip64_records) > 1, False),  # no reader reads it
         )
         if a != b
     ]
-    record = next((p for i, _, p in records or () if i == 1), b"")
+    record = zip64_records[0] if zip64_records else b""
     if local64 and (usize, csize) == (0xFFFFFFFF, 0xFFFFFFFF) and len(record) == 16:
         usize, csize = struct.unpack_from("<QQ", record)  # ZIP64 local sizes: both, in order
     elif local64:
