@@ -54,13 +54,16 @@ REGION, RESERVED = 62, 1008
 Tag = tuple[int, int, int, bytes]  # (tag, type, count, data)
 
 
-def build_rpm(root: Path, out: Path, binary: bytes, epoch: int, name: str = "hello") -> Path:
-    """An RPM holding /usr/bin/hello = `binary`, built at SOURCE_DATE_EPOCH `epoch`."""
+def build_rpm(
+    root: Path, out: Path, binary: bytes, epoch: int, name: str = "hello", *, spec: str = SPEC
+) -> Path:
+    """An RPM holding /usr/bin/hello = `binary` (as `spec` says), built at SOURCE_DATE_EPOCH
+    `epoch`."""
     top = root / f"rpm-{name}-{epoch}-{hash(binary) & 0xFFFF}"
     (top / "SOURCES").mkdir(parents=True)
     (top / "SOURCES" / "hello").write_bytes(binary)
     os.utime(top / "SOURCES" / "hello", (1_600_000_000, 1_600_000_000))
-    (top / "hello.spec").write_text(SPEC.replace("Name: hello", f"Name: {name}"))
+    (top / "hello.spec").write_text(spec.replace("Name: hello", f"Name: {name}"))
     defines = {
         "_topdir": top / "top",
         "_sourcedir": top / "SOURCES",

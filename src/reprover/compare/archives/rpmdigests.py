@@ -140,7 +140,8 @@ def _wrong_files(listing: Listing) -> list[str]:
     They change whenever a file's content does, so they follow any member whose content
     differs and is accepted (an ELF with another build id); chosen bytes there rode along.
     Each regular file in the payload is hashed with the header's file digest algorithm (MD5
-    when it names none); a hard link whose payload entry is empty (rpm stores the content
+    when it names none); a directory or symlink must have an empty digest (and a symlink the
+    size of its target); a hard link whose payload entry is empty (rpm stores the content
     once) and a file the payload does not hold (`%ghost`) are not checked.
     """
     digests = _strings(_tag(listing, "filedigests.digest"))
@@ -157,7 +158,7 @@ def _wrong_files(listing: Listing) -> list[str]:
         dirs
     ):
         return ["rpm.header.filedigests.digest", "rpm.header.filesizes.size"]
-    members = {m.name: m for m in listing.members if m.kind == "file"}
+    members = {m.name: m for m in listing.members}
     wrong: set[str] = set(_wrong_total(listing, sizes))
     for i, name in enumerate(names):
         path = "." + (dirs[index[i]] + name).decode("utf-8", "surrogateescape")
@@ -166,6 +167,12 @@ def _wrong_files(listing: Listing) -> list[str]:
             continue
         field = member.fields.get("size")
         stored = field.number if field is not None else None
+        if member.kind != "file":  # rpm states no digest for a directory or symlink: any
+            if digests[i]:  # string there (of any length) was data riding along
+                wrong.add("rpm.header.filedigests.digest")
+            if member.kind == "symlink" and stored != sizes[i]:  # its size: the target's
+                wrong.add("rpm.header.filesizes.size")
+            continue
         if stored != sizes[i]:
             links = member.fields.get("nlink")
             if not (stored == 0 and links is not None and (links.number or 0) > 1):
