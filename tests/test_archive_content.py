@@ -123,6 +123,18 @@ def test_zip_fields_are_built_from_the_record_and_local_extra(tmp_path: Path) ->
             }
 
 
+def test_a_zip_member_view_refuses_assignment(tmp_path: Path) -> None:
+    """A ZIP member is a view of its entry: an assignment (as `ole` makes to its own members)
+    fails loudly instead of being dropped while the unchecked entry is still read."""
+    a = write_zip(tmp_path / "a.zip")
+    with a.open("rb") as f:
+        listing = read_zip(f, a.stat().st_size, Budget(Limits(), a.stat().st_size))
+        member = listing.members[0]
+        for attribute in ("opener", "stored", "name", "target"):
+            with pytest.raises(AttributeError, match="read-only"):
+                setattr(member, attribute, None)
+
+
 def _slow_quote(name: str) -> str:
     out = []
     for ch in name:

@@ -218,7 +218,7 @@ class _ZipMember(Member):
 
     @name.setter
     def name(self, value: str) -> None:
-        pass
+        raise AttributeError("a ZIP member's name is its entry's: read-only")
 
     @property
     def kind(self) -> str:
@@ -227,7 +227,7 @@ class _ZipMember(Member):
 
     @kind.setter
     def kind(self, value: str) -> None:
-        pass
+        raise AttributeError("a ZIP member's kind is its entry's: read-only")
 
     @property
     def offset(self) -> int:
@@ -236,7 +236,7 @@ class _ZipMember(Member):
 
     @offset.setter
     def offset(self, value: int) -> None:
-        pass
+        raise AttributeError("a ZIP member's offset is its entry's: read-only")
 
     @property
     def target(self) -> str | None:
@@ -245,7 +245,7 @@ class _ZipMember(Member):
 
     @target.setter
     def target(self, value: str | None) -> None:
-        pass
+        raise AttributeError("a ZIP member's target is its entry's: read-only")
 
     @property
     def plain(self) -> bool:
@@ -254,7 +254,7 @@ class _ZipMember(Member):
 
     @plain.setter
     def plain(self, value: bool) -> None:
-        pass
+        raise AttributeError("a ZIP member's plain is its entry's: read-only")
 
     @property
     def fields(self) -> Mapping[str, Field]:
@@ -268,7 +268,7 @@ class _ZipMember(Member):
 
     @opener.setter
     def opener(self, value: Opener | None) -> None:
-        pass  # the content is always the entry's
+        raise AttributeError("a ZIP member's opener is its entry's: read-only")
 
     @property
     def stored(self) -> Span:
@@ -277,7 +277,7 @@ class _ZipMember(Member):
 
     @stored.setter
     def stored(self, value: object) -> None:
-        pass
+        raise AttributeError("a ZIP member's stored is its entry's: read-only")
 
     @property
     def identity(self) -> tuple[int, int, int, int]:
@@ -286,7 +286,7 @@ class _ZipMember(Member):
 
     @identity.setter
     def identity(self, value: object) -> None:
-        pass
+        raise AttributeError("a ZIP member's identity is its entry's: read-only")
 
     @property
     def key(self) -> bytes:
@@ -295,7 +295,7 @@ class _ZipMember(Member):
 
     @key.setter
     def key(self, value: object) -> None:
-        pass
+        raise AttributeError("a ZIP member's key is its entry's: read-only")
 
 
 Engine = Union["zlib._Decompress", bz2.BZ2Decompressor, None]

@@ -244,6 +244,6 @@ class Entry:
     @property
     def key(self) -> bytes:
         """Bytes whose equality on two entries implies equal fields."""
-        extra, spelling = self.local_extra, self.spelling
-        key = self.record + extra if extra else self.record
-        return key + b"\0" + spelling.encode() if spelling else key
+        extra, spelling = self.local_extra, self.spelling  # the record delimits itself;
+        # the extra's length delimits it from the spelling (an extra ending in the spelling)
+        return self.record + len(extra).to_bytes(4, "little") + extra + spelling.encode()
