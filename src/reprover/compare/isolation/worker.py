@@ -142,15 +142,25 @@ def warm() -> None:
     """Start the fork server now, so its start-up (importing LIEF) overlaps the caller's own
     work (an archive being read) instead of delaying the first parse. Never raises: a server
     that cannot start now is started, or reported, on first use."""
-    global _server  # noqa: PLW0603 - one fork server per process
     with _lock:
-        if _server is None or not _server.alive():
-            try:
-                _server = _Server()
-            except OSError:
-                _server = None
-                return
-            atexit.register(_server.close)
+        try:
+            _running()
+        except OSError:
+            return
+
+
+def _running() -> _Server:
+    """The fork server, started when there is none or it died; call with `_lock` held.
+
+    Raises:
+        OSError: it cannot be started.
+    """
+    global _server  # noqa: PLW0603 - one fork server per process, started on first use
+    if _server is None or not _server.alive():
+        _server = None
+        _server = _Server()
+        atexit.register(_server.close)
+    return _server
 
 
 def _ask(request: dict[str, Any], timeout: float) -> bytes | Unparsed:
@@ -158,10 +168,7 @@ def _ask(request: dict[str, Any], timeout: float) -> bytes | Unparsed:
     with _lock:
         for attempt in (1, 2):
             try:
-                if _server is None or not _server.alive():
-                    _server = _Server()
-                    atexit.register(_server.close)
-                return _server.raw(request, timeout)
+                return _running().raw(request, timeout)
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 if _server is not None:
                     _server.proc.kill()
