@@ -27,7 +27,7 @@ from archive_support import (
 )
 from reprover.compare.archives import msisig
 from reprover.compare.archives.limits import Budget, Limits
-from reprover.compare.archives.ole import read_ole
+from reprover.compare.archives.ole import EXTENDED, read_ole
 from reprover.errors import VerificationError
 from signature_support import osslsign
 
@@ -141,8 +141,8 @@ def test_extended_prehash_of_the_rebuilds_metadata(built, run_cli) -> None:
                                built["helper"].read_bytes(), dse=True)  # fmt: skip
     stale = msisig.metadata_prehash(msisig.read_tree(built["rebuilt"]), "sha256")
     with olefile.OleFileIO(str(released), write_mode=True) as ole:
-        assert ole.get_size(msisig.EXTENDED) == len(stale)
-        ole.write_stream(msisig.EXTENDED, stale)
+        assert ole.get_size(EXTENDED) == len(stale)
+        ole.write_stream(EXTENDED, stale)
     done = subprocess.run(["osslsigncode", "verify", "-CAfile", str(CA), "-in", str(released)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert f"Current MsiDigitalSignatureEx    : {stale.hex().upper()}" in done.stdout

@@ -30,7 +30,6 @@ from typing import BinaryIO
 
 from reprover.compare.archives.msiwriter import (
     CUTOFF,
-    ENTRY,
     EXTENDED,
     HEADER,
     MINI,
@@ -46,7 +45,7 @@ from reprover.compare.archives.msiwriter import (
     signature_insert,
     write,
 )
-from reprover.compare.archives.ole import msi_name
+from reprover.compare.archives.ole import ENTRY, msi_name
 
 THRESHOLD = 7143936  # `msiout_set`: over this (input + signature) the file gets 4096-byte sectors
 BLOCK = 1 << 16

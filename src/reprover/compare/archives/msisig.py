@@ -36,10 +36,10 @@ import olefile
 
 from reprover.compare.archives.listing import Listing, Member
 from reprover.compare.archives.msilayout import require_signer_layout
+from reprover.compare.archives.msiwriter import EXTENDED as RAW_EXTENDED
+from reprover.compare.archives.msiwriter import SIGNATURE as RAW_SIGNATURE
 from reprover.compare.archives.ole import (
     ENTRY,
-    EXTENDED,
-    SIGNATURE,
     OleFile,
     entry_offset,
     msi_name,
@@ -48,8 +48,6 @@ from reprover.compare.signatures.pkcs7 import SPC_SIPINFO, SignerDetails, verify
 from reprover.compare.signatures.trust import load_trusted
 from reprover.errors import VerificationError
 
-RAW_SIGNATURE = SIGNATURE.encode("utf-16-le") + b"\0\0"
-RAW_EXTENDED = EXTENDED.encode("utf-16-le") + b"\0\0"
 STREAM, ROOT = 2, 5
 
 

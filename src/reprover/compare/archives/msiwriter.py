@@ -24,16 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from reprover.compare.archives.ole import msi_name
+from reprover.compare.archives import ole
+from reprover.compare.archives.ole import (
+    DIFSECT,
+    ENDOFCHAIN,
+    ENTRY,
+    FATSECT,
+    FREESECT,
+    MAGIC,
+    NOSTREAM,
+    msi_name,
+)
 from reprover.errors import VerificationError
 
-NOSTREAM = FREESECT = 0xFFFFFFFF
-ENDOFCHAIN, FATSECT, DIFSECT = 0xFFFFFFFE, 0xFFFFFFFD, 0xFFFFFFFC
 STORAGE, STREAM = 1, 2
-CUTOFF, MINI, HEADER, ENTRY, IN_HEADER = 4096, 64, 512, 128, 109
-SIGNATURE = "\x05DigitalSignature".encode("utf-16-le") + b"\0\0"
-EXTENDED = "\x05MsiDigitalSignatureEx".encode("utf-16-le") + b"\0\0"
-MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+CUTOFF, MINI, HEADER, IN_HEADER = 4096, 64, 512, 109
+SIGNATURE = ole.SIGNATURE.encode("utf-16-le") + b"\0\0"  # the raw names, as entries hold them
+EXTENDED = ole.EXTENDED.encode("utf-16-le") + b"\0\0"
 Key = tuple[bytes, ...]  # raw names from the root down
 
 
