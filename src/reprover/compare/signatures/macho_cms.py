@@ -12,18 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from reprover.compare.signatures import cms
-from reprover.compare.signatures.timestamps import Countersignature, rfc3161_token
+from reprover.compare.signatures.timestamps import (
+    TIMESTAMP_TOKEN,
+    Countersignature,
+    checked_at,
+    timestamp_tokens,
+)
 from reprover.compare.signatures.trust import CODE_SIGNING, chain_to_trust, require_on_chains
 from reprover.errors import VerificationError
 
 ID_DATA = "1.2.840.113549.1.7.1"
-TIMESTAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # noqa: S105 - an OID, not a password
 
 
 @dataclass(frozen=True)
@@ -61,16 +65,11 @@ def verify_cms(
     if sd.content_type != ID_DATA or sd.content is not None:
         raise VerificationError(f"{what}: not a detached signature over data")
     signer = cms.verify_signer_info(sd, code_directory, ID_DATA, frozenset({TIMESTAMP_TOKEN}), what)
-    stamps = [
-        rfc3161_token(value, sd, signer, trusted, f"{what}, timestamp #{i}")
-        for oid, values in signer.unsigned
-        for i, value in enumerate(values)
-        if oid == TIMESTAMP_TOKEN
-    ]
+    stamps = timestamp_tokens(sd, signer, trusted, what)
     require_on_chains(sd.certs, [signer.cert], what)
     chain: tuple[str, ...] = ()
     if trusted:
-        at = next((s.time for s in stamps if s.trusted), now or datetime.now(timezone.utc))
+        at = checked_at(stamps, now)
         chain = chain_to_trust(signer.cert, sd.certs, trusted, usage=CODE_SIGNING, at=at, what=what)
     units = signer.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
     return CmsSigner(

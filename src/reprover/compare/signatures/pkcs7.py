@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from cryptography import x509
 
@@ -29,9 +29,12 @@ from reprover.compare.signatures.der import Tlv
 from reprover.compare.signatures.timestamps import (
     COUNTERSIGNATURE,
     RFC3161_TOKEN,
+    TIMESTAMP_TOKEN,
     Countersignature,
+    checked_at,
     legacy_countersignature,
     rfc3161_token,
+    timestamp_tokens,
 )
 from reprover.compare.signatures.trust import (
     CODE_SIGNING,
@@ -48,7 +51,6 @@ MAX_NESTED = 8
 AUTHENTICODE_UNSIGNED = frozenset({RFC3161_TOKEN, COUNTERSIGNATURE, NESTED_SIGNATURE})
 
 PKCS7_DATA = "1.2.840.113549.1.7.1"
-TIMESTAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # noqa: S105 - id-aa-timeStampToken, an OID
 
 __all__ = [
     "NESTED_SIGNATURE",
@@ -170,15 +172,11 @@ def verify_detached(
     if sd.attribute_certs:
         raise VerificationError(f"{label}: carries attribute certificates (refused here)")
     signer = cms.verify_signer_info(sd, content, PKCS7_DATA, frozenset({TIMESTAMP_TOKEN}), label)
-    stamps = [
-        rfc3161_token(value, sd, signer, trusted, f"{label}, timestamp #{i}")
-        for _, values in signer.unsigned
-        for i, value in enumerate(values)
-    ]
+    stamps = timestamp_tokens(sd, signer, trusted, label)
     require_on_chains(sd.certs, [signer.cert], label)
     chain: tuple[str, ...] = ()
     if trusted:
-        at = next((s.time for s in stamps if s.trusted), now or datetime.now(timezone.utc))
+        at = checked_at(stamps, now)
         chain = chain_to_trust(
             signer.cert, sd.certs, trusted, usage=CODE_SIGNING, at=at, what=label
         )
@@ -246,7 +244,7 @@ def _verify_one(
     chain: tuple[str, ...] = ()
     missing: list[str] = []
     if trusted:
-        at = next((s.time for s in stamps if s.trusted), now or datetime.now(timezone.utc))
+        at = checked_at(stamps, now)
         try:
             chain = chain_to_trust(
                 signer.cert, sd.certs, trusted, usage=CODE_SIGNING, at=at, what=what

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from cryptography import x509
 
@@ -29,6 +29,7 @@ TST_INFO = "1.2.840.113549.1.9.16.1.4"
 SIGNING_TIME = "1.2.840.113549.1.9.5"
 COUNTERSIGNATURE = "1.2.840.113549.1.9.6"
 RFC3161_TOKEN = "1.3.6.1.4.1.311.3.3.1"  # noqa: S105 - an OID, not a password
+TIMESTAMP_TOKEN = "1.2.840.113549.1.9.16.2.14"  # noqa: S105 - id-aa-timeStampToken, an OID
 BOOLEAN = 0x01
 MAX_TSA_NAME = 1024
 MAX_ACCURACY = 32
@@ -146,3 +147,25 @@ def _tst_info(data: bytes, what: str) -> tuple[str, bytes, datetime]:
             )
         optional.pop(0)
     return alg, der.octets(imprint, what), when
+
+
+def timestamp_tokens(
+    sd: cms.SignedData, signer: cms.Signer, anchors: Sequence[x509.Certificate], what: str
+) -> list[Countersignature]:
+    """Verify each RFC 3161 token of `signer` in the standard unsigned attribute
+    (id-aa-timeStampToken: CMS, a JAR's block, a Mach-O signature) over its signature.
+
+    Raises:
+        VerificationError: a token is outside the grammar or dates another signature.
+    """
+    return [
+        rfc3161_token(value, sd, signer, anchors, f"{what}, timestamp #{i}")
+        for oid, values in signer.unsigned
+        if oid == TIMESTAMP_TOKEN
+        for i, value in enumerate(values)
+    ]
+
+
+def checked_at(stamps: Sequence[Countersignature], now: datetime | None) -> datetime:
+    """When a signer's certificates are checked: a pinned timestamp's time, else `now`."""
+    return next((s.time for s in stamps if s.trusted), now or datetime.now(timezone.utc))
